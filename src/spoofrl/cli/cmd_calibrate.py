@@ -1,0 +1,11 @@
+"""`spoofrl calibrate` (being built; see the issue tracker)."""
+from spoofrl.errors import SpoofrlError
+
+
+def register(sub):
+    p = sub.add_parser("calibrate", help="(not built yet)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    raise SpoofrlError("'spoofrl calibrate' is not built yet")

@@ -1,0 +1,11 @@
+"""`spoofrl demo` (being built; see the issue tracker)."""
+from spoofrl.errors import SpoofrlError
+
+
+def register(sub):
+    p = sub.add_parser("demo", help="(not built yet)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    raise SpoofrlError("'spoofrl demo' is not built yet")

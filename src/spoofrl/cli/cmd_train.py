@@ -1,0 +1,11 @@
+"""`spoofrl train` (being built; see the issue tracker)."""
+from spoofrl.errors import SpoofrlError
+
+
+def register(sub):
+    p = sub.add_parser("train", help="(not built yet)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    raise SpoofrlError("'spoofrl train' is not built yet")

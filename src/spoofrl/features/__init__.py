@@ -1,0 +1,1 @@
+"""Front-ends: waveform -> frame features (log-mel, LFCC, sinc filterbank, SSL encoders)."""

@@ -1,0 +1,37 @@
+"""Log-mel filterbank front-end on torch.stft (batched, on the model's device)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import librosa
+import torch
+
+from spoofrl.config import option
+from spoofrl.models.base import Frontend, samples_to_frames
+
+
+class LogMel(Frontend):
+    @dataclass
+    class Config:
+        sample_rate: int = option(16000, "input sample rate (Hz)")
+        n_fft: int = option(512, "FFT size (samples)")
+        win_length: int = option(400, "analysis window (samples); 25 ms at 16 kHz")
+        hop_length: int = option(160, "hop between frames (samples); 10 ms at 16 kHz")
+        n_mels: int = option(80, "number of mel bands")
+        f_min: float = option(20.0, "lowest band edge (Hz)")
+        f_max: float = option(8000.0, "highest band edge (Hz); at most sample_rate / 2")
+
+    def __init__(self, cfg: "LogMel.Config"):
+        super().__init__()
+        self.cfg = cfg
+        self.out_dim = cfg.n_mels
+        fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
+        self.register_buffer("mel_fb", torch.tensor(fb, dtype=torch.float32), persistent=False)
+        self.register_buffer("window", torch.hann_window(cfg.win_length), persistent=False)
+
+    def forward(self, wave, lengths):
+        spec = torch.stft(wave, self.cfg.n_fft, self.cfg.hop_length, self.cfg.win_length, self.window,
+                          center=True, return_complex=True)
+        power = spec.real ** 2 + spec.imag ** 2  # [B, freq, frames]
+        mel = torch.matmul(self.mel_fb, power).clamp_min(1e-10).log().transpose(1, 2)  # [B, frames, mels]
+        return mel, samples_to_frames(lengths, self.cfg.hop_length, mel.shape[1])

@@ -1,0 +1,57 @@
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pytest
+
+from spoofrl.config import apply_overrides, describe, from_dict, option, to_dict
+from spoofrl.errors import ConfigError
+
+
+@dataclass
+class Inner:
+    beta: float = option(0.04, "KL weight")
+    kind: Literal["k1", "k3"] = option("k3", "estimator")
+
+
+@dataclass
+class Outer:
+    lr: float = option(1e-3, "learning rate")
+    steps: int = option(10, "steps")
+    epsilon: Optional[float] = option(0.2, "clip")
+    inner: Inner = option(factory=Inner, doc="section")
+    tags: list[str] = option(factory=list, doc="tags")
+
+
+def test_from_dict_converts_and_nests():
+    cfg = from_dict(Outer, {"lr": 1, "inner": {"beta": 0}, "epsilon": None, "tags": ["a"]})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    assert cfg.inner.beta == 0.0 and cfg.inner.kind == "k3"
+    assert cfg.epsilon is None
+    assert to_dict(cfg)["inner"] == {"beta": 0.0, "kind": "k3"}
+
+
+@pytest.mark.parametrize("data, msg", [
+    ({"lrr": 1}, "unknown option 'lrr'"),
+    ({"inner": {"betta": 1}}, "in inner"),
+    ({"steps": 1.5}, "steps: expected an integer"),
+    ({"inner": {"kind": "k2"}}, "inner.kind: 'k2' is not one of"),
+    ({"steps": True}, "expected an integer"),
+])
+def test_from_dict_rejects_bad_input_naming_the_key(data, msg):
+    with pytest.raises(ConfigError, match=msg):
+        from_dict(Outer, data)
+
+
+def test_overrides_parse_yaml_values():
+    data = apply_overrides({"inner": {"beta": 0.04}}, ["inner.beta=0", "epsilon=null", "tags=[x, y]", "steps=5"])
+    cfg = from_dict(Outer, data)
+    assert cfg.inner.beta == 0.0 and cfg.epsilon is None and cfg.tags == ["x", "y"] and cfg.steps == 5
+    with pytest.raises(ConfigError, match="not of the form"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_describe_lists_every_option_with_doc():
+    rows = {r[0]: r for r in describe(Outer)}
+    assert rows["inner.beta"][3] == "KL weight"
+    assert rows["lr"][2] == "0.001"
+    assert set(rows) == {"lr", "steps", "epsilon", "inner", "inner.beta", "inner.kind", "tags"}
