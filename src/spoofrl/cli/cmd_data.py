@@ -1,11 +1,12 @@
-"""`spoofrl data` (being built; see the issue tracker)."""
-from spoofrl.errors import SpoofrlError
+"""`spoofrl data`: corpus importers (`import`) and the built-in benchmark (`synth`)."""
+from spoofrl.cli import cmd_data_import, cmd_data_synth
 
 
 def register(sub):
-    p = sub.add_parser("data", help="(not built yet)")
-    p.set_defaults(func=run)
-
-
-def run(args):
-    raise SpoofrlError("'spoofrl data' is not built yet")
+    p = sub.add_parser("data", help="import public corpora into manifests; generate the built-in benchmark",
+                       description="Data preparation. Every command writes the spoofrl manifest format: CSV "
+                                   "path,label,attack,source,condition,subset.")
+    data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data_sub.required = True
+    cmd_data_import.register(data_sub)
+    cmd_data_synth.register(data_sub)
