@@ -1,11 +1,56 @@
-"""`spoofrl config` (being built; see the issue tracker)."""
-from spoofrl.errors import SpoofrlError
+"""`spoofrl config`: every option of a config section with its type, default and documentation."""
+from __future__ import annotations
+
+import textwrap
+
+# Config roots users write YAML for; "module:Class", imported lazily.
+ROOTS = {
+    "train": "spoofrl.training:TrainConfig",
+    "experiment": "spoofrl.experiment:ExperimentConfig",
+    "model": "spoofrl.models:ModelConfig",
+}
 
 
 def register(sub):
-    p = sub.add_parser("config", help="(not built yet)")
+    p = sub.add_parser("config", help="document config options (train, experiment, model, a front-end or back-end)",
+                       description="Print every option of a config section with its type, default and meaning. "
+                                   "KIND is train, experiment, model, frontend or backend; the last two need NAME, "
+                                   "a registry key (see `spoofrl models`).")
+    p.add_argument("kind", choices=[*ROOTS, "frontend", "backend"])
+    p.add_argument("name", nargs="?", help="registry key of the front-end / back-end")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (for docs)")
     p.set_defaults(func=run)
 
 
+def _config_class(kind: str, name: str | None):
+    import importlib
+
+    from spoofrl.errors import ConfigError
+    if kind in ROOTS:
+        module, _, attr = ROOTS[kind].partition(":")
+        return getattr(importlib.import_module(module), attr)
+    if not name:
+        raise ConfigError(f"'spoofrl config {kind}' needs the component's registry key, e.g. "
+                          f"'spoofrl config {kind} {'logmel' if kind == 'frontend' else 'pool-linear'}'")
+    from spoofrl.models.registry import BACKENDS, FRONTENDS
+    return (FRONTENDS if kind == "frontend" else BACKENDS).get(name).Config
+
+
+def format_rows(rows, markdown: bool) -> str:
+    if markdown:
+        lines = ["| option | type | default | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{k}` | {t} | `{d}` | {doc} |" for k, t, d, doc in rows]
+        return "\n".join(lines)
+    out = []
+    for key, tp, default, doc in rows:
+        head = f"{key}  [{tp}]" + (f"  default {default}" if default else "")
+        out.append(head)
+        if doc:
+            out.append(textwrap.indent(textwrap.fill(doc, 96), "    "))
+    return "\n".join(out)
+
+
 def run(args):
-    raise SpoofrlError("'spoofrl config' is not built yet")
+    from spoofrl.config import describe
+    print(format_rows(describe(_config_class(args.kind, args.name)), args.markdown))
+    return 0
