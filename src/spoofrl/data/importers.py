@@ -1,0 +1,560 @@
+"""Importers of public corpora into the spoofrl manifest format.
+
+Each corpus format is one small function `(root, protocols, options) -> Iterator[Utterance]` yielding rows
+whose `path` is where the audio should be, plus one line in `IMPORTERS`. `import_corpus` then finds every
+audio file (at its standard place, else anywhere under the root by file name), reports all missing ones at
+once, filters subsets, and writes paths relative to the manifest's folder when the audio lies under it.
+
+Protocol layouts follow the official releases (see the notes on datasets):
+- ASVspoof 2019 LA   `SPEAKER FILE - ATTACK KEY`, audio `ASVspoof2019_LA_<split>/flac/FILE.flac`
+- ASVspoof 2021 LA   `SPK TRIAL CODEC TRANSMISSION ATTACK KEY TRIM SUBSET` (keys/LA/CM/trial_metadata.txt)
+- ASVspoof 2021 DF   13 columns `SPK TRIAL COMPRESSION SOURCE ATTACK KEY TRIM SUBSET VOCODER ...`
+- ASVspoof 5         space-separated `.tsv`, `SPEAKER FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP`
+- In-the-Wild        `meta.csv` with header `file,speaker,label`, label `spoof` / `bona-fide`
+- folders            label from the nearest folder named real/bonafide or fake/spoof (any depth)
+- WaveFake           one folder per generator (fake only; bona fide LJSpeech/JSUT via `bonafide_roots`)
+- MLAAD              `fake/<language>/<model>/...` (fake only; bona fide M-AILABS via `bonafide_roots`)
+Every malformed protocol line raises `ProtocolError` with file:line and the line's text.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from spoofrl.audio import AUDIO_SUFFIXES
+from spoofrl.config import option
+from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, normalise_label
+from spoofrl.errors import ProtocolError
+
+LOG = logging.getLogger(__name__)
+
+UNKNOWN_ATTACK = "unknown"  # spoof of a corpus that does not name its attacks (In-the-Wild, plain folders)
+# Split folder names found in public corpora (e.g. FakeOrReal's training/validation/testing) -> subset names.
+SPLIT_ALIASES = {"train": "train", "training": "train", "trn": "train",
+                 "dev": "dev", "development": "dev", "val": "dev", "valid": "dev", "validation": "dev",
+                 "eval": "eval", "evaluation": "eval", "test": "eval", "testing": "eval"}
+LABEL_FOLDERS = {"real": BONAFIDE, "bonafide": BONAFIDE, "bona-fide": BONAFIDE, "bona_fide": BONAFIDE,
+                 "genuine": BONAFIDE, "fake": SPOOF, "spoof": SPOOF, "spoofed": SPOOF, "deepfake": SPOOF}
+
+
+@dataclass
+class ImportOptions:
+    subsets: list[str] | None = option(None, "keep only these subsets (2019 LA / ASVspoof 5: train, dev, eval; "
+                                             "2021 LA / DF: eval, progress, hidden); None keeps all")
+    subset_name: str | None = option(None, "subset written for corpora without official splits (default: eval "
+                                           "for in-the-wild, the split folder or 'all' for folders, 'all' for "
+                                           "wavefake / mlaad)")
+    bonafide_roots: list[str] = option(factory=list, doc="folders of bona fide audio added to fake-only corpora "
+                                                         "(wavefake: LJSpeech / JSUT; mlaad: M-AILABS)")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def _protocol_fields(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, line, whitespace-separated fields) of every non-blank line."""
+    if not path.is_file():
+        raise ProtocolError(path, "protocol file not found")
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            fields = line.split()
+            if fields:
+                yield lineno, line, fields
+
+
+def _expect_width(path: Path, lineno: int, line: str, fields: list[str], width: int, layout: str) -> None:
+    if len(fields) != width:
+        raise ProtocolError(path, f"expected {width} fields ({layout}), found {len(fields)}", lineno, line)
+
+
+def _key_label(path: Path, lineno: int, line: str, raw: str) -> str:
+    label = normalise_label(raw)
+    if label is None:
+        raise ProtocolError(path, f"key must be bonafide or spoof, found {raw!r}", lineno, line)
+    return label
+
+
+def _attack_for(path: Path, lineno: int, line: str, label: str, raw: str) -> str:
+    """Bona fide rows get attack `-`; a spoof row must name its attack."""
+    if label == BONAFIDE:
+        return "-"
+    if raw in ("-", "", "bonafide"):
+        raise ProtocolError(path, f"spoof trial without an attack id ({raw!r})", lineno, line)
+    return raw
+
+
+class _Seen:
+    """Refuses a file id listed twice in one protocol (naming both lines)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.first: dict[str, int] = {}
+
+    def check(self, file_id: str, lineno: int, line: str) -> None:
+        if file_id in self.first:
+            raise ProtocolError(self.path, f"{file_id!r} listed twice (first on line {self.first[file_id]})",
+                                lineno, line)
+        self.first[file_id] = lineno
+
+
+def _find_protocol(root: Path, name: str, likely_dirs: Iterable[str]) -> Path | None:
+    """A protocol file at one of its usual places under `root`, else anywhere below it."""
+    for folder in likely_dirs:
+        candidate = root / folder / name
+        if candidate.is_file():
+            return candidate
+    return next(iter(sorted(root.rglob(name))), None)
+
+
+def _split_from_name(path: Path, splits: Iterable[str]) -> str | None:
+    parts = path.name.lower().split(".")
+    hits = [s for s in splits if s in parts or s + "_trn" in parts]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _walk_audio(root: Path) -> list[Path]:
+    """Every audio file below `root`, sorted, skipping hidden files and folders (e.g. macOS `._x.wav`)."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_SUFFIXES]
+    return sorted(found)
+
+
+def _wanted(opts: ImportOptions, subset: str) -> bool:
+    return opts.subsets is None or subset in opts.subsets
+
+
+# --------------------------------------------------------------------------------------------- protocol parsers
+# Each yields Utterance rows whose `path` is the protocol's file id (what score files of that corpus use).
+
+LAYOUT_2019 = "SPEAKER FILE - ATTACK KEY"
+LAYOUT_2021_LA = "SPK TRIAL CODEC TRANSMISSION ATTACK KEY TRIM SUBSET"
+LAYOUT_2021_DF = "SPK TRIAL COMPRESSION SOURCE ATTACK KEY TRIM SUBSET VOCODER TASK TEAM GENDER_PAIR LANGUAGE"
+LAYOUT_ASV5 = "SPEAKER FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP"
+
+
+def parse_asvspoof2019_la(path: Path, split: str) -> Iterator[Utterance]:
+    seen = _Seen(path)
+    for lineno, line, f in _protocol_fields(path):
+        _expect_width(path, lineno, line, f, 5, LAYOUT_2019)
+        seen.check(f[1], lineno, line)
+        label = _key_label(path, lineno, line, f[4])
+        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[3]), "asvspoof2019-la", "clean",
+                        split, extra={"speaker": f[0]})
+
+
+def parse_asvspoof2021_la(path: Path) -> Iterator[Utterance]:
+    seen = _Seen(path)
+    for lineno, line, f in _protocol_fields(path):
+        _expect_width(path, lineno, line, f, 8, LAYOUT_2021_LA)
+        seen.check(f[1], lineno, line)
+        label = _key_label(path, lineno, line, f[5])
+        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[4]), "asvspoof2021-la", f[2], f[7],
+                        extra={"speaker": f[0], "transmission": f[3], "trim": f[6]})
+
+
+def parse_asvspoof2021_df(path: Path) -> Iterator[Utterance]:
+    seen = _Seen(path)
+    for lineno, line, f in _protocol_fields(path):
+        _expect_width(path, lineno, line, f, 13, LAYOUT_2021_DF)
+        seen.check(f[1], lineno, line)
+        label = _key_label(path, lineno, line, f[5])
+        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[4]), f[3], f[2], f[7],
+                        extra={"speaker": f[0], "trim": f[6], "vocoder": f[8]})
+
+
+def parse_asvspoof5(path: Path, split: str) -> Iterator[Utterance]:
+    seen = _Seen(path)
+    for lineno, line, f in _protocol_fields(path):
+        _expect_width(path, lineno, line, f, 10, LAYOUT_ASV5)
+        seen.check(f[1], lineno, line)
+        label = _key_label(path, lineno, line, f[8])
+        # CODEC `-` means no codec; ATTACK_TAG (AC1-AC3) is an attacker condition, kept as an extra column.
+        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[7]), "asvspoof5", f[3], split,
+                        extra={"speaker": f[0], "gender": f[2], "codec_q": f[4], "codec_seed": f[5],
+                               "attack_tag": f[6]})
+
+
+def parse_in_the_wild(path: Path, subset: str = "eval") -> Iterator[Utterance]:
+    if not path.is_file():
+        raise ProtocolError(path, "protocol file not found")
+    seen = _Seen(path)
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip().lower() for h in next(reader, [])]
+        if "file" not in header or "label" not in header:
+            raise ProtocolError(path, "expected a CSV header with columns file,speaker,label", 1, ",".join(header))
+        col = {name: header.index(name) for name in header}
+        for lineno, cells in enumerate(reader, start=2):
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            text = ",".join(cells)
+            if len(cells) != len(header):
+                raise ProtocolError(path, f"expected {len(header)} fields ({','.join(header)}), found {len(cells)}",
+                                    lineno, text)
+            name = cells[col["file"]].strip()
+            if not name:
+                raise ProtocolError(path, "empty file name", lineno, text)
+            seen.check(name, lineno, text)
+            label = normalise_label(cells[col["label"]])
+            if label is None:
+                raise ProtocolError(path, f"label must be 'spoof' or 'bona-fide', found {cells[col['label']]!r}",
+                                    lineno, text)
+            speaker = cells[col["speaker"]].strip() if "speaker" in col else "-"
+            yield Utterance(name, label, "-" if label == BONAFIDE else UNKNOWN_ATTACK, "in-the-wild", "-", subset,
+                            extra={"speaker": speaker})
+
+
+def read_protocol_key(path: str | Path) -> dict[str, Utterance]:
+    """Labels by file id from any supported protocol file, its format told by its shape (for score keys)."""
+    path = Path(path)
+    first = next(_protocol_fields(path), None)
+    if first is None:
+        raise ProtocolError(path, "empty protocol file")
+    _, line, fields = first
+    if "," in line and line.split(",")[0].strip().lower() == "file":
+        rows: Iterable[Utterance] = parse_in_the_wild(path)
+    elif len(fields) == 5:
+        rows = parse_asvspoof2019_la(path, _split_from_name(path, ("train", "dev", "eval")) or "-")
+    elif len(fields) == 8:
+        rows = parse_asvspoof2021_la(path)
+    elif len(fields) == 13:
+        rows = parse_asvspoof2021_df(path)
+    elif len(fields) == 10:
+        rows = parse_asvspoof5(path, _split_from_name(path, ("train", "dev", "eval")) or "-")
+    else:
+        raise ProtocolError(path, "not a spoofrl manifest nor a known protocol (ASVspoof 2019 LA: 5 fields, "
+                                  "2021 LA: 8, 2021 DF: 13, ASVspoof 5: 10, In-the-Wild: CSV file,speaker,label)",
+                            first[0], line)
+    return {u.path: u for u in rows}
+
+
+# --------------------------------------------------------------------------------------------- importers
+# Signature: (root, protocols given on the command line (may be empty), options) -> rows with audio paths.
+
+SPLITS_2019 = {"train": ("trn", "ASVspoof2019.LA.cm.train.trn.txt"),
+               "dev": ("trl", "ASVspoof2019.LA.cm.dev.trl.txt"),
+               "eval": ("trl", "ASVspoof2019.LA.cm.eval.trl.txt")}
+SPLITS_ASV5 = {"train": ("ASVspoof5.train.tsv", ("flac_T",)),
+               "dev": ("ASVspoof5.dev.track_1.tsv", ("flac_D",)),
+               "eval": ("ASVspoof5.eval.track_1.tsv", ("flac_E_eval", "flac_E"))}
+
+
+def _split_protocols(root: Path, protocols: list[Path], opts: ImportOptions, standard: dict[str, str],
+                     likely_dirs: tuple[str, ...], corpus: str) -> list[tuple[str, Path]]:
+    """(split, protocol file) pairs: the given files (split from the name or a single --subset), else the
+    standard files found under root for the wanted splits."""
+    if protocols:
+        pairs = []
+        for p in protocols:
+            split = _split_from_name(p, standard)
+            if split is None and opts.subsets is not None and len(opts.subsets) == 1:
+                split = opts.subsets[0]
+            if split is None:
+                raise ProtocolError(p, f"cannot tell which split ({', '.join(standard)}) this {corpus} protocol is "
+                                       f"from its name; pass a single --subset")
+            pairs.append((split, p))
+        return [(s, p) for s, p in pairs if _wanted(opts, s)]
+    pairs = []
+    for split, name in standard.items():
+        if not _wanted(opts, split):
+            continue
+        found = _find_protocol(root, name, likely_dirs)
+        if found is not None:
+            pairs.append((split, found))
+        elif opts.subsets is not None:
+            raise ProtocolError(root, f"no {name} found for split {split!r}; pass it with --protocol")
+    if not pairs:
+        raise ProtocolError(root, f"no {corpus} protocol found (looked for {', '.join(standard.values())}); "
+                                  f"pass one with --protocol")
+    return pairs
+
+
+def import_asvspoof2019_la(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    names = {split: name for split, (_, name) in SPLITS_2019.items()}
+    for split, proto in _split_protocols(root, protocols, opts, names, ("ASVspoof2019_LA_cm_protocols", ".",
+                                         "LA/ASVspoof2019_LA_cm_protocols"), "ASVspoof 2019 LA"):
+        audio_dir = root / f"ASVspoof2019_LA_{split}" / "flac"
+        for u in parse_asvspoof2019_la(proto, split):
+            u.path = str(audio_dir / f"{u.path}.flac")
+            yield u
+
+
+def _import_2021(root: Path, protocols: list[Path], opts: ImportOptions, track: str,
+                 parse: Callable[[Path], Iterator[Utterance]]) -> Iterator[Utterance]:
+    if len(protocols) > 1:
+        raise ProtocolError(protocols[1], f"ASVspoof 2021 {track} has one protocol (trial_metadata.txt); got several")
+    proto = protocols[0] if protocols else (root / "keys" / track / "CM" / "trial_metadata.txt")
+    if not protocols and not proto.is_file():
+        proto = _find_protocol(root, "trial_metadata.txt", (f"{track}/CM", "CM", "."))
+        if proto is None:
+            raise ProtocolError(root, f"no keys/{track}/CM/trial_metadata.txt found (from {track}-keys-full.tar.gz); "
+                                      f"pass it with --protocol")
+    audio_dir = root / f"ASVspoof2021_{track}_eval" / "flac"
+    for u in parse(proto):
+        if _wanted(opts, u.subset):
+            u.path = str(audio_dir / f"{u.path}.flac")
+            yield u
+
+
+def import_asvspoof2021_la(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    return _import_2021(root, protocols, opts, "LA", parse_asvspoof2021_la)
+
+
+def import_asvspoof2021_df(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    return _import_2021(root, protocols, opts, "DF", parse_asvspoof2021_df)
+
+
+def import_asvspoof5(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    names = {split: name for split, (name, _) in SPLITS_ASV5.items()}
+    for split, proto in _split_protocols(root, protocols, opts, names, ("ASVspoof5_protocols", ".", "protocols"),
+                                         "ASVspoof 5"):
+        folders = [root / d for d in SPLITS_ASV5[split][1]]
+        audio_dir = next((d for d in folders if d.is_dir()), folders[0])
+        for u in parse_asvspoof5(proto, split):
+            u.path = str(audio_dir / f"{u.path}.flac")
+            yield u
+
+
+def import_in_the_wild(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    if len(protocols) > 1:
+        raise ProtocolError(protocols[1], "In-the-Wild has one protocol (meta.csv); got several")
+    meta = protocols[0] if protocols else _find_protocol(root, "meta.csv", (".", "release_in_the_wild"))
+    if meta is None:
+        raise ProtocolError(root, "no meta.csv found (release_in_the_wild/meta.csv); pass it with --protocol")
+    # Audio lies beside meta.csv in the release; elsewhere under root is found by file name.
+    for u in parse_in_the_wild(meta, opts.subset_name or "eval"):
+        u.path = str(meta.parent / u.path)
+        yield u
+
+
+def _no_protocol(protocols: list[Path], fmt: str) -> None:
+    if protocols:
+        raise ProtocolError(protocols[0], f"format {fmt} takes its labels from folder names, not a protocol file")
+
+
+def _split_of(parts: Iterable[str]) -> str | None:
+    hits = [SPLIT_ALIASES[p.lower()] for p in parts if p.lower() in SPLIT_ALIASES]
+    return hits[-1] if hits else None
+
+
+def import_folders(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    """Label = the nearest enclosing folder named real/bonafide/bona-fide/genuine or fake/spoof/spoofed/deepfake;
+    attack = the first folder below a fake/spoof folder (else `unknown`); subset = a train/training/dev/
+    validation/eval/test(ing) folder name (else --subset-name or `all`); source = the first other folder above
+    the label folder (else the root's name)."""
+    _no_protocol(protocols, "folders")
+    files = _walk_audio(root)
+    if not files:
+        raise ProtocolError(root, "no audio files found")
+    unlabelled = []
+    for path in files:
+        parts = path.relative_to(root).parts[:-1]
+        label_at = [i for i, p in enumerate(parts) if p.lower() in LABEL_FOLDERS]
+        if not label_at:
+            unlabelled.append(path)
+            continue
+        i = label_at[-1]
+        label = LABEL_FOLDERS[parts[i].lower()]
+        below = [p for p in parts[i + 1:] if p.lower() not in SPLIT_ALIASES]
+        attack = "-" if label == BONAFIDE else (below[0] if below else UNKNOWN_ATTACK)
+        above = [p for p in parts[:i] if p.lower() not in SPLIT_ALIASES]
+        source = above[0] if above else root.name
+        subset = opts.subset_name or _split_of(parts) or "all"
+        yield Utterance(str(path), label, attack, source, "-", subset)
+    if unlabelled:
+        shown = "; ".join(str(p.relative_to(root)) for p in unlabelled[:5])
+        raise ProtocolError(root, f"{len(unlabelled)} of {len(files)} audio files are not inside a real/bonafide or "
+                                  f"fake/spoof folder: {shown}{' ...' if len(unlabelled) > 5 else ''}")
+
+
+def _corpus_of(path: Path, known: Iterable[str], default: str) -> str:
+    low = str(path).lower()
+    return next((k for k in known if k in low), default)
+
+
+def _bonafide_rows(opts: ImportOptions, source_of: Callable[[Path, Path], str], subset: str,
+                   fmt: str) -> Iterator[Utterance]:
+    if not opts.bonafide_roots:
+        LOG.warning("%s is fake only: the manifest has no bona fide audio (add --bonafide-root)", fmt)
+    for broot in map(Path, opts.bonafide_roots):
+        if not broot.is_dir():
+            raise ProtocolError(broot, "bona fide folder not found")
+        files = _walk_audio(broot)
+        if not files:
+            raise ProtocolError(broot, "no audio files in the bona fide folder")
+        for path in files:
+            yield Utterance(str(path), BONAFIDE, "-", source_of(broot, path), "-", subset)
+
+
+def import_wavefake(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    """attack = generator folder (e.g. ljspeech_melgan); source = the corpus it imitates (ljspeech / jsut)."""
+    _no_protocol(protocols, "wavefake")
+    subset = opts.subset_name or "all"
+    files = _walk_audio(root)
+    if not files:
+        raise ProtocolError(root, "no audio files found (expected one folder per generator)")
+    for path in files:
+        parts = [p for p in path.relative_to(root).parts[:-1] if p != "generated_audio"]
+        if not parts:
+            raise ProtocolError(path, "audio directly in the WaveFake root; expected one folder per generator")
+        yield Utterance(str(path), SPOOF, parts[0], _corpus_of(Path(parts[0]), ("jsut", "ljspeech"), "wavefake"),
+                        "-", subset)
+    yield from _bonafide_rows(opts, lambda broot, p: _corpus_of(p, ("jsut", "ljspeech"), broot.name.lower()),
+                              subset, "wavefake")
+
+
+_MAILABS_LOCALE = re.compile(r"^([a-z]{2})_[A-Z]{2}$")
+
+
+def _mailabs_language(broot: Path, path: Path) -> str:
+    for part in path.relative_to(broot).parts[:-1]:
+        m = _MAILABS_LOCALE.match(part)
+        if m:
+            return m.group(1)
+    m = _MAILABS_LOCALE.match(broot.name)
+    return m.group(1) if m else broot.name.lower()
+
+
+def import_mlaad(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    """Layout fake/<language>/<model>/...: attack = model folder, source = language code; M-AILABS bona fide
+    (<locale>/by_book/...) gets source = the locale's language (de_DE -> de)."""
+    _no_protocol(protocols, "mlaad")
+    fake = root / "fake" if (root / "fake").is_dir() else root
+    subset = opts.subset_name or "all"
+    files = _walk_audio(fake)
+    if not files:
+        raise ProtocolError(fake, "no audio files found (expected fake/<language>/<model>/*.wav)")
+    for path in files:
+        parts = path.relative_to(fake).parts[:-1]
+        if len(parts) < 2:
+            raise ProtocolError(path, f"not in a <language>/<model> folder under {fake}")
+        yield Utterance(str(path), SPOOF, parts[1], parts[0], "-", subset)
+    yield from _bonafide_rows(opts, _mailabs_language, subset, "mlaad")
+
+
+@dataclass(frozen=True)
+class Importer:
+    func: Callable[[Path, list[Path], ImportOptions], Iterable[Utterance]]
+    summary: str
+
+
+# Adding a corpus: write one function above and add one line here.
+IMPORTERS: dict[str, Importer] = {
+    "asvspoof2019-la": Importer(import_asvspoof2019_la, "ASVspoof 2019 LA: cm protocols + ASVspoof2019_LA_<split>/flac"),
+    "asvspoof2021-la": Importer(import_asvspoof2021_la, "ASVspoof 2021 LA eval: keys/LA/CM/trial_metadata.txt"),
+    "asvspoof2021-df": Importer(import_asvspoof2021_df, "ASVspoof 2021 DF eval: keys/DF/CM/trial_metadata.txt"),
+    "asvspoof5": Importer(import_asvspoof5, "ASVspoof 5: ASVspoof5.<split>.tsv + flac_T / flac_D / flac_E_eval"),
+    "in-the-wild": Importer(import_in_the_wild, "In-the-Wild: release_in_the_wild/meta.csv + <n>.wav"),
+    "folders": Importer(import_folders, "any tree with real/bonafide and fake/spoof folders (e.g. FakeOrReal)"),
+    "wavefake": Importer(import_wavefake, "WaveFake: one folder per generator (+ --bonafide-root)"),
+    "mlaad": Importer(import_mlaad, "MLAAD: fake/<language>/<model>/ (+ --bonafide-root M-AILABS)"),
+}
+
+
+# --------------------------------------------------------------------------------------------- driver
+
+class _AudioLocator:
+    """Finds audio at its expected path, else by file name anywhere under the root (other unpack layouts,
+    e.g. DF eval parts); the index of the tree is built only if some expected path is missing."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._index: dict[str, list[Path]] | None = None
+
+    def _build_index(self) -> dict[str, list[Path]]:
+        index: dict[str, list[Path]] = {}
+        for path in _walk_audio(self.root):
+            index.setdefault(path.name, []).append(path)
+            index.setdefault(path.stem, []).append(path)
+        return index
+
+    def find(self, expected: Path) -> Path | None:
+        if expected.is_file():
+            return expected
+        if self._index is None:
+            LOG.info("%s: audio not at the standard place; indexing the folder by file name", self.root)
+            self._index = self._build_index()
+        hits = self._index.get(expected.name) or self._index.get(expected.stem) or []
+        if len(hits) > 1:  # prefer the copy under the expected folder name (e.g. ASVspoof2019_LA_train)
+            hits = [h for h in hits if expected.parent.parent.name in h.parts] or hits
+        if len(hits) > 1:
+            raise ProtocolError(self.root, f"{expected.stem} found in several places: {hits[0]}, {hits[1]}; "
+                                           f"point --root at one copy")
+        return hits[0] if hits else None
+
+
+def _manifest_path(audio: Path, manifest_dir: Path | None) -> str:
+    """Relative to the manifest's folder when the audio lies under it, else absolute (POSIX separators)."""
+    audio = Path(os.path.abspath(audio))
+    if manifest_dir is not None:
+        try:
+            return audio.relative_to(manifest_dir).as_posix()
+        except ValueError:
+            pass
+    return audio.as_posix()
+
+
+def _report_missing(missing: list[Path], total: int, root: Path, out: Path | None) -> None:
+    listing = None
+    if out is not None:
+        listing = out.with_name(out.name + ".missing.txt")
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("".join(f"{p}\n" for p in missing))
+    shown = "; ".join(str(p) for p in missing[:5])
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    where = f" (full list in {listing})" if listing else ""
+    raise ProtocolError(root, f"{len(missing)} of {total} audio files missing: {shown}{more}{where}")
+
+
+def import_corpus(fmt: str, root: str | Path, *, protocols: Iterable[str | Path] = (),
+                  options: ImportOptions | None = None, out: str | Path | None = None) -> list[Utterance]:
+    """Rows of a corpus with every audio file located; paths relative to `out`'s folder where possible.
+
+    Missing audio fails, listing all (in `<out>.missing.txt` when `out` is given). `out` is not written here.
+    """
+    if fmt not in IMPORTERS:
+        raise ProtocolError(fmt, f"unknown corpus format; choose one of {', '.join(IMPORTERS)}")
+    root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        raise ProtocolError(root, "corpus folder not found")
+    opts = options or ImportOptions()
+    out_path = Path(os.path.abspath(out)) if out is not None else None
+    manifest_dir = out_path.parent if out_path is not None else None
+    locator = _AudioLocator(root)
+    rows, missing = [], []
+    seen: dict[str, int] = {}
+    from spoofrl.log import progress
+    for u in progress(IMPORTERS[fmt].func(root, [Path(p) for p in protocols], opts), desc=f"import {fmt}",
+                      unit="file"):
+        if not _wanted(opts, u.subset):
+            continue
+        audio = locator.find(Path(u.path))
+        if audio is None:
+            missing.append(Path(u.path))
+            continue
+        u.path = _manifest_path(audio, manifest_dir)
+        if u.path in seen:
+            raise ProtocolError(root, f"{u.path} would appear twice in the manifest")
+        seen[u.path] = len(rows)
+        rows.append(u)
+    if missing:
+        _report_missing(missing, len(rows) + len(missing), root, out_path)
+    _check_subsets_present(rows, opts, root)
+    return rows
+
+
+def _check_subsets_present(rows: list[Utterance], opts: ImportOptions, root: Path) -> None:
+    if not rows:
+        raise ProtocolError(root, "no utterances imported" + (f" for subset(s) {', '.join(opts.subsets)}"
+                                                              if opts.subsets else ""))
+    if opts.subsets is not None:
+        absent = sorted(set(opts.subsets) - {r.subset for r in rows})
+        if absent:
+            raise ProtocolError(root, f"no utterances in subset(s) {', '.join(absent)} "
+                                      f"(found: {', '.join(sorted({r.subset for r in rows}))})")

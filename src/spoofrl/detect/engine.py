@@ -1,0 +1,193 @@
+"""Streamed, chunked scoring of audio files.
+
+Each file is read in chunks of `chunk_seconds` (spoofrl.audio.iter_chunks: memory stays flat however
+long the file is); chunks from one or many files are batched through the model
+(spoofrl.inference.score_waveforms). A short tail (under a quarter of a chunk) joins the chunk before
+it, so no chunk is scored on a few frames only.
+
+File score = duration-weighted mean of the chunk scores (raw log-odds). Why the mean and not the sum:
+chunks of one file share speaker, channel and generator, so they are far from independent evidence; a
+sum would grow with file length and be wildly over-confident, while the mean stays on the scale of one
+chunk, the scale a calibration was fitted on. Calibration is affine, so calibrating the mean equals the
+mean of calibrated chunk scores. A partly fake file can still average out as bona fide: the per-chunk
+timeline shows where its spoofed parts are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from spoofrl.audio import iter_chunks
+from spoofrl.detect.inputs import InputFile
+from spoofrl.detect.model import LoadedModel
+from spoofrl.errors import AudioError
+
+BONAFIDE, SPOOF, ERROR = "bonafide", "spoof", "error"
+# Shorter files are refused: a few STFT frames say nothing about a generator (and some encoders need more).
+MIN_SECONDS = 0.05
+# A tail shorter than this fraction of a chunk is merged into the previous chunk.
+MIN_TAIL_FRACTION = 0.25
+
+
+@dataclass
+class DetectOptions:
+    threshold: float = 0.0  # bona fide when score >= threshold (0 = even odds; see docs/detect.md)
+    chunk_seconds: float = 4.0  # length of the scored pieces and of the timeline's steps
+    batch_size: int = 16  # chunks scored per forward pass
+    max_seconds: float | None = None  # refuse longer files (the HTTP service sets this)
+    show_progress: bool = True
+
+
+@dataclass
+class FileResult:
+    """Outcome for one input: scores, or an error and its one-line reason."""
+    path: str
+    duration: float | None = None
+    score: float | None = None
+    score_type: str = "log-odds"
+    p_spoof: float | None = None
+    verdict: str = ERROR
+    error: str | None = None
+    chunks: list[dict] = field(default_factory=list)  # timeline; empty when the file is one chunk
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == ERROR
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "duration": self.duration, "score": self.score, "score_type": self.score_type,
+                "p_spoof": self.p_spoof, "verdict": self.verdict, "error": self.error, "chunks": self.chunks}
+
+
+@dataclass
+class _FileState:
+    """Running state of one file while its chunks are being scored."""
+    item: InputFile
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    raw: list[float | None] = field(default_factory=list)
+    heard_sound: bool = False
+    error: str | None = None
+
+
+def _round(x: float, digits: int = 6) -> float:
+    return float(f"{float(x):.{digits}g}")
+
+
+def _chunks_with_tail_merged(path: str, chunk_seconds: float, sr: int,
+                             max_seconds: float | None) -> Iterator[tuple[float, np.ndarray]]:
+    """iter_chunks, holding one chunk back so a short last piece can join it."""
+    min_tail = int(MIN_TAIL_FRACTION * chunk_seconds * sr)
+    held: tuple[float, np.ndarray] | None = None
+    for start, wave in iter_chunks(path, chunk_seconds, sr):
+        if max_seconds is not None and start + len(wave) / sr > max_seconds:
+            raise AudioError(path, f"longer than the limit of {max_seconds:g} s")
+        if held is not None and len(wave) < min_tail:
+            held = (held[0], np.concatenate([held[1], wave]))
+            continue
+        if held is not None:
+            yield held
+        held = (start, wave)
+    if held is not None:
+        yield held
+
+
+class _BatchScorer:
+    """Queues chunks from any number of files and scores them batch_size at a time."""
+
+    def __init__(self, loaded: LoadedModel, batch_size: int):
+        self.loaded = loaded
+        self.batch_size = max(1, batch_size)
+        self.pending: list[tuple[_FileState, int, np.ndarray]] = []
+
+    def add(self, state: _FileState, index: int, wave: np.ndarray) -> None:
+        self.pending.append((state, index, wave))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def forget(self, state: _FileState) -> None:
+        self.pending = [p for p in self.pending if p[0] is not state]
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        from spoofrl.inference import score_waveforms
+        waves = [wave for _, _, wave in self.pending]
+        with self.loaded.lock:
+            raw = score_waveforms(self.loaded.model, waves, device=self.loaded.device, batch_size=self.batch_size)
+        for (state, index, _), value in zip(self.pending, raw):
+            state.raw[index] = float(value)
+        self.pending = []
+
+
+def _read_file(state: _FileState, scorer: _BatchScorer, opts: DetectOptions, sr: int) -> None:
+    """Stream one file's chunks into the scorer; decoding problems become the file's error."""
+    if state.item.problem is not None:
+        state.error = state.item.problem
+        return
+    try:
+        for start, wave in _chunks_with_tail_merged(state.item.path, opts.chunk_seconds, sr, opts.max_seconds):
+            state.starts.append(start)
+            state.ends.append(start + len(wave) / sr)
+            state.raw.append(None)
+            state.heard_sound = state.heard_sound or bool(np.any(wave))
+            scorer.add(state, len(state.raw) - 1, wave)
+        if not state.raw:
+            raise AudioError(state.item.path, "contains no samples (zero-length audio)")
+        if not state.heard_sound:
+            raise AudioError(state.item.path, "all samples are zero (silent file): nothing to score")
+        if state.ends[-1] < MIN_SECONDS:
+            raise AudioError(state.item.path, f"too short to score ({state.ends[-1] * 1000:.0f} ms; "
+                                              f"need at least {MIN_SECONDS * 1000:.0f} ms)")
+    except AudioError as err:
+        state.error = err.reason
+    except (OSError, ValueError, RuntimeError, MemoryError) as err:  # decoder failures we did not foresee
+        state.error = f"could not decode ({type(err).__name__}: {err})".replace("\n", " ")
+    if state.error is not None:
+        scorer.forget(state)
+
+
+def _verdict(score: float, threshold: float) -> str:
+    return BONAFIDE if score >= threshold else SPOOF
+
+
+def _finish(state: _FileState, loaded: LoadedModel, opts: DetectOptions) -> FileResult:
+    result = FileResult(path=state.item.path, score_type=loaded.score_type)
+    if state.error is not None:
+        result.error = state.error
+        result.duration = _round(state.ends[-1], 6) if state.ends else None
+        return result
+    weights = np.array(state.ends) - np.array(state.starts)
+    raw = np.array(state.raw, dtype=np.float64)
+    file_score = float(loaded.to_scores(np.average(raw, weights=weights)))
+    result.duration = _round(state.ends[-1])
+    result.score = _round(file_score)
+    result.p_spoof = _round(float(loaded.p_spoof(file_score)))
+    result.verdict = _verdict(file_score, opts.threshold)
+    if len(raw) > 1:
+        scores = loaded.to_scores(raw)
+        probs = loaded.p_spoof(scores)
+        result.chunks = [{"start": _round(s, 7), "end": _round(e, 7), "score": _round(sc), "p_spoof": _round(p),
+                          "verdict": _verdict(sc, opts.threshold)}
+                         for s, e, sc, p in zip(state.starts, state.ends, scores, probs)]
+    return result
+
+
+def detect_files(loaded: LoadedModel, inputs: Iterable[InputFile | str], opts: DetectOptions | None = None
+                 ) -> list[FileResult]:
+    """Score every input; failures are results with verdict 'error', never exceptions."""
+    from spoofrl.log import progress
+    opts = opts or DetectOptions()
+    items = [i if isinstance(i, InputFile) else InputFile(str(i)) for i in inputs]
+    scorer = _BatchScorer(loaded, opts.batch_size)
+    states = [_FileState(item) for item in items]
+    for state in progress(states, desc="detect", unit="file", disable=None if opts.show_progress else True):
+        _read_file(state, scorer, opts, loaded.sample_rate)
+    scorer.flush()
+    return [_finish(state, loaded, opts) for state in states]
+
+
+def detect_one(loaded: LoadedModel, path: str, opts: DetectOptions | None = None) -> FileResult:
+    return detect_files(loaded, [InputFile(path)], opts)[0]

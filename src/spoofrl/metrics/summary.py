@@ -1,0 +1,80 @@
+"""Metrics of a whole score table, optionally broken down per attack or condition, as a JSON-ready dict
+and as a text table (what `spoofrl metrics` prints)."""
+from __future__ import annotations
+
+import logging
+
+from spoofrl.errors import ProtocolError
+from spoofrl.metrics.official import C_FA, C_MISS, P_SPOOF, bootstrap_eer_ci, evaluate
+from spoofrl.metrics.scorefile import ScoreTable, iter_groups
+
+LOG = logging.getLogger(__name__)
+
+METRIC_KEYS = ("eer", "threshold", "min_dcf", "act_dcf", "cllr", "n_bonafide", "n_spoof")
+
+
+def _check_both_classes(table: ScoreTable) -> None:
+    n_bona = int(table.is_bonafide.sum())
+    n_spoof = len(table) - n_bona
+    if n_bona == 0 or n_spoof == 0:
+        only = "spoof" if n_bona == 0 else "bona fide"
+        raise ProtocolError(table.path, f"all {len(table)} scores are {only}: metrics need both bona fide and "
+                                        f"spoof scores")
+
+
+def _metrics(table: ScoreTable, ci: bool, n_boot: int, alpha: float, seed: int, dcf: dict) -> dict:
+    bona, spoof = table.bonafide_scores(), table.spoof_scores()
+    result = evaluate(bona, spoof, **dcf)
+    if ci:
+        lo, hi = bootstrap_eer_ci(bona, spoof, n=n_boot, alpha=alpha, seed=seed)
+        result["eer_ci"] = [lo, hi]
+    return result
+
+
+def summarize(table: ScoreTable, by: str | None = None, *, ci: bool = False, n_boot: int = 1000,
+              alpha: float = 0.05, seed: int = 0, p_spoof: float = P_SPOOF, c_miss: float = C_MISS,
+              c_fa: float = C_FA) -> dict:
+    """Pooled metrics (keys eer, threshold, min_dcf, act_dcf, cllr, n_bonafide, n_spoof; `eer_ci` with `ci`)
+    plus, with `by`, a `breakdown` object {group: metrics}. A group lacking one class (possible by condition)
+    gets null metrics and its counts, with a warning, rather than disappearing."""
+    _check_both_classes(table)
+    dcf = {"p_spoof": p_spoof, "c_miss": c_miss, "c_fa": c_fa}
+    result = _metrics(table, ci, n_boot, alpha, seed, dcf)
+    if by is not None:
+        breakdown = {}
+        for name, group in iter_groups(table, by):
+            n_bona = int(group.is_bonafide.sum())
+            n_spoof = len(group) - n_bona
+            if n_bona == 0 or n_spoof == 0:
+                LOG.warning("%s: %s %r has only %s scores; its metrics are undefined", table.path, by, name,
+                            "spoof" if n_bona == 0 else "bona fide")
+                breakdown[name] = {k: None for k in METRIC_KEYS} | {"n_bonafide": n_bona, "n_spoof": n_spoof}
+                continue
+            breakdown[name] = _metrics(group, ci, n_boot, alpha, seed, dcf)
+        result["breakdown"] = breakdown
+    return result
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_table(summary: dict, by: str | None = None) -> str:
+    """A fixed-width text table: EER in %, the rest as fractions / bits."""
+    has_ci = "eer_ci" in summary
+    head = [by or "", "n_bona", "n_spoof", "EER%"] + (["EER% CI"] if has_ci else []) + \
+           ["threshold", "minDCF", "actDCF", "CLLR"]
+    rows = []
+    groups = list(summary.get("breakdown", {}).items()) + [("pooled", summary)]
+    for name, m in groups:
+        row = [name, str(m["n_bonafide"]), str(m["n_spoof"]), _fmt(m["eer"] and m["eer"] * 100, ".3f")]
+        if has_ci:
+            ci = m.get("eer_ci")
+            row.append("n/a" if ci is None else f"[{ci[0] * 100:.3f}, {ci[1] * 100:.3f}]")
+        row += [_fmt(m["threshold"], ".6g"), _fmt(m["min_dcf"], ".4f"), _fmt(m["act_dcf"], ".4f"),
+                _fmt(m["cllr"], ".4f")]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([line(head)] + [line(r) for r in rows])
