@@ -1,11 +1,67 @@
-"""`spoofrl data import` (being built; see the issue tracker)."""
-from spoofrl.errors import SpoofrlError
+"""`spoofrl data import FORMAT --root DIR --out MANIFEST.csv`: a public corpus as a spoofrl manifest."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Write a manifest (CSV path,label,attack,source,condition,subset) for a public corpus. Every audio file
+is checked: missing files fail the import, all of them counted and listed in MANIFEST.csv.missing.txt.
+Paths are written relative to the manifest's folder when the audio lies under it, else absolute.
+Audio is looked for at its standard place, then anywhere under --root by file name. A malformed
+protocol line fails with file:line and its text.
+
+formats (what goes in each column):
+"""
+
+
+def _formats_help(importers) -> str:
+    import textwrap
+    return "\n".join(textwrap.fill(imp.summary, width=108, initial_indent=f"  {name:<16} ",
+                                    subsequent_indent=" " * 19, break_on_hyphens=False)
+                     for name, imp in importers.items())
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated names")
+    return items
 
 
 def register(sub):
-    p = sub.add_parser("import", help="(not built yet)")
+    from spoofrl.data.importers import IMPORTERS  # light: numpy/soundfile only, no torch
+    p = sub.add_parser("import", help="write a manifest for a public corpus (ASVspoof, In-the-Wild, folders, ...)",
+                       description=DESCRIPTION + _formats_help(IMPORTERS),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("format", choices=list(IMPORTERS), metavar="FORMAT", help="one of: " + ", ".join(IMPORTERS))
+    p.add_argument("--root", required=True, metavar="DIR", help="the corpus folder (as unpacked)")
+    p.add_argument("--protocol", action="append", default=[], metavar="FILE",
+                   help="protocol / key file instead of the standard one under --root (repeatable for corpora "
+                        "with one protocol per split; the split is read from the file name)")
+    p.add_argument("--out", required=True, metavar="MANIFEST.csv", help="manifest to write")
+    p.add_argument("--subset", "--split", dest="subsets", type=_csv_list, default=None, metavar="NAME[,NAME]",
+                   help="keep only these subsets: train/dev/eval (asvspoof2019-la, asvspoof5), eval/progress/"
+                        "hidden (asvspoof2021-la/df); default: all")
+    p.add_argument("--subset-name", default=None, metavar="NAME",
+                   help="subset written for corpora without official splits (in-the-wild: eval, folders: split "
+                        "folder or 'all', wavefake/mlaad: 'all')")
+    p.add_argument("--bonafide-root", action="append", default=[], metavar="DIR",
+                   help="folder of bona fide audio for fake-only corpora (wavefake: LJSpeech/JSUT, mlaad: "
+                        "M-AILABS); repeatable")
     p.set_defaults(func=run)
 
 
-def run(args):
-    raise SpoofrlError("'spoofrl data import' is not built yet")
+def run(args) -> int:
+    from collections import Counter
+
+    from spoofrl.data.importers import ImportOptions, import_corpus
+    from spoofrl.data.manifest import write_manifest
+
+    opts = ImportOptions(subsets=args.subsets, subset_name=args.subset_name, bonafide_roots=args.bonafide_root)
+    rows = import_corpus(args.format, args.root, protocols=args.protocol, options=opts, out=args.out)
+    n = write_manifest(rows, args.out)
+    counts = Counter((r.subset, r.label) for r in rows)
+    parts = ", ".join(f"{subset}: {counts[(subset, 'bonafide')]} bona fide / {counts[(subset, 'spoof')]} spoof"
+                      for subset in sorted({s for s, _ in counts}))
+    print(f"{args.out}: {n} utterances ({parts})")
+    return 0

@@ -75,7 +75,6 @@ def _write(text: str, output: str | None) -> None:
 
 def run(args) -> int:
     import json
-    import logging
     import math
 
     from spoofrl.detect import (DetectOptions, detect_files, expand_inputs, format_csv, format_table,
@@ -96,7 +95,7 @@ def run(args) -> int:
     _write(text, args.output)
     failed = [r for r in results if r.failed]
     if failed:
-        logging.getLogger(__name__).warning("%d of %d file(s) could not be scored (verdict 'error')",
-                                            len(failed), len(results))
+        print(f"spoofrl detect: {len(failed)} of {len(results)} file(s) could not be scored (verdict 'error')",
+              file=sys.stderr)
         return 1
     return 0

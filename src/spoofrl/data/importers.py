@@ -22,7 +22,7 @@ import csv
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -44,6 +44,7 @@ LABEL_FOLDERS = {"real": BONAFIDE, "bonafide": BONAFIDE, "bona-fide": BONAFIDE, 
 
 @dataclass
 class ImportOptions:
+    """Options shared by the importers; each importer reads the ones that apply to its corpus."""
     subsets: list[str] | None = option(None, "keep only these subsets (2019 LA / ASVspoof 5: train, dev, eval; "
                                              "2021 LA / DF: eval, progress, hidden); None keeps all")
     subset_name: str | None = option(None, "subset written for corpora without official splits (default: eval "
@@ -112,7 +113,7 @@ def _find_protocol(root: Path, name: str, likely_dirs: Iterable[str]) -> Path | 
 
 def _split_from_name(path: Path, splits: Iterable[str]) -> str | None:
     parts = path.name.lower().split(".")
-    hits = [s for s in splits if s in parts or s + "_trn" in parts]
+    hits = [s for s in splits if s in parts]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -237,9 +238,8 @@ def read_protocol_key(path: str | Path) -> dict[str, Utterance]:
 # --------------------------------------------------------------------------------------------- importers
 # Signature: (root, protocols given on the command line (may be empty), options) -> rows with audio paths.
 
-SPLITS_2019 = {"train": ("trn", "ASVspoof2019.LA.cm.train.trn.txt"),
-               "dev": ("trl", "ASVspoof2019.LA.cm.dev.trl.txt"),
-               "eval": ("trl", "ASVspoof2019.LA.cm.eval.trl.txt")}
+SPLITS_2019 = {"train": "ASVspoof2019.LA.cm.train.trn.txt", "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
+               "eval": "ASVspoof2019.LA.cm.eval.trl.txt"}
 SPLITS_ASV5 = {"train": ("ASVspoof5.train.tsv", ("flac_T",)),
                "dev": ("ASVspoof5.dev.track_1.tsv", ("flac_D",)),
                "eval": ("ASVspoof5.eval.track_1.tsv", ("flac_E_eval", "flac_E"))}
@@ -269,6 +269,8 @@ def _split_protocols(root: Path, protocols: list[Path], opts: ImportOptions, sta
             pairs.append((split, found))
         elif opts.subsets is not None:
             raise ProtocolError(root, f"no {name} found for split {split!r}; pass it with --protocol")
+        else:
+            LOG.warning("%s: no %s found; the %s split is not imported", root, name, split)
     if not pairs:
         raise ProtocolError(root, f"no {corpus} protocol found (looked for {', '.join(standard.values())}); "
                                   f"pass one with --protocol")
@@ -276,8 +278,7 @@ def _split_protocols(root: Path, protocols: list[Path], opts: ImportOptions, sta
 
 
 def import_asvspoof2019_la(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
-    names = {split: name for split, (_, name) in SPLITS_2019.items()}
-    for split, proto in _split_protocols(root, protocols, opts, names, ("ASVspoof2019_LA_cm_protocols", ".",
+    for split, proto in _split_protocols(root, protocols, opts, SPLITS_2019, ("ASVspoof2019_LA_cm_protocols", ".",
                                          "LA/ASVspoof2019_LA_cm_protocols"), "ASVspoof 2019 LA"):
         audio_dir = root / f"ASVspoof2019_LA_{split}" / "flac"
         for u in parse_asvspoof2019_la(proto, split):
@@ -291,7 +292,10 @@ def _import_2021(root: Path, protocols: list[Path], opts: ImportOptions, track: 
         raise ProtocolError(protocols[1], f"ASVspoof 2021 {track} has one protocol (trial_metadata.txt); got several")
     proto = protocols[0] if protocols else (root / "keys" / track / "CM" / "trial_metadata.txt")
     if not protocols and not proto.is_file():
-        proto = _find_protocol(root, "trial_metadata.txt", (f"{track}/CM", "CM", "."))
+        # Elsewhere below root, but never the other track's key (LA and DF keys share the file name).
+        found = [p for p in sorted(root.rglob("trial_metadata.txt")) if track in p.parts or
+                 not ({"LA", "DF", "PA"} & set(p.parts))]
+        proto = found[0] if found else None
         if proto is None:
             raise ProtocolError(root, f"no keys/{track}/CM/trial_metadata.txt found (from {track}-keys-full.tar.gz); "
                                       f"pass it with --protocol")
@@ -444,16 +448,39 @@ class Importer:
     summary: str
 
 
-# Adding a corpus: write one function above and add one line here.
+# Adding a corpus: write one function above and add one entry here (its summary is the CLI's --help text).
 IMPORTERS: dict[str, Importer] = {
-    "asvspoof2019-la": Importer(import_asvspoof2019_la, "ASVspoof 2019 LA: cm protocols + ASVspoof2019_LA_<split>/flac"),
-    "asvspoof2021-la": Importer(import_asvspoof2021_la, "ASVspoof 2021 LA eval: keys/LA/CM/trial_metadata.txt"),
-    "asvspoof2021-df": Importer(import_asvspoof2021_df, "ASVspoof 2021 DF eval: keys/DF/CM/trial_metadata.txt"),
-    "asvspoof5": Importer(import_asvspoof5, "ASVspoof 5: ASVspoof5.<split>.tsv + flac_T / flac_D / flac_E_eval"),
-    "in-the-wild": Importer(import_in_the_wild, "In-the-Wild: release_in_the_wild/meta.csv + <n>.wav"),
-    "folders": Importer(import_folders, "any tree with real/bonafide and fake/spoof folders (e.g. FakeOrReal)"),
-    "wavefake": Importer(import_wavefake, "WaveFake: one folder per generator (+ --bonafide-root)"),
-    "mlaad": Importer(import_mlaad, "MLAAD: fake/<language>/<model>/ (+ --bonafide-root M-AILABS)"),
+    "asvspoof2019-la": Importer(import_asvspoof2019_la,
+        "protocols ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt (found under --root or given with "
+        "--protocol), audio ASVspoof2019_LA_<split>/flac/FILE.flac. attack A01-A19, source asvspoof2019-la, "
+        "condition clean, subset train/dev/eval, speaker as an extra column."),
+    "asvspoof2021-la": Importer(import_asvspoof2021_la,
+        "keys/LA/CM/trial_metadata.txt, audio ASVspoof2021_LA_eval/flac. condition = codec (none, alaw, pstn, "
+        "g722, ulaw, gsm, opus), subset = SUBSET column (eval/progress/hidden); transmission, trim, speaker as "
+        "extra columns."),
+    "asvspoof2021-df": Importer(import_asvspoof2021_df,
+        "keys/DF/CM/trial_metadata.txt, audio ASVspoof2021_DF_eval/flac (any part layout). condition = "
+        "compression (nocodec, low_mp3, ...), source = asvspoof / vcc2018 / vcc2020, subset = SUBSET column; "
+        "vocoder, trim, speaker as extra columns."),
+    "asvspoof5": Importer(import_asvspoof5,
+        "ASVspoof5.train.tsv, ASVspoof5.dev.track_1.tsv, ASVspoof5.eval.track_1.tsv (space-separated), audio "
+        "flac_T / flac_D / flac_E_eval. attack = ATTACK_LABEL, condition = CODEC ('-' = no codec), subset = "
+        "split; ATTACK_TAG (attack_tag), gender, codec_q, codec_seed, speaker as extra columns."),
+    "in-the-wild": Importer(import_in_the_wild,
+        "release_in_the_wild/meta.csv (file,speaker,label; 'bona-fide' spelling), audio beside it. attack "
+        "'unknown' for spoof, subset eval (or --subset-name), speaker as an extra column."),
+    "folders": Importer(import_folders,
+        "label from the nearest folder named real/bonafide/bona-fide/genuine or fake/spoof/spoofed/deepfake, "
+        "at any depth (e.g. FakeOrReal). attack = first folder below the fake folder (else 'unknown'); subset "
+        "from a train(ing)/dev/val(idation)/eval/test(ing) folder (else --subset-name or 'all'); source = first "
+        "other folder above the label folder (else the root's name)."),
+    "wavefake": Importer(import_wavefake,
+        "one folder per generator ([generated_audio/]<generator>/): attack = generator, source = the corpus "
+        "imitated (ljspeech / jsut). Fake only: add LJSpeech / JSUT with --bonafide-root. Subset 'all' (or "
+        "--subset-name)."),
+    "mlaad": Importer(import_mlaad,
+        "[fake/]<language>/<model>/...: attack = model, source = language. Fake only: add M-AILABS with "
+        "--bonafide-root (source = its locale's language, de_DE -> de). Subset 'all' (or --subset-name)."),
 }
 
 

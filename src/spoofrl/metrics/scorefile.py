@@ -9,7 +9,6 @@ supported corpus (see `spoofrl.data.importers.read_protocol_key`).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -42,11 +41,11 @@ class ScoreTable:
 
     @property
     def is_bonafide(self) -> np.ndarray:
-        return np.array([lab == BONAFIDE for lab in self.label], dtype=bool)
+        return np.asarray(self.label, dtype=object) == BONAFIDE
 
     @property
     def is_spoof(self) -> np.ndarray:
-        return np.array([lab == SPOOF for lab in self.label], dtype=bool)
+        return np.asarray(self.label, dtype=object) == SPOOF
 
     def bonafide_scores(self) -> np.ndarray:
         return self.score[self.is_bonafide]
@@ -103,21 +102,22 @@ def write_scores(path: str | Path, utts: Sequence[str], scores: Sequence[float] 
 
 # --------------------------------------------------------------------------------------------- reading
 
-def _parse_header(path: Path, first: str) -> tuple[list[str], bool]:
+def _parse_header(path: Path, first: str, lineno: int) -> tuple[list[str], bool]:
     """(column names, has header). A headerless file is `utt score [label [attack [condition]]]`."""
-    cells = first.rstrip("\r\n").split("\t")
-    if cells[0].strip().lower() == "utt":
+    cells = _split_line(first)
+    if cells and cells[0].strip().lower() == "utt":
         names = [c.strip().lower() for c in cells]
         if "score" not in names:
-            raise ProtocolError(path, "header has no 'score' column (expected utt<TAB>score<TAB>label...)", 1, first)
+            raise ProtocolError(path, "header has no 'score' column (expected utt<TAB>score<TAB>label...)",
+                                lineno, first)
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ProtocolError(path, f"header repeats column {', '.join(dup)}", 1, first)
+            raise ProtocolError(path, f"header repeats column {', '.join(dup)}", lineno, first)
         return names, True
     width = len(_split_line(first))
     if width < 2 or width > 5:
         raise ProtocolError(path, "not a score file: expected a header 'utt<TAB>score<TAB>label' "
-                                  "(or headerless 'utt score' lines)", 1, first)
+                                  "(or headerless 'utt score' lines)", lineno, first)
     return list(REQUIRED + OPTIONAL)[:width], False
 
 
@@ -125,16 +125,6 @@ def _split_line(line: str) -> list[str]:
     # Tab-separated when there are tabs (paths may hold spaces); otherwise any whitespace (ASVspoof style).
     line = line.rstrip("\r\n")
     return line.split("\t") if "\t" in line else line.split()
-
-
-def _parse_score(path: Path, text: str, lineno: int, line: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ProtocolError(path, f"score {text.strip()!r} is not a number", lineno, line) from None
-    if not math.isfinite(value):
-        raise ProtocolError(path, f"score is {text.strip()} (NaN and infinite scores cannot be evaluated)", lineno, line)
-    return value
 
 
 def _parse_label(path: Path, text: str, lineno: int, line: str) -> str:
@@ -151,21 +141,25 @@ def _read_rows(path: Path) -> ScoreTable:
     if not path.is_file():
         raise ProtocolError(path, "score file not found")
     utts: list[str] = []
-    scores: list[float] = []
+    raw_scores: list[str] = []
     cols: dict[str, list[str]] = {name: [] for name in OPTIONAL}
     lines: list[int] = []
     seen: dict[str, int] = {}
+    label_of: dict[str, str] = {}  # raw label -> normalised (few distinct values; parse each once)
     names: list[str] | None = None
     with path.open(encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             if names is None:
-                names, has_header = _parse_header(path, line)
+                names, has_header = _parse_header(path, line, lineno)
                 index = {name: names.index(name) for name in names}
+                optional = [(name, index.get(name)) for name in OPTIONAL]
+                tabbed = has_header and "\t" in line
                 if has_header:
                     continue
-            cells = _split_line(line) if not has_header else line.rstrip("\r\n").split("\t")
+            # A tab-separated header fixes tabs for every line (utts may hold spaces); else ASVspoof-style whitespace.
+            cells = line.rstrip("\r\n").split("\t") if tabbed else _split_line(line)
             if len(cells) != len(names):
                 raise ProtocolError(path, f"expected {len(names)} fields ({', '.join(names)}), found {len(cells)}",
                                     lineno, line)
@@ -176,16 +170,47 @@ def _read_rows(path: Path) -> ScoreTable:
                 raise ProtocolError(path, f"utt {utt!r} is scored twice (first on line {seen[utt]})", lineno, line)
             seen[utt] = lineno
             utts.append(utt)
-            scores.append(_parse_score(path, cells[index["score"]], lineno, line))
+            raw_scores.append(cells[index["score"]])
             lines.append(lineno)
-            for name in OPTIONAL:
-                raw = cells[index[name]] if name in index else UNKNOWN
-                cols[name].append(_parse_label(path, raw, lineno, line) if name == "label"
-                                  else (raw.strip() or UNKNOWN))
+            for name, i in optional:
+                raw = cells[i].strip() if i is not None else UNKNOWN
+                if name == "label":
+                    if raw not in label_of:
+                        label_of[raw] = _parse_label(path, raw, lineno, line)
+                    raw = label_of[raw]
+                cols[name].append(raw or UNKNOWN)
     if not utts:
         raise ProtocolError(path, "no scores in file" + (" (header only)" if names else " (empty file)"))
-    return ScoreTable(utts, np.asarray(scores, dtype=np.float64), cols["label"], cols["attack"], cols["condition"],
-                      str(path), lines)
+    scores = _parse_scores(path, raw_scores, lines)
+    return ScoreTable(utts, scores, cols["label"], cols["attack"], cols["condition"], str(path), lines)
+
+
+def _line_text(path: Path, lineno: int) -> str:
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh, start=1):
+            if i == lineno:
+                return line
+    return ""
+
+
+def _parse_scores(path: Path, raw: list[str], lines: list[int]) -> np.ndarray:
+    """All scores at once (fast); on failure, find the first bad one to name its line."""
+    try:
+        scores = np.array(raw, dtype=np.float64)
+    except ValueError:
+        for text, lineno in zip(raw, lines):
+            try:
+                float(text)
+            except ValueError:
+                raise ProtocolError(path, f"score {text.strip()!r} is not a number", lineno,
+                                    _line_text(path, lineno)) from None
+        raise
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ProtocolError(path, f"score is {raw[i].strip()} (NaN and infinite scores cannot be evaluated; "
+                                  f"{int(bad.sum())} such row(s))", lines[i], _line_text(path, lines[i]))
+    return scores
 
 
 # --------------------------------------------------------------------------------------------- keys
@@ -279,21 +304,28 @@ def read_scores(path: str | Path, key: str | Path | None = None, *, require_labe
     return table
 
 
-def iter_groups(table: ScoreTable, by: str) -> Iterable[tuple[str, ScoreTable]]:
-    """Sub-tables per attack or condition, as the ASVspoof tools report them.
+def group_masks(table: ScoreTable, by: str) -> list[tuple[str, np.ndarray]]:
+    """(group, row mask) per attack or condition, as the ASVspoof tools report them, in sorted order.
 
     - by attack: each spoofing attack against *all* bona fide trials (bona fide have attack `-`);
     - by condition: bona fide and spoof trials of that condition only (a codec/channel pools both classes).
-    Groups come in sorted order.
     """
     if by not in ("attack", "condition"):
         raise SpoofrlError(f"cannot break results down by {by!r}; choose attack or condition")
-    values = getattr(table, by)
+    names, inverse = np.unique(np.asarray(getattr(table, by), dtype=object).astype(str), return_inverse=True)
     is_bona = table.is_bonafide
-    if by == "attack":
-        for name in sorted({v for v, b in zip(values, is_bona) if not b}):
-            mask = is_bona | np.array([v == name for v in values], dtype=bool)
-            yield name, table.select(mask)
-    else:
-        for name in sorted(set(values)):
-            yield name, table.select(np.array([v == name for v in values], dtype=bool))
+    groups = []
+    for k, name in enumerate(names.tolist()):
+        mask = inverse == k
+        if by == "attack":
+            if not (mask & ~is_bona).any():
+                continue  # only bona fide carry this value (normally `-`)
+            mask = mask | is_bona
+        groups.append((name, mask))
+    return groups
+
+
+def iter_groups(table: ScoreTable, by: str) -> Iterable[tuple[str, ScoreTable]]:
+    """Sub-tables per attack or condition (see `group_masks`)."""
+    for name, mask in group_masks(table, by):
+        yield name, table.select(mask)

@@ -6,24 +6,24 @@ import logging
 
 from spoofrl.errors import ProtocolError
 from spoofrl.metrics.official import C_FA, C_MISS, P_SPOOF, bootstrap_eer_ci, evaluate
-from spoofrl.metrics.scorefile import ScoreTable, iter_groups
+import numpy as np
+
+from spoofrl.metrics.scorefile import ScoreTable, group_masks
 
 LOG = logging.getLogger(__name__)
 
 METRIC_KEYS = ("eer", "threshold", "min_dcf", "act_dcf", "cllr", "n_bonafide", "n_spoof")
 
 
-def _check_both_classes(table: ScoreTable) -> None:
-    n_bona = int(table.is_bonafide.sum())
-    n_spoof = len(table) - n_bona
-    if n_bona == 0 or n_spoof == 0:
+def _check_both_classes(table: ScoreTable, is_bona: np.ndarray) -> None:
+    n_bona = int(is_bona.sum())
+    if n_bona == 0 or n_bona == len(table):
         only = "spoof" if n_bona == 0 else "bona fide"
         raise ProtocolError(table.path, f"all {len(table)} scores are {only}: metrics need both bona fide and "
                                         f"spoof scores")
 
 
-def _metrics(table: ScoreTable, ci: bool, n_boot: int, alpha: float, seed: int, dcf: dict) -> dict:
-    bona, spoof = table.bonafide_scores(), table.spoof_scores()
+def _metrics(bona: np.ndarray, spoof: np.ndarray, ci: bool, n_boot: int, alpha: float, seed: int, dcf: dict) -> dict:
     result = evaluate(bona, spoof, **dcf)
     if ci:
         lo, hi = bootstrap_eer_ci(bona, spoof, n=n_boot, alpha=alpha, seed=seed)
@@ -37,20 +37,21 @@ def summarize(table: ScoreTable, by: str | None = None, *, ci: bool = False, n_b
     """Pooled metrics (keys eer, threshold, min_dcf, act_dcf, cllr, n_bonafide, n_spoof; `eer_ci` with `ci`)
     plus, with `by`, a `breakdown` object {group: metrics}. A group lacking one class (possible by condition)
     gets null metrics and its counts, with a warning, rather than disappearing."""
-    _check_both_classes(table)
+    is_bona = table.is_bonafide
+    _check_both_classes(table, is_bona)
     dcf = {"p_spoof": p_spoof, "c_miss": c_miss, "c_fa": c_fa}
-    result = _metrics(table, ci, n_boot, alpha, seed, dcf)
+    result = _metrics(table.score[is_bona], table.score[~is_bona], ci, n_boot, alpha, seed, dcf)
     if by is not None:
         breakdown = {}
-        for name, group in iter_groups(table, by):
-            n_bona = int(group.is_bonafide.sum())
-            n_spoof = len(group) - n_bona
-            if n_bona == 0 or n_spoof == 0:
+        for name, mask in group_masks(table, by):
+            bona, spoof = table.score[mask & is_bona], table.score[mask & ~is_bona]
+            if bona.size == 0 or spoof.size == 0:
                 LOG.warning("%s: %s %r has only %s scores; its metrics are undefined", table.path, by, name,
-                            "spoof" if n_bona == 0 else "bona fide")
-                breakdown[name] = {k: None for k in METRIC_KEYS} | {"n_bonafide": n_bona, "n_spoof": n_spoof}
+                            "spoof" if bona.size == 0 else "bona fide")
+                breakdown[name] = {k: None for k in METRIC_KEYS} | {"n_bonafide": int(bona.size),
+                                                                    "n_spoof": int(spoof.size)}
                 continue
-            breakdown[name] = _metrics(group, ci, n_boot, alpha, seed, dcf)
+            breakdown[name] = _metrics(bona, spoof, ci, n_boot, alpha, seed, dcf)
         result["breakdown"] = breakdown
     return result
 

@@ -9,8 +9,6 @@ scored (empty, silent, too long, too short, corrupt part-way) or a malformed req
 Requests run in FastAPI's thread pool: decoding happens in parallel, inference is serialised by the model's
 lock, and every request keeps its own state (temp folder, result), so concurrent requests cannot mix.
 """
-from __future__ import annotations
-
 import base64
 import re
 import shutil
@@ -65,13 +63,19 @@ def _save_upload(upload, folder: Path, limit_bytes: int) -> Path:
     return path
 
 
+def _reason(err: AudioError | str, path: Path, name: str) -> str:
+    """The one-line reason with the server's temp path replaced by the uploaded file's name."""
+    text = err.reason if isinstance(err, AudioError) else err
+    return f"{name}: {text.replace(str(path), name)}"
+
+
 def _probe(path: Path, name: str, limits: ServeLimits) -> float:
     """Duration of the upload; 415 when it is not audio, 422 when it is too long."""
     from spoofrl.audio import audio_info
     try:
         duration, _, _ = audio_info(path)
     except AudioError as err:
-        raise _RequestProblem(415, "not_audio", f"{name}: {err.reason}") from None
+        raise _RequestProblem(415, "not_audio", _reason(err, path, name)) from None
     if duration > limits.max_seconds:
         raise _RequestProblem(422, "audio_too_long", f"{name}: audio is {duration:.1f} s long, over the limit of "
                                                      f"{limits.max_seconds:g} s")
@@ -100,7 +104,7 @@ def score_upload(loaded: LoadedModel, upload, limits: ServeLimits, with_spectrog
         result = detect_one(loaded, str(path), opts)
         result.path = name
         if result.failed:
-            raise _RequestProblem(422, "cannot_score", f"{name}: {result.error}")
+            raise _RequestProblem(422, "cannot_score", _reason(result.error, path, name))
         report = report_dict(loaded, [result], opts)
         if with_spectrogram:
             report["files"][0]["spectrogram_png"] = _spectrogram_data_url(path, loaded.sample_rate, limits)

@@ -41,24 +41,30 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
-        started = False
+        started = rejected = False
 
         async def counting_receive():
-            nonlocal received
+            # Frameworks turn any error raised while reading the body into a 400, so the 413 is sent from
+            # here, before raising, and whatever the app sends afterwards is dropped.
+            nonlocal received, rejected
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not rejected:
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    rejected = True
+                    if not started:
+                        await self._reject(send)
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message):
+        async def guarded_send(message):
             nonlocal started
+            if rejected:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except _BodyTooLarge:
-            if not started:
-                await self._reject(send)
+            pass
