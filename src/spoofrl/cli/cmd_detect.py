@@ -51,7 +51,7 @@ def register(sub):
                    help="table (default; readable), csv (one row per file) or json (model info + every file "
                         "with its per-chunk timeline)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
-    p.add_argument("--threshold", type=float, default=0.0,
+    p.add_argument("--threshold", type=float, default=0.0, metavar="T",
                    help="verdict is bonafide when score >= T (default 0: even odds on log-odds or LLR; for an "
                         "LLR the Bayes threshold for a prior and costs is ln(Cfa*P(spoof) / (Cmiss*P(bona fide))), "
                         "e.g. ln(10*0.05 / (1*0.95)) = -0.642 for ASVspoof 5's costs)")

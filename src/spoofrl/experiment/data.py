@@ -1,0 +1,122 @@
+"""The experiment's data: test sets read from their manifests, and the training manifests assembled from the
+configured splits (`OUT/data/posttrain.csv`, `OUT/data/target.csv`, with subsets `train` and `dev`), so that a
+stage may train on one manifest and validate on another (the study validated on ASVspoof 2019 LA dev).
+"""
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from spoofrl.data.manifest import LABELS, Utterance, check_audio_exists, read_manifest, write_manifest
+from spoofrl.errors import ConfigError, ProtocolError
+from spoofrl.experiment.config import ExperimentConfig, SplitConfig, split_manifest
+from spoofrl.experiment.layout import Layout
+
+LOG = logging.getLogger(__name__)
+
+TRAIN, DEV = "train", "dev"
+
+
+def read_split(cfg: ExperimentConfig, split: SplitConfig, what: str, check_audio: bool = True) -> list[Utterance]:
+    """The utterances of one configured split (errors name the manifest and the split)."""
+    manifest = split_manifest(cfg, split, what)
+    rows = read_manifest(manifest, split.subsets or None)
+    if not rows:
+        raise ProtocolError(manifest, f"data.{what}: no utterances")
+    if check_audio:
+        check_audio_exists(rows, manifest)
+    return rows
+
+
+def _hash(path: str) -> str:
+    return hashlib.sha1(path.encode("utf-8")).hexdigest()
+
+
+def hold_out(rows: list[Utterance], fraction: float, what: str) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, dev): per label, the ceil(fraction * n) utterances first in the order of a hash of their path.
+
+    Deterministic and independent of the seed, so every run validates on the same held-out set."""
+    train: list[Utterance] = []
+    dev: list[Utterance] = []
+    for label in LABELS:
+        group = sorted((r for r in rows if r.label == label), key=lambda r: _hash(r.path))
+        if len(group) < 2:
+            raise ConfigError(f"data.{what}: {len(group)} {label} utterance(s): too few to hold out a dev set "
+                              f"(set data.posttrain_dev)")
+        k = min(len(group) - 1, max(1, math.ceil(fraction * len(group))))
+        dev += group[:k]
+        train += group[k:]
+    return train, dev
+
+
+def _absolute(rows: list[Utterance], subset: str) -> list[Utterance]:
+    return [replace(r, path=str(r.audio_path.resolve()), subset=subset, root=None) for r in rows]
+
+
+def write_if_changed(rows: list[Utterance], path: Path) -> Path:
+    """Write a manifest, leaving an identical existing file untouched (its mtime stays, for caches)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path.with_name(path.name + ".new")
+    write_manifest(rows, fresh)
+    if path.is_file() and filecmp.cmp(fresh, path, shallow=False):
+        fresh.unlink()
+    else:
+        fresh.replace(path)
+    return path
+
+
+def build_training_manifests(cfg: ExperimentConfig, layout: Layout) -> dict[str, Path]:
+    """{'posttrain': path, 'target': path} training manifests (subsets train/dev); posttrain only when needed."""
+    out: dict[str, Path] = {}
+    if cfg.needs_posttraining() and not cfg.posttrain.from_model:
+        rows = read_split(cfg, cfg.data.posttrain, "posttrain")
+        if cfg.data.posttrain_dev.is_empty():
+            if cfg.posttrain.dev_fraction <= 0:
+                raise ConfigError("data.posttrain_dev is empty and posttrain.dev_fraction is 0: post-training "
+                                  "needs a dev set")
+            train, dev = hold_out(rows, cfg.posttrain.dev_fraction, "posttrain")
+        else:
+            train, dev = rows, read_split(cfg, cfg.data.posttrain_dev, "posttrain_dev")
+        out["posttrain"] = write_if_changed(_absolute(train, TRAIN) + _absolute(dev, DEV),
+                                            layout.data / "posttrain.csv")
+    if any(a.train for a in cfg.arms.values()):
+        train = read_split(cfg, cfg.data.target_train, "target_train")
+        dev = read_split(cfg, cfg.data.target_dev, "target_dev")
+        out["target"] = write_if_changed(_absolute(train, TRAIN) + _absolute(dev, DEV), layout.data / "target.csv")
+    return out
+
+
+def read_test_sets(cfg: ExperimentConfig) -> dict[str, list[Utterance]]:
+    """Every test set, in table order, checked for both classes and existing audio."""
+    sets = {}
+    for name, split in cfg.test_sets().items():
+        what = "target_eval" if name == cfg.data.in_domain_name else f"ood.{name}"
+        rows = read_split(cfg, split, what)
+        labels = {r.label for r in rows}
+        if len(labels) < 2:
+            raise ProtocolError(split_manifest(cfg, split, what),
+                                f"data.{what}: only {labels.pop()} utterances; a test set needs both classes")
+        sets[name] = rows
+    return sets
+
+
+def warn_overlaps(training: dict[str, Path], test_sets: dict[str, list[Utterance]]) -> list[str]:
+    """Warn when test utterances are also training data (same audio file): results would be optimistic."""
+    seen: dict[str, set[str]] = {}
+    for name, path in training.items():
+        seen[name] = {r.path for r in read_manifest(path)}
+    notes = []
+    for test_name, rows in test_sets.items():
+        paths = {str(r.audio_path.resolve()) for r in rows}
+        for train_name, train_paths in seen.items():
+            shared = len(paths & train_paths)
+            if shared:
+                notes.append(f"{shared} of {len(paths)} utterances of test set '{test_name}' are also in the "
+                             f"{train_name} training/dev data")
+    for note in notes:
+        LOG.warning(note)
+    return notes

@@ -1,0 +1,193 @@
+"""Metrics of every (detector, arm, seed, test set) from the saved score files, and their aggregation.
+
+Every number comes from a score file through `spoofrl.metrics.summary.summarize`, the function behind
+`spoofrl metrics FILE --json --ci`, with the same settings; results.json records the command that recomputes
+each one. Aggregation over seeds: mean and sample standard deviation (n - 1 in the denominator; none for a
+single run). The OOD average of a run is the mean of its OOD test sets' values; the table's OOD average is the
+mean ± std over seeds of those per-run averages.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from spoofrl.errors import SpoofrlError
+from spoofrl.experiment.config import ExperimentConfig, detector_name
+from spoofrl.experiment.layout import Layout
+
+LOG = logging.getLogger(__name__)
+
+# Metrics aggregated over seeds (the others stay per run).
+AGGREGATED = ("eer", "min_dcf", "act_dcf", "cllr")
+OOD_AVG = "ood_avg"
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    bootstrap: int = 1000
+    alpha: float = 0.05
+    seed: int = 0
+    p_spoof: float = 0.05
+    c_miss: float = 1.0
+    c_fa: float = 10.0
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> "MetricSettings":
+        from spoofrl.metrics import official
+        return cls(cfg.report.bootstrap, cfg.report.alpha, cfg.report.bootstrap_seed,
+                   official.P_SPOOF, official.C_MISS, official.C_FA)
+
+    def command(self, score_file: str = "FILE") -> str:
+        """The `spoofrl metrics` command that recomputes a score file's numbers."""
+        return (f"spoofrl metrics {score_file} --json --ci --n-boot {self.bootstrap} --alpha {self.alpha:g} "
+                f"--seed {self.seed} --p-spoof {self.p_spoof:g} --c-miss {self.c_miss:g} --c-fa {self.c_fa:g}")
+
+
+# ------------------------------------------------------------------------------------------ one score file
+
+def _fingerprint(path: Path, settings: MetricSettings) -> dict:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "settings": asdict(settings)}
+
+
+def score_file_metrics(path: Path, settings: MetricSettings) -> dict:
+    """`spoofrl metrics --json --ci` of one score file, cached beside it (keyed by size, mtime and settings)."""
+    from spoofrl.metrics.scorefile import read_scores
+    from spoofrl.metrics.summary import summarize
+    cache = path.with_suffix(".metrics.json")
+    fingerprint = _fingerprint(path, settings)
+    if cache.is_file():
+        try:
+            stored = json.loads(cache.read_text())
+            if stored.get("fingerprint") == fingerprint:
+                return stored["metrics"]
+        except (json.JSONDecodeError, KeyError):
+            pass  # a damaged cache is recomputed
+    table = read_scores(path)
+    metrics = summarize(table, ci=True, n_boot=settings.bootstrap, alpha=settings.alpha, seed=settings.seed,
+                        p_spoof=settings.p_spoof, c_miss=settings.c_miss, c_fa=settings.c_fa)
+    tmp = cache.with_name(cache.name + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
+    tmp.replace(cache)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------ aggregation
+
+def mean_std(values: Iterable[float | None]) -> dict:
+    """{'mean', 'std', 'n'} over the non-missing values; std is the sample std (None when n < 2)."""
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    n = len(vals)
+    if n == 0:
+        return {"mean": None, "std": None, "n": 0}
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else None
+    return {"mean": mean, "std": std, "n": n}
+
+
+def ood_average(per_set: dict[str, dict], ood_names: list[str], metric: str = "eer") -> float | None:
+    """Mean of `metric` over the OOD test sets of one run (None without OOD sets or with a missing value)."""
+    if not ood_names:
+        return None
+    values = [per_set.get(name, {}).get(metric) for name in ood_names]
+    if any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+def summarize_runs(runs: list[dict], test_names: list[str], ood_names: list[str]) -> dict:
+    """Per test set (and 'ood_avg'): {metric: mean_std over the runs}."""
+    summary: dict[str, dict] = {}
+    for name in test_names:
+        summary[name] = {m: mean_std(r["sets"][name].get(m) for r in runs) for m in AGGREGATED}
+    if ood_names:
+        summary[OOD_AVG] = {m: mean_std(r[OOD_AVG].get(m) for r in runs) for m in AGGREGATED}
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ collection
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SpoofrlError(f"{path}: not valid JSON ({err})") from None
+
+
+def training_summary(layout: Layout, cfg: ExperimentConfig, detector: str, arm: str, seed: int) -> list[dict]:
+    """summary.json of each finished training stage of a run (with its folder, relative to the output)."""
+    stages = []
+    for i, _ in enumerate(cfg.arms[arm].stage_list()):
+        folder = layout.stage(detector, arm, seed, i)
+        summary = _read_json(folder / "summary.json")
+        if summary is not None:
+            stages.append({"run": layout.relative(folder), **summary})
+    return stages
+
+
+def collect_run(layout: Layout, cfg: ExperimentConfig, settings: MetricSettings, detector: str, arm: str,
+                seed: int) -> dict | None:
+    """Metrics of one arm run on every test set, or None while any of its score files is missing."""
+    test_names = list(cfg.test_sets())
+    paths = {name: layout.scores(detector, arm, seed, name) for name in test_names}
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    sets = {}
+    for name, path in paths.items():
+        metrics = score_file_metrics(path, settings)
+        sets[name] = {**metrics, "scores": layout.relative(path)}
+    ood = cfg.ood_names()
+    return {"seed": seed, "sets": sets,
+            OOD_AVG: {m: ood_average(sets, ood, m) for m in AGGREGATED} if ood else {},
+            "training": training_summary(layout, cfg, detector, arm, seed)}
+
+
+def collect_results(cfg: ExperimentConfig, layout: Layout, arms: list[str] | None = None) -> dict:
+    """The content of results.json from whatever score files exist (missing runs are listed, not invented)."""
+    from spoofrl import __version__
+    settings = MetricSettings.from_config(cfg)
+    test_names = list(cfg.test_sets())
+    ood = cfg.ood_names()
+    arms = list(cfg.arms) if arms is None else arms
+    detectors: dict[str, dict] = {}
+    missing: list[str] = []
+    for preset in cfg.detectors:
+        det = detector_name(preset)
+        arm_results = {}
+        for arm in arms:
+            runs = []
+            for seed in cfg.arm_seeds(arm):
+                run = collect_run(layout, cfg, settings, det, arm, seed)
+                if run is None:
+                    missing.append(f"{det}/{arm}/seed{seed}")
+                else:
+                    runs.append(run)
+            arm_results[arm] = {"label": cfg.arm_label(arm), "init": cfg.arms[arm].init,
+                                "trained": cfg.arms[arm].train, "seeds": [r["seed"] for r in runs],
+                                "runs": runs, "summary": summarize_runs(runs, test_names, ood)}
+        detectors[det] = {"preset": preset, "arms": arm_results}
+    return {
+        "spoofrl_version": __version__,
+        "experiment": cfg.name,
+        "in_domain": cfg.data.in_domain_name,
+        "ood": ood,
+        "test_sets": test_names,
+        "metric_settings": {**asdict(settings), "recompute": settings.command(),
+                            "units": "eer, min_dcf, act_dcf as fractions; cllr in bits; eer_ci [lo, hi] fractions",
+                            "aggregation": "mean and sample std (n-1) over seeds; ood_avg = mean over the OOD sets "
+                                           "of each run, then mean/std over seeds"},
+        "detectors": detectors,
+        "missing_runs": missing,
+    }
+
+
+def write_results_json(results: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)

@@ -1,0 +1,386 @@
+"""Runs an experiment: post-training (once, shared), then every arm x seed, then the report.
+
+Caching and resumption:
+- a training stage is finished when its run folder holds `summary.json` (written last by the trainer); a
+  finished stage is never re-run, an unfinished one resumes from its `last/` checkpoint;
+- each stage folder records the train config and starting model it was made with (`experiment_stage.json`);
+  a later invocation whose config differs for that stage stops with an error instead of mixing results;
+- a score file is kept when it scores exactly the test set's utterances; a run whose model was (re)trained
+  in this invocation is re-scored.
+So a killed experiment, rerun with the same command, continues where it stopped; adding seeds, arms or test
+sets runs only what is new.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from spoofrl.config import load_yaml, resolve_preset, save_yaml, to_dict
+from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.experiment.config import ExperimentConfig, detector_name
+from spoofrl.experiment.data import TRAIN, DEV, build_training_manifests, read_test_sets, warn_overlaps
+from spoofrl.experiment.layout import Layout
+
+LOG = logging.getLogger(__name__)
+
+STAGE_SPEC = "experiment_stage.json"
+SUMMARY = "summary.json"
+# Keys of a train config that do not change what is learned (a run may resume on another device).
+NON_SEMANTIC_KEYS = ("device",)
+
+
+# ------------------------------------------------------------------------------------------ plans
+
+@dataclass
+class StagePlan:
+    folder: Path
+    train_config: dict                 # resolved TrainConfig as a plain dict
+    init: Path | None                  # model folder the stage starts from (None: fresh initialisation)
+
+    def finished(self) -> bool:
+        return (self.folder / SUMMARY).is_file()
+
+
+@dataclass
+class RunPlan:
+    detector: str
+    arm: str
+    seed: int
+    folder: Path
+    start: Path | None                 # starting model folder (the post-trained model) or None
+    stages: list[StagePlan] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.detector}/{self.arm}/seed{self.seed}"
+
+    def model_folder(self) -> Path:
+        return self.stages[-1].folder if self.stages else self.start
+
+
+def _base_train_dict(recipe: str, detector_preset: str, manifest: Path, seed: int, device: str) -> dict:
+    """A recipe with the experiment's model, data and seed filled in (before any user override)."""
+    data = load_yaml(resolve_preset("train", recipe))
+    data["model"] = {"preset": detector_preset}
+    data_section = dict(data.get("data") or {})
+    data_section.update({"manifest": str(manifest), "train_subsets": [TRAIN], "dev_subsets": [DEV]})
+    data["data"] = data_section
+    data["seed"] = seed
+    data["device"] = device
+    return data
+
+
+def resolve_train_config(recipe: str, overrides: list[str], detector_preset: str, manifest: Path, seed: int,
+                         device: str, where: str) -> dict:
+    """Validated, fully resolved train config of one stage, as a dict (errors name the arm/stage)."""
+    from spoofrl.training import load_train_config
+    try:
+        cfg = load_train_config(_base_train_dict(recipe, detector_preset, manifest, seed, device), overrides)
+    except SpoofrlError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return to_dict(cfg)
+
+
+def posttrained_model(cfg: ExperimentConfig, layout: Layout, preset: str, seed: int) -> Path:
+    if cfg.posttrain.from_model:
+        return Path(cfg.posttrain.from_model.replace("{detector}", detector_name(preset)))
+    return layout.posttrain(detector_name(preset), seed if cfg.posttrain.per_seed else None)
+
+
+def plan_posttraining(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path]) -> list[StagePlan]:
+    if not cfg.needs_posttraining() or cfg.posttrain.from_model:
+        return []
+    seeds = cfg.seed_list() if cfg.posttrain.per_seed else [cfg.seed_offset]
+    plans = []
+    for preset in cfg.detectors:
+        for seed in seeds:
+            train_cfg = resolve_train_config(cfg.posttrain.recipe, cfg.posttrain.overrides, preset,
+                                             manifests["posttrain"], seed, cfg.device, "posttrain")
+            plans.append(StagePlan(posttrained_model(cfg, layout, preset, seed), train_cfg, None))
+    return plans
+
+
+def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path], arms: list[str]) -> list[RunPlan]:
+    """Every arm x seed run, seeds outermost (so early results cover every arm)."""
+    runs = []
+    seeds = sorted({s for arm in arms for s in cfg.arm_seeds(arm)})
+    for seed in seeds:
+        for preset in cfg.detectors:
+            det = detector_name(preset)
+            for arm in arms:
+                if seed not in cfg.arm_seeds(arm):
+                    continue
+                spec = cfg.arms[arm]
+                start = posttrained_model(cfg, layout, preset, seed) if spec.init == "posttrained" else None
+                run = RunPlan(det, arm, seed, layout.run(det, arm, seed), start)
+                init = start
+                for i, stage in enumerate(spec.stage_list()):
+                    overrides = cfg.finetune.overrides + spec.overrides + stage.overrides
+                    where = f"arms.{arm}" + (f".stages[{i}]" if spec.stages else "")
+                    train_cfg = resolve_train_config(stage.recipe or cfg.finetune.recipe, overrides, preset,
+                                                     manifests["target"], seed, cfg.device, where)
+                    folder = layout.stage(det, arm, seed, i)
+                    run.stages.append(StagePlan(folder, train_cfg, init))
+                    init = folder
+                runs.append(run)
+    return runs
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+def _fingerprint(stage: StagePlan) -> dict:
+    semantic = {k: v for k, v in stage.train_config.items() if k not in NON_SEMANTIC_KEYS}
+    return {"train_config": semantic, "init": str(stage.init) if stage.init else None}
+
+
+def _flatten(d, prefix=""):
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def _describe_change(old: dict, new: dict) -> str:
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3])
+    return shown + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def check_stage_spec(stage: StagePlan) -> None:
+    """Refuse to continue or reuse a stage folder made with another config."""
+    path = stage.folder / STAGE_SPEC
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    new = json.loads(json.dumps(_fingerprint(stage)))  # same JSON types as the stored copy
+    if old != new:
+        raise ConfigError(f"{stage.folder}: made with a different configuration ({_describe_change(old, new)}); "
+                          f"delete that folder to redo it, or write the experiment to another --out")
+
+
+def ensure_stage(stage: StagePlan) -> bool:
+    """Train (or resume) a stage unless it is finished. Returns True when training happened now."""
+    check_stage_spec(stage)
+    if stage.finished():
+        return False
+    from spoofrl.training import load_train_config, train
+    if stage.init is not None and not (stage.init / "model.safetensors").is_file():
+        raise SpoofrlError(f"{stage.init}: no model.safetensors to start {stage.folder} from")
+    resume = (stage.folder / "last").is_dir()
+    if stage.folder.exists() and not resume:
+        shutil.rmtree(stage.folder)  # killed before its first checkpoint: nothing to keep
+    stage.folder.mkdir(parents=True, exist_ok=True)
+    (stage.folder / STAGE_SPEC).write_text(json.dumps(_fingerprint(stage), indent=1))
+    LOG.info("%s %s", "resuming" if resume else "training", stage.folder)
+    train(load_train_config(stage.train_config), stage.folder, init=stage.init, resume=resume)
+    if not stage.finished():
+        raise SpoofrlError(f"{stage.folder}: training ended without writing {SUMMARY}")
+    return True
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+def _scores_match(path: Path, utts: list) -> bool:
+    """True when an existing score file scores exactly these utterances (same ids, same labels)."""
+    from spoofrl.metrics.scorefile import read_scores
+    if not path.is_file():
+        return False
+    try:
+        table = read_scores(path)
+    except SpoofrlError:
+        return False
+    return sorted(zip(table.utt, table.label)) == sorted((u.utt, u.label) for u in utts)
+
+
+def score_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan, retrained: bool) -> list[str]:
+    """Write the run's score file of every test set that lacks an up-to-date one. Returns the sets scored."""
+    from spoofrl.device import pick_device
+    from spoofrl.inference import score_utterances
+    from spoofrl.metrics.scorefile import write_scores
+    from spoofrl.models import load_model
+    test_sets = read_test_sets_quick(cfg)
+    if retrained:
+        shutil.rmtree(run.folder / "scores", ignore_errors=True)
+    todo = {n: u for n, u in test_sets.items()
+            if not _scores_match(layout.scores(run.detector, run.arm, run.seed, n), u)}
+    if not todo:
+        return []
+    device = pick_device(cfg.device)
+    model = load_model(run.model_folder(), device)
+    for name, utts in todo.items():
+        scores = score_utterances(model, utts, device=device, batch_size=cfg.scoring.batch_size,
+                                  max_seconds=cfg.scoring.max_seconds or None, desc=f"{run.key} {name}")
+        write_scores(layout.scores(run.detector, run.arm, run.seed, name), [u.utt for u in utts], scores,
+                     [u.label for u in utts], [u.attack for u in utts], [u.condition for u in utts])
+    return list(todo)
+
+
+def read_test_sets_quick(cfg: ExperimentConfig):
+    """Test sets without re-checking that every audio file exists (done once before the runs start)."""
+    from spoofrl.experiment.data import read_split
+    return {name: read_split(cfg, split, name, check_audio=False) for name, split in cfg.test_sets().items()}
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+def execute_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan) -> dict:
+    """Train the run's stages (cached), score its test sets (cached). Picklable entry point for workers."""
+    t0 = time.time()
+    trained = False
+    if run.start is not None and not (run.start / "model.safetensors").is_file():
+        raise SpoofrlError(f"{run.start}: the starting model of {run.key} has no model.safetensors")
+    for stage in run.stages:
+        trained |= ensure_stage(stage)
+    scored = score_run(cfg, layout, run, trained)
+    return {"key": run.key, "seconds": time.time() - t0, "trained": trained, "scored": scored}
+
+
+def execute_stage(stage: StagePlan) -> dict:
+    t0 = time.time()
+    trained = ensure_stage(stage)
+    return {"key": str(stage.folder), "seconds": time.time() - t0, "trained": trained, "scored": []}
+
+
+# ------------------------------------------------------------------------------------------ scheduling
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _worker_init(threads: int, level: int, logfile: str) -> None:
+    import torch
+
+    from spoofrl.log import add_file_handler, setup_logging
+    torch.set_num_threads(threads)
+    os.environ["SPOOFRL_NO_PROGRESS"] = "1"  # bars of several processes would interleave
+    setup_logging(level)
+    add_file_handler(logfile)
+
+
+class Progress:
+    """'[k/n] done: KEY in 41 s; m left, about T to go' lines, the estimate from the runs that trained."""
+
+    def __init__(self, total: int, workers: int, what: str):
+        self.total, self.workers, self.what = total, workers, what
+        self.done = 0
+        self.durations: list[float] = []
+
+    def finished(self, result: dict) -> None:
+        self.done += 1
+        if result["trained"]:
+            self.durations.append(result["seconds"])
+        left = self.total - self.done
+        eta = ""
+        if left and self.durations:
+            seconds = sum(self.durations) / len(self.durations) * left / self.workers
+            eta = f", about {_duration(seconds)} to go"
+        did = (["trained"] if result["trained"] else []) + (["scored"] if result["scored"] else [])
+        status = " and ".join(did) or "cached"
+        LOG.info("[%d/%d %s] %s: %s in %s; %d left%s", self.done, self.total, self.what, result["key"], status,
+                 _duration(result["seconds"]), left, eta)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def run_all(tasks: list[tuple], workers: int, what: str) -> None:
+    """Run (function, *args) tasks, in this process or in `workers` processes; stop at the first failure."""
+    if not tasks:
+        return
+    progress = Progress(len(tasks), min(workers, len(tasks)), what)
+    if workers <= 1 or len(tasks) == 1:
+        for fn, *args in tasks:
+            progress.finished(fn(*args))
+        return
+    import multiprocessing
+    n = min(workers, len(tasks))
+    threads = max(1, available_cores() // n)
+    LOG.info("running %d %s in %d processes of %d thread%s each", len(tasks), what, n, threads,
+             "s" if threads > 1 else "")
+    logfile = next((h.baseFilename for h in logging.getLogger("spoofrl").handlers
+                    if isinstance(h, logging.FileHandler)), os.devnull)
+    ctx = multiprocessing.get_context("spawn")  # fork after torch threads started can deadlock
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads, logging.getLogger("spoofrl").getEffectiveLevel(), logfile)) as pool:
+        pending = {pool.submit(fn, *args) for fn, *args in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                err = fut.exception()
+                if err is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise err
+                progress.finished(fut.result())
+
+
+# ------------------------------------------------------------------------------------------ entry point
+
+def _check_from_model(cfg: ExperimentConfig) -> None:
+    if not cfg.posttrain.from_model:
+        return
+    for preset in cfg.detectors:
+        folder = Path(cfg.posttrain.from_model.replace("{detector}", detector_name(preset)))
+        if not (folder / "model.safetensors").is_file() or not (folder / "config.yaml").is_file():
+            raise ConfigError(f"posttrain.from_model: {folder} is not a spoofrl model folder "
+                              f"(model.safetensors + config.yaml)")
+
+
+def select_arms(cfg: ExperimentConfig, arms: list[str] | None) -> list[str]:
+    if not arms:
+        return list(cfg.arms)
+    unknown = [a for a in arms if a not in cfg.arms]
+    if unknown:
+        raise ConfigError(f"--arms: unknown arm{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                          f"this experiment has {', '.join(cfg.arms)}")
+    return arms
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, arms: list[str] | None = None,
+                   report_only: bool = False) -> dict:
+    """Run (or continue) the experiment in `out_dir` and write its report. Returns the results dict."""
+    from spoofrl.experiment.report import build_report
+    from spoofrl.log import add_file_handler
+    layout = Layout(Path(out_dir).resolve())
+    layout.root.mkdir(parents=True, exist_ok=True)
+    arms = select_arms(cfg, arms)
+    handler = add_file_handler(str(layout.log))
+    try:
+        save_yaml(cfg, layout.config)
+        if not report_only:
+            _run_stages(cfg, layout, arms)
+        return build_report(cfg, layout, arms)
+    finally:
+        logging.getLogger("spoofrl").removeHandler(handler)
+        handler.close()
+
+
+def _run_stages(cfg: ExperimentConfig, layout: Layout, arms: list[str]) -> None:
+    t0 = time.time()
+    _check_from_model(cfg)
+    sub = replace(cfg, arms={a: cfg.arms[a] for a in arms})
+    test_sets = read_test_sets(sub)  # checks every test file exists before hours of training
+    manifests = build_training_manifests(sub, layout)
+    warn_overlaps(manifests, test_sets)
+    posttrain = plan_posttraining(sub, layout, manifests)
+    runs = plan_runs(sub, layout, manifests, arms)
+    for stage in posttrain + [s for r in runs for s in r.stages]:
+        check_stage_spec(stage)  # a changed config fails now, not after hours of other runs
+    LOG.info("experiment %s: %d detector(s), %d arm(s), %d run(s), %d post-training run(s); output %s",
+             cfg.name, len(cfg.detectors), len(arms), len(runs), len(posttrain), layout.root)
+    run_all([(execute_stage, s) for s in posttrain], cfg.workers, "post-training runs")
+    run_all([(execute_run, sub, layout, r) for r in runs], cfg.workers, "arm runs")
+    LOG.info("all runs finished in %s", _duration(time.time() - t0))
