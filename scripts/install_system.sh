@@ -3,7 +3,7 @@
 # codecs (ffmpeg, sox) and, for the browser test of `spoofrl serve`, Debian's chromium + chromedriver.
 # Skips apt entirely when everything is already there.
 set -euo pipefail
-pkgs="espeak-ng flite festival festvox-kallpc16k ffmpeg sox chromium chromium-driver"
+pkgs="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts ffmpeg sox chromium chromium-driver"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -z "$missing" ]; then exit 0; fi

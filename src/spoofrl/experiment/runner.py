@@ -149,7 +149,8 @@ def _flatten(d, prefix=""):
 
 
 def _describe_change(old: dict, new: dict) -> str:
-    a, b = _flatten(old), _flatten(new)
+    strip = lambda flat: {k.removeprefix("train_config."): v for k, v in flat.items()}  # noqa: E731
+    a, b = strip(_flatten(old)), strip(_flatten(new))
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3])
     return shown + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")

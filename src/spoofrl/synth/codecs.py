@@ -1,0 +1,132 @@
+"""Round trips through real speech/audio codecs with ffmpeg (encode to bytes, decode back).
+
+Used both by codec-resynthesis *attacks* (codec2, G.723.1: low-bit-rate vocoders) and by transmission
+*channels* (mp3, opus, aac, gsm, g722). Encoders add a start-up delay; the decoded signal is aligned back
+onto the input by cross-correlation so that delay cannot tell one class or condition from another.
+"""
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal as sps
+
+from spoofrl.errors import SpoofrlError
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How to drive one ffmpeg codec: encoder arguments, container for the pipe, the rate it codes at."""
+    encoder: str
+    muxer: str           # ffmpeg -f for the encoded byte stream
+    demuxer: str         # ffmpeg -f to read that stream back
+    rate: int | None     # sample rate the codec runs at (None: the input's)
+    bitrate_flag: str | None = "-b:a"
+    raw_needs_rate: bool = False  # headerless streams need the rate given to the demuxer
+
+
+CODECS: dict[str, Codec] = {
+    "mp3": Codec("libmp3lame", "mp3", "mp3", None),
+    "opus": Codec("libopus", "ogg", "ogg", None),
+    "aac": Codec("aac", "adts", "aac", None),
+    "gsm": Codec("libgsm", "gsm", "gsm", 8000, None),
+    "g722": Codec("g722", "g722", "g722", 16000, None),
+    "codec2": Codec("libcodec2", "codec2", "codec2", 8000, None),
+    "g723_1": Codec("g723_1", "g723_1", "g723_1", 8000),
+    "speex": Codec("libspeex", "ogg", "ogg", 8000, None),
+}
+
+
+class CodecUnavailable(SpoofrlError):
+    """ffmpeg is missing or lacks an encoder the benchmark needs."""
+
+
+@functools.lru_cache(maxsize=None)
+def ffmpeg_encoders() -> frozenset[str]:
+    """Names of the encoders this ffmpeg build offers (empty when ffmpeg is not installed)."""
+    if shutil.which("ffmpeg") is None:
+        return frozenset()
+    proc = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True)
+    names = set()
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] == "A":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def require_codec(name: str) -> Codec:
+    codec = CODECS[name]
+    if shutil.which("ffmpeg") is None:
+        raise CodecUnavailable(f"codec '{name}' needs ffmpeg, which is not installed (run scripts/install_system.sh)")
+    if codec.encoder not in ffmpeg_encoders():
+        raise CodecUnavailable(f"codec '{name}' needs ffmpeg's '{codec.encoder}' encoder, which this ffmpeg build lacks")
+    return codec
+
+
+def _run_ffmpeg(args: list[str], data: bytes, what: str) -> bytes:
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", *args], input=data, capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise SpoofrlError(f"ffmpeg failed to {what}: {msg[-1] if msg else 'no output'}")
+    return proc.stdout
+
+
+def _best_lag(y: np.ndarray, x: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """(lag, normalised peak correlation) with y[t + lag] ~ x[t], searched within +-max_lag."""
+    seg = min(len(x), len(y))
+    corr = sps.correlate(y[:seg], x[:seg], mode="full", method="fft")
+    mid = seg - 1
+    lo, hi = max(mid - max_lag, 0), min(mid + max_lag + 1, len(corr))
+    best = int(np.argmax(corr[lo:hi]) + lo)
+    norm = np.sqrt(np.sum(x[:seg] ** 2) * np.sum(y[:seg] ** 2)) + 1e-12
+    return best - mid, float(corr[best] / norm)
+
+
+def _envelope(x: np.ndarray, sr: int) -> np.ndarray:
+    """Smoothed magnitude envelope (about 2 ms), zero-mean: alignment for codecs that do not keep phase."""
+    win = max(int(0.002 * sr), 1)
+    env = np.convolve(np.abs(x), np.ones(win) / win, mode="same")
+    return env - env.mean()
+
+
+def align_to(y: np.ndarray, x: np.ndarray, sr: int, max_lag_s: float = 0.1) -> np.ndarray:
+    """Shift `y` so that it best lines up with `x`; same length as x.
+
+    Waveform cross-correlation where the codec keeps the waveform; magnitude-envelope correlation where it
+    does not (parametric codecs such as codec2 resynthesise the phase).
+    """
+    n = len(x)
+    if min(n, len(y)) == 0:
+        return np.zeros(n)
+    max_lag = int(max_lag_s * sr)
+    lag, peak = _best_lag(y, x, max_lag)
+    if peak < 0.5:
+        lag, _ = _best_lag(_envelope(y, sr), _envelope(x, sr), max_lag)
+    if lag > 0:
+        y = y[lag:]
+    elif lag < 0:
+        y = np.concatenate([np.zeros(-lag), y])
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
+def codec_roundtrip(x: np.ndarray, sr: int, name: str, bitrate: int | None = None,
+                    extra_args: tuple[str, ...] = ()) -> np.ndarray:
+    """Encode `x` (float, mono, `sr` Hz) with codec `name` and decode it back to `sr`, aligned to `x`."""
+    codec = require_codec(name)
+    args = ["-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", "-"]
+    if codec.rate is not None:
+        args += ["-ar", str(codec.rate)]
+    args += ["-c:a", codec.encoder]
+    if bitrate is not None and codec.bitrate_flag:
+        args += [codec.bitrate_flag, str(int(bitrate))]
+    args += [*extra_args, "-f", codec.muxer, "-"]
+    pcm = np.clip(x, -1.0, 1.0).astype(np.float32).tobytes()
+    encoded = _run_ffmpeg(args, pcm, f"encode with {name}")
+    decoded = _run_ffmpeg(["-f", codec.demuxer, "-i", "-", "-f", "f32le", "-ar", str(sr), "-ac", "1", "-"],
+                          encoded, f"decode {name}")
+    y = np.frombuffer(decoded, dtype=np.float32).astype(np.float64)
+    return align_to(y, x, sr)

@@ -1,0 +1,222 @@
+"""`spoofrl data synth`: turn the plan of a preset into FLAC files, manifest.csv, meta.jsonl and README.md.
+
+Deterministic: every random choice is drawn either in the plan (one generator per subset / utterance,
+seeded by seed + name) or from a generator seeded by seed + file id, so the worker count, the order of
+execution and interruptions do not change a single sample.
+
+Resumable: each file is written to a temporary name and renamed when complete; a rerun skips files that
+exist. The manifest is written last, after every file exists, so a folder with a manifest is complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from spoofrl.data.manifest import Utterance, write_manifest
+from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.synth import dsp
+from spoofrl.synth.attacks import ATTACKS
+from spoofrl.synth.channels import CHANNELS, _coloured_noise
+from spoofrl.synth.sources import SR, check_voices, synthesize, trim_silence
+from spoofrl.synth.splits import PRESETS, BasePlan, ItemPlan, check_design, make_plan, rng_for
+
+log = logging.getLogger(__name__)
+
+STAMP = "synth.json"
+SOURCE_LEVEL_DB = -26.0        # active level the raw synthesizer output is brought to before anything else
+BASES_PER_CHUNK = 6
+
+
+@dataclass
+class SynthReport:
+    out_dir: Path
+    files: int
+    written: int
+    skipped: int
+    seconds: float
+    audio_seconds: float
+
+
+# ------------------------------------------------------------------------------------------ signals
+
+def prepare_source(raw: np.ndarray, base: BasePlan, seed: int) -> np.ndarray:
+    """Raw synthesizer output -> the bona fide 'recording': trimmed, levelled, with the planned leading
+    and trailing silence and a faint noise floor (synthesizers emit exact digital silence, which would
+    otherwise separate untouched bona fide audio from vocoded audio for a trivial reason)."""
+    rng = rng_for(seed, base.base_id + "/source")
+    x = dsp.set_level(trim_silence(raw, SR), SR, SOURCE_LEVEL_DB)
+    x = np.concatenate([np.zeros(int(base.lead_s * SR)), x, np.zeros(int(base.trail_s * SR))])
+    floor = _coloured_noise(len(x), rng, base.floor_slope, SR) * 10 ** (base.floor_db / 20)
+    return x + floor
+
+
+def render_item(item: ItemPlan, source: np.ndarray, seed: int) -> np.ndarray:
+    """Bona fide copy or copy-synthesis spoof of `source`, through the planned channel, at the planned level."""
+    rng = rng_for(seed, item.item_id)
+    y = source if item.attack == "-" else ATTACKS[item.attack](source, SR, rng, **item.attack_params)
+    y = CHANNELS[item.channel](y, SR, rng, **item.channel_params)
+    return dsp.set_level(y, SR, item.level_db)
+
+
+def write_flac_atomic(path: Path, x: np.ndarray, sr: int = SR) -> None:
+    """Write 16-bit FLAC under a temporary name, then rename: a killed run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    sf.write(str(tmp), np.clip(x, -1.0, 1.0).astype(np.float32), sr, format="FLAC", subtype="PCM_16")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------ work units
+
+def _chunks(plan: list[BasePlan]) -> list[list[BasePlan]]:
+    """Groups of utterances for one worker call; festival utterances are grouped by voice so that one
+    festival process serves a whole group."""
+    groups: dict[tuple[str, str], list[BasePlan]] = {}
+    for base in plan:
+        key = (base.subset, base.voice.id if base.voice.engine == "festival" else "other")
+        groups.setdefault(key, []).append(base)
+    chunks = []
+    for bases in groups.values():
+        for i in range(0, len(bases), BASES_PER_CHUNK):
+            chunks.append(bases[i:i + BASES_PER_CHUNK])
+    return chunks
+
+
+def run_chunk(bases: list[BasePlan], seed: int, out_dir: str) -> tuple[int, int]:
+    """Make every missing file of `bases`. Returns (written, skipped)."""
+    out = Path(out_dir)
+    todo = [b for b in bases if any(not (out / it.rel_path).is_file() for it in b.items)]
+    skipped = sum(len(b.items) for b in bases if b not in todo)
+    if not todo:
+        return 0, skipped
+    try:
+        raws = synthesize([(b.voice, b.text, b.prosody) for b in todo])
+    except SpoofrlError as err:
+        raise SpoofrlError(f"{todo[0].base_id}..: {err}") from None
+    written = 0
+    for base, raw in zip(todo, raws):
+        source = prepare_source(raw, base, seed)
+        for item in base.items:
+            path = out / item.rel_path
+            if path.is_file():
+                skipped += 1
+                continue
+            try:
+                y = render_item(item, source, seed)
+            except SpoofrlError as err:
+                raise SpoofrlError(f"{item.item_id} ({item.attack}, {item.channel}): {err}") from None
+            write_flac_atomic(path, y)
+            written += 1
+    return written, skipped
+
+
+def _run_chunk_star(args) -> tuple[int, int]:
+    return run_chunk(*args)
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+def manifest_rows(plan: list[BasePlan]) -> list[Utterance]:
+    rows = []
+    for base in plan:
+        for item in base.items:
+            rows.append(Utterance(path=item.rel_path, label=item.label, attack=item.attack, source=base.voice.id,
+                                  condition=item.channel, subset=base.subset,
+                                  extra={"speaker": base.voice.speaker, "base": base.base_id, "text": base.text}))
+    return rows
+
+
+def write_meta(plan: list[BasePlan], path: Path) -> None:
+    """One JSON line per file with every parameter that made it (voice, prosody, attack, channel, level)."""
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("w") as fh:
+        for base in plan:
+            for item in base.items:
+                fh.write(json.dumps({
+                    "path": item.rel_path, "label": item.label, "subset": base.subset, "base": base.base_id,
+                    "engine": base.voice.engine, "voice": base.voice.name, "speaker": base.voice.speaker,
+                    "text": base.text, "style": base.style, "rate": base.prosody.rate, "pitch": base.prosody.pitch,
+                    "lead_s": base.lead_s, "trail_s": base.trail_s, "floor_db": base.floor_db,
+                    "attack": item.attack, "attack_params": item.attack_params,
+                    "channel": item.channel, "channel_params": item.channel_params, "level_db": item.level_db,
+                }, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _check_stamp(out: Path, preset: str, seed: int) -> None:
+    """Refuse to mix two different benchmarks in one folder."""
+    stamp = out / STAMP
+    if stamp.is_file():
+        try:
+            made = json.loads(stamp.read_text())
+        except json.JSONDecodeError:
+            raise ConfigError(f"{stamp}: unreadable; delete the folder or choose another --out") from None
+        if made.get("preset") != preset or made.get("seed") != seed:
+            raise ConfigError(f"{out} holds a benchmark made with --preset {made.get('preset')} --seed {made.get('seed')}; "
+                              f"rerun with those options to finish it, or choose another --out")
+    elif out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty and was not made by 'spoofrl data synth'; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    from spoofrl import __version__
+    stamp.write_text(json.dumps({"preset": preset, "seed": seed, "spoofrl": __version__}, indent=1) + "\n")
+
+
+def generate(out_dir: str | Path, preset: str = "demo", seed: int = 0, workers: int = 1,
+             show_progress: bool = True) -> SynthReport:
+    """Make (or finish making) the benchmark `preset` with `seed` in `out_dir`."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    check_design()
+    out = Path(out_dir)
+    start = time.time()
+    plan = make_plan(preset, seed)
+    check_voices(sorted({b.voice for b in plan}, key=lambda v: v.id))
+    _check_stamp(out, preset, seed)
+    chunks = _chunks(plan)
+    total = sum(len(b.items) for b in plan)
+    args = [(chunk, seed, str(out)) for chunk in chunks]
+    written = skipped = 0
+    from spoofrl.log import progress
+    if workers == 1:
+        results = map(_run_chunk_star, args)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
+        results = pool.map(_run_chunk_star, args)
+    try:
+        def per_file():  # one tick per file as chunks finish: the bar counts files, not chunks
+            nonlocal written, skipped
+            for w, s in results:
+                written += w
+                skipped += s
+                yield from range(w + s)
+        for _ in progress(per_file(), desc=f"synth {preset}", total=total, unit="file", disable=None if show_progress else True):
+            pass
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    write_meta(plan, out / "meta.jsonl")
+    from spoofrl.synth.readme import write_readme
+    write_readme(plan, out / "README.md", preset, seed)
+    write_manifest(manifest_rows(plan), out / "manifest.csv")   # last: its presence means complete
+    audio_seconds = _total_seconds(out, plan)
+    return SynthReport(out, total, written, skipped, time.time() - start, audio_seconds)
+
+
+def _total_seconds(out: Path, plan: list[BasePlan]) -> float:
+    total = 0.0
+    for base in plan:
+        for item in base.items:
+            total += sf.info(str(out / item.rel_path)).duration
+    return total

@@ -1,0 +1,123 @@
+"""README.md of a generated benchmark folder: what each subset holds and, computed from the files
+actually planned (not from intentions), what in it is unseen relative to each training subset."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from spoofrl.synth.attacks import ATTACKS
+from spoofrl.synth.channels import CHANNELS
+from spoofrl.synth.splits import DESIGN, DESIGN_BY_NAME, PRESETS, TRAINING_SUBSETS, BasePlan
+
+CAVEAT = (
+    "**Read this before quoting numbers.** The bona fide side of this benchmark is itself synthetic: "
+    "espeak-ng (formant), flite and festival (diphone concatenation, clustergen and HTS statistical-parametric "
+    "voices). A detector trained here learns to tell *untouched source audio* from *the same audio after "
+    "vocoder / codec copy-synthesis*, and the OOD subsets measure generalisation to unseen vocoders, "
+    "speakers and channels. It does not measure how well a detector separates real human speech from modern "
+    "neural TTS or voice conversion; for that, use public corpora (`spoofrl data import`) or your own "
+    "recordings (`spoofrl vocode`)."
+)
+
+
+def _sets(plan: list[BasePlan], subset: str) -> dict[str, set]:
+    bases = [b for b in plan if b.subset == subset]
+    items = [i for b in bases for i in b.items]
+    return {
+        "attacks": {i.attack for i in items if i.attack != "-"},
+        "channels": {i.channel for i in items},
+        "speakers": {b.voice.speaker for b in bases},
+        "texts": {b.text for b in bases},
+        "engines": {b.voice.engine for b in bases},
+    }
+
+
+def _fmt(values) -> str:
+    return ", ".join(f"`{v}`" for v in sorted(values)) if values else "none"
+
+
+def unseen_table(plan: list[BasePlan]) -> list[str]:
+    """Markdown rows: for each subset and training subset, what is unseen (attacks, channels, speakers, texts)."""
+    subsets = [d.name for d in DESIGN if any(b.subset == d.name for b in plan)]
+    sets = {s: _sets(plan, s) for s in subsets}
+    lines = ["| subset | relative to | unseen attacks | unseen channels | unseen speakers | shared texts |",
+             "|---|---|---|---|---|---|"]
+    for s in subsets:
+        for t in TRAINING_SUBSETS:
+            if t not in sets or s == t:
+                continue
+            a, b = sets[s], sets[t]
+            new_spk = a["speakers"] - b["speakers"]
+            lines.append(f"| {s} | {t} | {_fmt(a['attacks'] - b['attacks'])} | {_fmt(a['channels'] - b['channels'])} | "
+                         f"{len(new_spk)} of {len(a['speakers'])} | {len(a['texts'] & b['texts'])} |")
+    return lines
+
+
+def subset_table(plan: list[BasePlan]) -> list[str]:
+    lines = ["| subset | role | files | bona fide | spoof | speakers | engines | attacks | channels | text style |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for design in DESIGN:
+        bases = [b for b in plan if b.subset == design.name]
+        if not bases:
+            continue
+        items = [i for b in bases for i in b.items]
+        labels = Counter(i.label for i in items)
+        sets = _sets(plan, design.name)
+        lines.append(f"| {design.name} | {design.role} | {len(items)} | {labels['bonafide']} | {labels['spoof']} | "
+                     f"{len(sets['speakers'])} | {', '.join(sorted(sets['engines']))} | {_fmt(sets['attacks'])} | "
+                     f"{_fmt(sets['channels'])} | {', '.join(design.styles)} |")
+    return lines
+
+
+def render_readme(plan: list[BasePlan], preset: str, seed: int) -> str:
+    out = [f"# spoofrl built-in benchmark (preset `{preset}`, seed {seed})", "",
+           f"Made by `spoofrl data synth --preset {preset} --seed {seed}` ({PRESETS[preset].about}). "
+           "The same command makes bit-identical audio on any machine with the same synthesizer and codec versions.",
+           "", CAVEAT, "",
+           "## How to use it", "",
+           "1. Post-train a detector on `posttrain` (validate on `posttrain_dev`).",
+           "2. Fine-tune it on the target domain `target_train` (validate on `target_dev`).",
+           "3. Test in-domain on `target_eval` and out-of-domain on `ood_attack`, `ood_source`, `ood_channel`, "
+           "`ood_mix`. The question: does fine-tuning keep the OOD performance that post-training gave?", "",
+           "Each bona fide utterance comes with spoofed copies of the same utterance (same text, voice, timing); "
+           "the `base` column pairs them. Channels are drawn from the same distribution for both classes of a "
+           "subset, levels from the same range, so neither reveals the label.", "",
+           "## Subsets", ""]
+    out += subset_table(plan)
+    out += ["", "What each subset is for:", ""]
+    for design in DESIGN:
+        out.append(f"- `{design.name}`: {design.about}.")
+    out += ["", "## What is unseen, relative to each training subset", "",
+            "Computed from the files in this folder. Speaker pools are disjoint by design: post-training voices "
+            "(also in `posttrain_dev`, `ood_attack`, `ood_channel`), target voices (`target_*`), OOD voices "
+            "(`ood_source`, `ood_mix`); a speaker is an engine voice, with the same person's voice in two "
+            "engines (flite `kal` / festival `kal_diphone`, flite `slt` / festival HTS `slt`) counted as one. "
+            "No sentence occurs in two subsets.", ""]
+    out += unseen_table(plan)
+    out += ["", "## Attacks (copy-synthesis)", "", "| id | family | what it does | parameters |", "|---|---|---|---|"]
+    used_attacks = {i.attack for b in plan for i in b.items}
+    for name, attack in ATTACKS.items():
+        if name in used_attacks:
+            out.append(f"| `{name}` | {attack.family} | {attack.doc} | {attack.space.describe()} |")
+    out += ["", "## Channels", "", "| id | what it does | parameters |", "|---|---|---|"]
+    used_channels = {i.channel for b in plan for i in b.items}
+    for name, channel in CHANNELS.items():
+        if name in used_channels:
+            out.append(f"| `{name}` | {channel.doc} | {channel.space.describe()} |")
+    out += ["", "## Files", "",
+            "- `manifest.csv`: `path,label,attack,source,condition,subset` (spoofrl's manifest; paths relative "
+            "to this folder) plus `base` (the bona fide utterance a file derives from), `speaker`, `text`. "
+            "`source` is the synthesizer voice, `condition` the channel. Written last: a folder without it is "
+            "unfinished; rerun the same command to complete it.",
+            "- `meta.jsonl`: one line per file with every parameter (prosody, silences, attack and channel "
+            "parameters, level).",
+            "- `audio/<subset>/<base>_<k>.flac`: 16 kHz mono 16-bit FLAC. The bona fide copy's index `k` is random.",
+            "- `synth.json`: the preset and seed this folder was made with.", ""]
+    return "\n".join(out)
+
+
+def write_readme(plan: list[BasePlan], path: Path, preset: str, seed: int) -> None:
+    path.write_text(render_readme(plan, preset, seed))
+
+
+__all__ = ["render_readme", "write_readme", "unseen_table", "subset_table", "DESIGN_BY_NAME"]

@@ -1,0 +1,192 @@
+"""The experiment runner's caching and resumption, with the trainer replaced by a fast stand-in that writes a
+real run folder (model.safetensors, metrics.csv, summary.json): what is cached, what is re-run, what is refused."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import spoofrl.inference
+import spoofrl.training
+from spoofrl.data.manifest import Utterance, write_manifest
+from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.experiment import load_experiment_config, run_experiment
+from spoofrl.experiment.layout import Layout
+
+DET = "logmel-linear"
+SUBSETS = ["posttrain", "target_train", "target_dev", "target_eval", "ood_attack"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    rows = []
+    for subset in SUBSETS:
+        for i in range(8):
+            label = "bonafide" if i % 2 else "spoof"
+            wave = rng.standard_normal(4000).astype(np.float32) * (0.1 if label == "bonafide" else 0.03)
+            rel = f"wav/{subset}_{i}.wav"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            sf.write(root / rel, wave, 16000)
+            rows.append(Utterance(rel, label, "-" if label == "bonafide" else "A1", "s", "clean", subset))
+    write_manifest(rows, root / "manifest.csv")
+    return root / "manifest.csv"
+
+
+class FakeTrainer:
+    """Records calls; writes a finished run folder unless told to 'die' after its first checkpoint."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str | None, bool]] = []
+        self.die_on: str | None = None
+
+    def load_train_config(self, source, overrides=None):
+        from spoofrl.config import apply_overrides
+        return apply_overrides(source, overrides)
+
+    def train(self, cfg, out_dir, *, init=None, resume=False):
+        from spoofrl.models import build_model, load_model, load_model_preset, save_model
+        out = Path(out_dir)
+        self.calls.append((out.relative_to(out.parents[2]).as_posix() if "arms" in out.parts else "posttrain",
+                           None if init is None else Path(init).name, resume))
+        torch.manual_seed(cfg["seed"])
+        model = load_model(init) if init else build_model(load_model_preset(cfg["model"]["preset"]))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        (out / "last").mkdir(parents=True, exist_ok=True)
+        if self.die_on and self.die_on in str(out) and not resume:
+            raise KeyboardInterrupt  # killed mid-run: last/ exists, summary.json does not
+        save_model(model, out, run_config={k: v for k, v in cfg.items() if k != "model"})
+        (out / "metrics.csv").write_text("step,epoch,loss,reward_mean,kl,clip_frac,entropy,lr,dev_eer\n"
+                                         "1,0,0.7,0.5,0.0,,,0.001,\n2,0,0.6,0.6,0.01,,,0.001,0.3\n")
+        (out / "summary.json").write_text(json.dumps({"best_step": 2, "best_dev_eer": 0.3, "steps": 2,
+                                                      "seconds": 0.01}))
+        return out
+
+
+def fake_score_utterances(model, utts, *, device=None, batch_size=16, max_seconds=None, desc=""):
+    from spoofrl.audio import load_audio
+    waves = [torch.tensor(load_audio(u.audio_path, 16000)) for u in utts]
+    with torch.no_grad():
+        return np.array([float(model.score(w[None])[0]) for w in waves], dtype=np.float64)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    trainer = FakeTrainer()
+    monkeypatch.setattr(spoofrl.training, "train", trainer.train, raising=False)
+    monkeypatch.setattr(spoofrl.training, "load_train_config", trainer.load_train_config, raising=False)
+    monkeypatch.setattr(spoofrl.inference, "score_utterances", fake_score_utterances, raising=False)
+    for name in ("plot_det", "plot_histograms", "plot_training_curves"):  # figures are tested elsewhere
+        monkeypatch.setattr(f"spoofrl.experiment.report.{name}", lambda *a, **k: None)
+    return trainer
+
+
+def _config(manifest: Path, tmp_path: Path, **extra):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("schedule: {steps: 2}\n")
+    data = {"data": {"manifest": str(manifest), "ood": {"attack": {"subsets": ["ood_attack"]}}},
+            "posttrain": {"recipe": str(recipe)}, "finetune": {"recipe": str(recipe)}, "seeds": 2,
+            "arms": {"posttrained": {"train": False}, "sft": {"overrides": ["objective=sft"]},
+                     "two_stage": {"stages": [{"overrides": ["objective=sft"]}, {"overrides": ["objective=grpo"]}]}},
+            "report": {"bootstrap": 20}}
+    data.update(extra)
+    return load_experiment_config(data)
+
+
+def test_runs_once_then_everything_is_cached(manifest, tmp_path, fake):
+    cfg = _config(manifest, tmp_path)
+    out = tmp_path / "out"
+    results = run_experiment(cfg, out)
+    # post-trained once, shared; each trained arm x seed; stage 2 starts from stage 1
+    assert fake.calls[0] == ("posttrain", None, False)
+    assert ("sft/seed1/stage1", "posttrain", False) in fake.calls
+    assert ("two_stage/seed0/stage2", "stage1", False) in fake.calls
+    assert len(fake.calls) == 1 + 2 + 2 * 2
+    assert results["missing_runs"] == []
+    layout = Layout(out)
+    assert layout.scores(DET, "posttrained", 0, "attack").is_file()
+    assert not layout.run(DET, "posttrained", 1).exists()  # shared model: one run, not identical copies
+    assert (out / "experiment.yaml").is_file() and (out / "data" / "target.csv").is_file()
+    before = layout.scores(DET, "sft", 1, "target").stat().st_mtime_ns
+    fake.calls.clear()
+    again = run_experiment(cfg, out)
+    assert fake.calls == []
+    assert layout.scores(DET, "sft", 1, "target").stat().st_mtime_ns == before
+    assert again["detectors"][DET]["arms"]["sft"]["summary"] == results["detectors"][DET]["arms"]["sft"]["summary"]
+
+
+def test_killed_run_resumes_and_only_missing_work_is_done(manifest, tmp_path, fake):
+    cfg = _config(manifest, tmp_path)
+    out = tmp_path / "out"
+    fake.die_on = "sft/seed1/stage1"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, out)
+    fake.die_on = None
+    fake.calls.clear()
+    results = run_experiment(cfg, out)
+    # the killed stage resumes from last/; finished stages and scored runs are left alone
+    assert ("sft/seed1/stage1", "posttrain", True) in fake.calls
+    assert ("posttrain", None, False) not in fake.calls
+    assert ("sft/seed0/stage1", "posttrain", False) not in fake.calls
+    assert results["missing_runs"] == []
+    # more seeds: only the new seed trains
+    fake.calls.clear()
+    more = _config(manifest, tmp_path, seeds=3)
+    run_experiment(more, out)
+    assert sorted(c[0] for c in fake.calls) == ["sft/seed2/stage1", "two_stage/seed2/stage1",
+                                                "two_stage/seed2/stage2"]
+
+
+def test_new_test_set_is_scored_without_retraining(manifest, tmp_path, fake):
+    cfg = _config(manifest, tmp_path, seeds=1)
+    out = tmp_path / "out"
+    run_experiment(cfg, out)
+    fake.calls.clear()
+    wider = _config(manifest, tmp_path, seeds=1,
+                    data={"manifest": str(manifest), "ood": {"attack": {"subsets": ["ood_attack"]},
+                                                             "dev_as_ood": {"subsets": ["target_dev"]}}})
+    results = run_experiment(wider, out)
+    assert fake.calls == []
+    assert Layout(out).scores(DET, "sft", 0, "dev_as_ood").is_file()
+    assert results["ood"] == ["attack", "dev_as_ood"]
+
+
+def test_changed_config_is_refused_not_mixed(manifest, tmp_path, fake):
+    out = tmp_path / "out"
+    run_experiment(_config(manifest, tmp_path, seeds=1), out)
+    changed = _config(manifest, tmp_path, seeds=1, finetune={"recipe": str(tmp_path / "recipe.yaml"),
+                                                             "overrides": ["optim.lr=0.5"]})
+    fake.calls.clear()
+    with pytest.raises(ConfigError, match=r"sft/seed0/stage1: made with a different configuration \(optim.lr"):
+        run_experiment(changed, out)
+    assert fake.calls == []  # refused before training anything
+
+
+def test_report_only_and_arm_selection(manifest, tmp_path, fake):
+    cfg = _config(manifest, tmp_path, seeds=1)
+    out = tmp_path / "out"
+    results = run_experiment(cfg, out, arms=["posttrained", "sft"])
+    assert set(results["detectors"][DET]["arms"]) == {"posttrained", "sft"}
+    assert not Layout(out).run(DET, "two_stage", 0).exists()
+    fake.calls.clear()
+    partial = run_experiment(cfg, out, report_only=True)
+    assert fake.calls == [] and partial["missing_runs"] == [f"{DET}/two_stage/seed0"]
+    with pytest.raises(ConfigError, match="unknown arm nope"):
+        run_experiment(cfg, out, arms=["nope"])
+
+
+def test_missing_audio_fails_before_training(manifest, tmp_path, fake):
+    rows = manifest.read_text().splitlines()
+    broken = manifest.parent / "broken.csv"  # beside the audio: relative paths stay valid
+    broken.write_text("\n".join(rows + ["wav/nowhere.wav,spoof,A1,s,clean,target_eval"]) + "\n")
+    cfg = _config(broken, tmp_path, seeds=1)
+    with pytest.raises(SpoofrlError, match="1 audio file missing: .*nowhere.wav"):
+        run_experiment(cfg, tmp_path / "out")
+    assert fake.calls == []
