@@ -206,8 +206,9 @@ def test_short_file_has_no_timeline_and_batch_size_does_not_change_scores(tmp_pa
     many = detect_files(loaded, [str(p) for p in paths], DetectOptions(batch_size=16, show_progress=False))
     # Up to one chunk (4 s) plus a tail under a quarter chunk: no timeline; 5.5 s: two chunks.
     assert [len(r.chunks) for r in one] == [0, 0, 0, 0, 2]
-    # Padding to the longest wave of a batch must not leak into the shorter waves' scores.
-    assert [r.score for r in one] == pytest.approx([r.score for r in many], abs=1e-4)
+    # Padding to the longest wave of a batch must not leak into the shorter waves' scores (only the STFT's
+    # edge frames may differ slightly; ignoring lengths would shift these scores by tens of percent).
+    assert [r.score for r in one] == pytest.approx([r.score for r in many], rel=1e-3)
     assert [r.verdict for r in one] == ["spoof", "bonafide", "spoof", "bonafide", "spoof"]
 
 

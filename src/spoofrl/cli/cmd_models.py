@@ -1,11 +1,134 @@
-"""`spoofrl models` (being built; see the issue tracker)."""
-from spoofrl.errors import SpoofrlError
+"""`spoofrl models`: the model zoo - registered front-ends and back-ends, presets with parameter counts,
+and the documented options of any component or preset."""
+from __future__ import annotations
+
+from spoofrl.cli.common import add_set_option
+
+DESCRIPTION = """\
+List the detector components and presets, or describe one of them.
+
+Every detector = a front-end (waveform -> frame features) + a back-end (features -> logits over
+(spoof, bonafide)). Its score is the log-odds of bona fide, logits[1] - logits[0]: higher = more bona fide.
+Presets live in configs/models/; use one in a training config as `model: {preset: NAME}`.
+
+Examples:
+  spoofrl models                                  # components and presets with parameter counts
+  spoofrl models --describe ssl                   # every option of the SSL front-end
+  spoofrl models --describe ssl-ffn-fusion --set frontend.path=/models/xls-r-300m
+"""
 
 
 def register(sub):
-    p = sub.add_parser("models", help="(not built yet)")
+    import argparse
+    p = sub.add_parser("models", help="list front-ends, back-ends and model presets (with parameter counts)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--describe", metavar="NAME",
+                   help="a front-end or back-end registry key (prints its options with types, defaults and "
+                        "meaning) or a preset name / YAML path (prints its resolved config and size)")
+    p.add_argument("--markdown", action="store_true", help="with --describe KEY: a Markdown table (for docs)")
+    add_set_option(p)
     p.set_defaults(func=run)
 
 
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
+
+
+def _preset_note(path) -> str:
+    """The first comment line of a preset file (its one-line title)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            note = line.lstrip("# ").strip()
+            return note if len(note) <= 70 else note[:67] + "..."
+    return ""
+
+
+def _size(cfg) -> tuple[str, str]:
+    """(parameters, trainable) of a model config, or a reason it cannot be built here."""
+    from spoofrl.errors import SpoofrlError
+    from spoofrl.models import build_model, count_parameters
+    try:
+        model = build_model(cfg)
+    except SpoofrlError as err:
+        if "frontend.path" in str(err):
+            return "needs path", "-"
+        raise
+    return f"{count_parameters(model):,}", f"{count_parameters(model, trainable_only=True):,}"
+
+
+def list_all() -> str:
+    from spoofrl.config import config_dir
+    from spoofrl.models import load_model_preset
+    from spoofrl.models.registry import BACKENDS, FRONTENDS
+    lines = ["Front-ends (model.frontend.name):"]
+    lines += [f"  {k:<12} {_first_line(FRONTENDS.get(k).__doc__)}" for k in FRONTENDS.names()]
+    lines += ["", "Back-ends (model.backend.name):"]
+    lines += [f"  {k:<12} {_first_line(BACKENDS.get(k).__doc__)}" for k in BACKENDS.names()]
+    lines += ["", "Presets (configs/models/; `model: {preset: NAME}` in a training config):",
+              f"  {'name':<20} {'front-end':<10} {'back-end':<12} {'parameters':>12} {'trainable':>12}  about"]
+    for path in sorted((config_dir() / "models").glob("*.yaml")):
+        cfg = load_model_preset(str(path))
+        total, trainable = _size(cfg)
+        lines.append(f"  {path.stem:<20} {cfg.frontend['name']:<10} {cfg.backend['name']:<12} {total:>12} "
+                     f"{trainable:>12}  {_preset_note(path)}")
+    lines += ["", "'needs path': an SSL preset; set model.frontend.path to a local checkpoint folder "
+              "(config.json + weights).",
+              "Scores: log-odds of bona fide (logits[1] - logits[0]); higher = more bona fide.",
+              "Options of a component or preset: spoofrl models --describe NAME"]
+    return "\n".join(lines)
+
+
+def describe_component(name: str, markdown: bool) -> str | None:
+    from spoofrl.cli.cmd_config import format_rows
+    from spoofrl.config import describe
+    from spoofrl.models.registry import BACKENDS, FRONTENDS
+    for kind, registry in (("front-end", FRONTENDS), ("back-end", BACKENDS)):
+        if name in registry:
+            cls = registry.get(name)
+            head = f"{kind} '{name}': {(cls.__doc__ or '').strip()}\n\nOptions (model.{kind.replace('-', '')}.*):"
+            return head + "\n" + format_rows(describe(cls.Config), markdown)
+    return None
+
+
+def describe_preset(name: str, overrides: list[str]) -> str:
+    import yaml
+
+    from spoofrl.config import to_dict
+    from spoofrl.errors import SpoofrlError
+    from spoofrl.models import build_model, count_parameters, load_model_preset
+    cfg = load_model_preset(name, overrides)
+    try:
+        model = build_model(cfg)
+    except SpoofrlError as err:
+        if "frontend.path" not in str(err):
+            raise
+        return (yaml.safe_dump(to_dict(cfg.resolved()), sort_keys=False) +
+                "\nparameters: unknown until model.frontend.path names a local checkpoint folder "
+                "(--set frontend.path=/models/NAME)")
+    text = yaml.safe_dump(to_dict(model.resolved_config()), sort_keys=False)
+    return (f"{text}\nparameters: {count_parameters(model):,} "
+            f"(trainable {count_parameters(model, trainable_only=True):,})\n"
+            f"front-end frozen: {model.frontend_is_frozen}; feature cache recommended: "
+            f"{model.frontend_cache_recommended}")
+
+
 def run(args):
-    raise SpoofrlError("'spoofrl models' is not built yet")
+    from spoofrl.errors import ConfigError
+    if not args.describe:
+        if args.overrides:
+            raise ConfigError("--set applies to --describe PRESET only")
+        print(list_all())
+        return 0
+    text = None if args.overrides else describe_component(args.describe, args.markdown)
+    if text is None:
+        from spoofrl.config import resolve_preset
+        try:
+            resolve_preset("models", args.describe)
+        except ConfigError:
+            from spoofrl.models.registry import BACKENDS, FRONTENDS
+            raise ConfigError(f"'{args.describe}' is neither a component (front-ends: "
+                              f"{', '.join(FRONTENDS.names())}; back-ends: {', '.join(BACKENDS.names())}) "
+                              f"nor a preset (see `spoofrl models`)") from None
+        text = describe_preset(args.describe, args.overrides)
+    print(text)
+    return 0

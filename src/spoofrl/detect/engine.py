@@ -122,29 +122,48 @@ class _BatchScorer:
         self.pending = []
 
 
+def _next_chunk(chunks: Iterator[tuple[float, np.ndarray]], state: _FileState) -> tuple[float, np.ndarray] | None:
+    """The next decoded chunk, or None at the end or on a decoding problem (then recorded as the file's error).
+
+    Only decoding is guarded here: a failure of the model while scoring is not the file's fault and propagates.
+    """
+    try:
+        return next(chunks)
+    except StopIteration:
+        return None
+    except AudioError as err:
+        state.error = err.reason
+    except (OSError, ValueError, RuntimeError, MemoryError) as err:  # decoder failures we did not foresee
+        state.error = f"could not decode ({type(err).__name__}: {err})".replace("\n", " ")
+    return None
+
+
+def _whole_file_problem(state: _FileState) -> str | None:
+    """Problems only visible once every chunk has been read."""
+    if not state.raw:
+        return "contains no samples (zero-length audio)"
+    if not state.heard_sound:
+        return "all samples are zero (silent file): nothing to score"
+    if state.ends[-1] < MIN_SECONDS:
+        return f"too short to score ({state.ends[-1] * 1000:.0f} ms; need at least {MIN_SECONDS * 1000:.0f} ms)"
+    return None
+
+
 def _read_file(state: _FileState, scorer: _BatchScorer, opts: DetectOptions, sr: int) -> None:
     """Stream one file's chunks into the scorer; decoding problems become the file's error."""
     if state.item.problem is not None:
         state.error = state.item.problem
         return
-    try:
-        for start, wave in _chunks_with_tail_merged(state.item.path, opts.chunk_seconds, sr, opts.max_seconds):
-            state.starts.append(start)
-            state.ends.append(start + len(wave) / sr)
-            state.raw.append(None)
-            state.heard_sound = state.heard_sound or bool(np.any(wave))
-            scorer.add(state, len(state.raw) - 1, wave)
-        if not state.raw:
-            raise AudioError(state.item.path, "contains no samples (zero-length audio)")
-        if not state.heard_sound:
-            raise AudioError(state.item.path, "all samples are zero (silent file): nothing to score")
-        if state.ends[-1] < MIN_SECONDS:
-            raise AudioError(state.item.path, f"too short to score ({state.ends[-1] * 1000:.0f} ms; "
-                                              f"need at least {MIN_SECONDS * 1000:.0f} ms)")
-    except AudioError as err:
-        state.error = err.reason
-    except (OSError, ValueError, RuntimeError, MemoryError) as err:  # decoder failures we did not foresee
-        state.error = f"could not decode ({type(err).__name__}: {err})".replace("\n", " ")
+    chunks = _chunks_with_tail_merged(state.item.path, opts.chunk_seconds, sr, opts.max_seconds)
+    while (chunk := _next_chunk(chunks, state)) is not None:
+        start, wave = chunk
+        state.starts.append(start)
+        state.ends.append(start + len(wave) / sr)
+        state.raw.append(None)
+        state.heard_sound = state.heard_sound or bool(np.any(wave))
+        scorer.add(state, len(state.raw) - 1, wave)
+    if state.error is None:
+        state.error = _whole_file_problem(state)
     if state.error is not None:
         scorer.forget(state)
 

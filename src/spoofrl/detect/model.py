@@ -99,8 +99,8 @@ def load_detection_model(model_dir: str | Path | None = None, device: str = "aut
     torch_device = pick_device(device)
     model = load_model(folder, torch_device)
     run_config = _read_run_config(folder)
-    preset = model.cfg.preset or "custom"
-    name = f"spoofrl default model ({preset})" if is_default else f"{folder.name} ({preset})"
+    architecture = f"{model.cfg.frontend['name']} + {model.cfg.backend['name']}"
+    name = f"spoofrl default model ({architecture})" if is_default else f"{folder.name} ({architecture})"
     trained_on = DEFAULT_TRAINED_ON if is_default else _describe_training_data(run_config)
     return LoadedModel(model=model, folder=folder.resolve(), name=name, is_default=is_default,
                        trained_on=trained_on, calibration=read_calibration(folder), device=torch_device)

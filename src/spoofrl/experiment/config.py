@@ -37,9 +37,10 @@ class DataConfig:
                                "that names no manifest of its own")
     posttrain: SplitConfig = option(factory=lambda: SplitConfig(["posttrain"]),
                                     doc="training data of the post-training stage (broad, multi-attack)")
-    posttrain_dev: SplitConfig = option(factory=SplitConfig,
-                                        doc="dev data choosing the best post-training checkpoint; empty = hold out "
-                                            "posttrain.dev_fraction of the post-training data")
+    posttrain_dev: SplitConfig = option(factory=lambda: SplitConfig(["posttrain_dev"]),
+                                        doc="dev data choosing the best post-training checkpoint; subsets [] and "
+                                            "no manifest = hold out posttrain.dev_fraction of the post-training "
+                                            "data")
     target_train: SplitConfig = option(factory=lambda: SplitConfig(["target_train"]),
                                        doc="fine-tuning data of the new (target) domain")
     target_dev: SplitConfig = option(factory=lambda: SplitConfig(["target_dev"]),

@@ -7,10 +7,13 @@ import librosa
 import torch
 
 from spoofrl.config import option
+from spoofrl.features.spectral import check_stft_options, power_spectrogram
 from spoofrl.models.base import Frontend, samples_to_frames
 
 
 class LogMel(Frontend):
+    """Log mel-filterbank energies, one vector per 10 ms frame: [B, frames, n_mels]."""
+
     @dataclass
     class Config:
         sample_rate: int = option(16000, "input sample rate (Hz)")
@@ -20,6 +23,11 @@ class LogMel(Frontend):
         n_mels: int = option(80, "number of mel bands")
         f_min: float = option(20.0, "lowest band edge (Hz)")
         f_max: float = option(8000.0, "highest band edge (Hz); at most sample_rate / 2")
+        log_floor: float = option(1e-10, "energies are clamped to at least this before the log")
+
+        def validate(self):
+            check_stft_options(self.n_fft, self.win_length, self.hop_length, self.f_min, self.f_max,
+                               self.sample_rate)
 
     def __init__(self, cfg: "LogMel.Config"):
         super().__init__()
@@ -29,9 +37,7 @@ class LogMel(Frontend):
         self.register_buffer("mel_fb", torch.tensor(fb, dtype=torch.float32), persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.win_length), persistent=False)
 
-    def forward(self, wave, lengths):
-        spec = torch.stft(wave, self.cfg.n_fft, self.cfg.hop_length, self.cfg.win_length, self.window,
-                          center=True, return_complex=True)
-        power = spec.real ** 2 + spec.imag ** 2  # [B, freq, frames]
-        mel = torch.matmul(self.mel_fb, power).clamp_min(1e-10).log().transpose(1, 2)  # [B, frames, mels]
+    def encode(self, wave, lengths):
+        power = power_spectrogram(wave, self.cfg.n_fft, self.cfg.hop_length, self.cfg.win_length, self.window)
+        mel = torch.matmul(self.mel_fb, power).clamp_min(self.cfg.log_floor).log().transpose(1, 2)
         return mel, samples_to_frames(lengths, self.cfg.hop_length, mel.shape[1])

@@ -2,9 +2,15 @@
 
 Output convention (every model): `forward` returns logits [B, 2] over (spoof, bonafide);
 `score` = logits[:, 1] - logits[:, 0] = log-odds of bona fide (natural log; higher = more bona fide).
+
+Two-stage use for frozen front-ends (e.g. a frozen SSL encoder whose hidden states are cached on disk):
+    raw, frame_lengths = model.extract_features(wave, lengths)   # frozen part: cache this per utterance
+    logits = model.forward_features(raw, frame_lengths)          # trainable part: front-end head + back-end
+`model(wave, lengths)` is exactly `forward_features(*extract_features(wave, lengths))`.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +31,8 @@ def _split_spec(spec: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
 @dataclass
 class ModelConfig:
     frontend: dict[str, Any] = option(factory=lambda: {"name": "logmel"},
-                                      doc="front-end registry key under 'name' plus its options")
+                                      doc="front-end registry key under 'name' plus its options "
+                                          "(`spoofrl models --describe KEY` lists them)")
     backend: dict[str, Any] = option(factory=lambda: {"name": "pool-linear"},
                                      doc="back-end registry key under 'name' plus its options")
     sample_rate: int = option(16000, "sample rate the model expects; inputs are resampled to it")
@@ -40,10 +47,15 @@ class ModelConfig:
                 be_cls, from_dict(be_cls.Config, be_opts, prefix=f"model.backend({be_name})"))
 
     def validate(self):
+        if self.sample_rate < 1000:
+            raise ConfigError(f"sample_rate: {self.sample_rate} Hz is not a plausible audio rate")
         self.component_configs()
 
     def resolved(self) -> "ModelConfig":
-        """Same config with every component option filled in with its default (saved beside weights)."""
+        """Same config with every component option filled in with its default.
+
+        For a built model prefer `Detector.resolved_config()`, which also records what was only known at
+        build time (e.g. an SSL encoder's Hugging Face config read from its folder)."""
         _, fe_cfg, _, be_cfg = self.component_configs()
         return ModelConfig(frontend={"name": self.frontend["name"], **to_dict(fe_cfg)},
                            backend={"name": self.backend["name"], **to_dict(be_cfg)},
@@ -51,6 +63,8 @@ class ModelConfig:
 
 
 class Detector(nn.Module):
+    """Front-end + back-end. `forward(wave [B, T], lengths [B]) -> logits [B, 2]` over (spoof, bonafide)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -58,41 +72,114 @@ class Detector(nn.Module):
         self.frontend = fe_cls(fe_cfg)
         self.backend = be_cls(be_cfg, self.frontend.out_dim)
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if lengths is None:
-            lengths = torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
-        feats, frame_lengths = self.frontend(wave, lengths)
-        return self.backend(feats, frame_lengths)
+    # --- the two stages -------------------------------------------------------------------------------
+    @property
+    def frontend_is_frozen(self) -> bool:
+        """True when the front-end's `encode` stage has no trainable parameter (a frozen SSL encoder,
+        log-mel, LFCC, a fixed sinc filterbank): its output for a given waveform never changes during
+        training, so `extract_features` outputs may be computed once and cached (features/cache.py)."""
+        return self.frontend.is_frozen
 
+    @property
+    def frontend_cache_recommended(self) -> bool:
+        """True when caching is worth it: a frozen front-end that is expensive to run (frozen SSL)."""
+        return self.frontend_is_frozen and self.frontend.cache_recommended
+
+    def extract_features(self, wave: torch.Tensor,
+                         lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Front-end encode stage: wave [B, T] -> (raw [B, F, ...], frame_lengths [B]).
+
+        `raw` is what a feature cache stores; its trailing shape depends on the front-end (an SSL front-end
+        gives its selected hidden states [B, F, K, D]). Runs without autograd when the front-end is frozen
+        and the input does not itself require a gradient (saves the activation memory)."""
+        lengths = self._full_lengths(wave, lengths)
+        no_grad = self.frontend_is_frozen and not wave.requires_grad
+        with torch.no_grad() if no_grad else contextlib.nullcontext():
+            return self.frontend.encode(wave, lengths)
+
+    def forward_features(self, raw: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Everything after the encode stage: front-end head (e.g. SSL layer fusion, projection) + back-end.
+        Takes `extract_features` output (freshly computed or read from a cache) -> logits [B, 2]."""
+        return self.backend(self.frontend.head(raw, frame_lengths), frame_lengths)
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_features(*self.extract_features(wave, lengths))
+
+    # --- scores ---------------------------------------------------------------------------------------
     @staticmethod
     def logits_to_score(logits: torch.Tensor) -> torch.Tensor:
-        """Log-odds of bona fide from (spoof, bonafide) logits."""
+        """Log-odds of bona fide from (spoof, bonafide) logits (higher = more bona fide)."""
         return logits[..., 1] - logits[..., 0]
 
     @torch.no_grad()
     def score(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw score per waveform: log-odds of bona fide (natural log; higher = more bona fide)."""
         return self.logits_to_score(self(wave, lengths))
+
+    # --- configuration --------------------------------------------------------------------------------
+    def resolved_config(self) -> ModelConfig:
+        """The config that rebuilds this exact architecture with no outside files (saved by save_model)."""
+        return ModelConfig(frontend={"name": self.cfg.frontend["name"], **self.frontend.resolved_options()},
+                           backend={"name": self.cfg.backend["name"], **self.backend.resolved_options()},
+                           sample_rate=self.cfg.sample_rate, preset=self.cfg.preset)
+
+    @staticmethod
+    def _full_lengths(wave: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        if wave.dim() != 2:
+            raise ValueError(f"expected a waveform batch [B, T], got shape {tuple(wave.shape)}")
+        if lengths is None:
+            return torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
+        return lengths.to(device=wave.device, dtype=torch.long)
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """A model section -> validated ModelConfig. `preset: NAME` alone means that preset; a preset plus partial
+    `frontend` / `backend` sections (without 'name', or with the preset's name) overrides those options, e.g.
+    `{preset: ssl-linear, frontend: {path: /models/xls-r-300m}}`. A complete section (both components named)
+    is used as written, whatever `preset` says (there it is informational)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"model: expected a mapping, got {data!r}")
+    complete = all(isinstance(data.get(k), dict) and "name" in data[k] for k in ("frontend", "backend"))
+    if complete or not data.get("preset"):
+        return from_dict(ModelConfig, data, prefix="model")
+    base = to_dict(load_model_preset(str(data["preset"])))
+    for key, value in data.items():
+        if key in ("frontend", "backend") and isinstance(value, dict) and \
+                value.get("name", base[key]["name"]) == base[key]["name"]:
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return from_dict(ModelConfig, base, prefix="model")
 
 
 def build_model(cfg: ModelConfig | dict) -> Detector:
+    """A detector from a ModelConfig or its dict form (validated; unknown keys raise ConfigError;
+    a dict may name a preset, see `model_config_from_dict`)."""
     if isinstance(cfg, dict):
-        cfg = from_dict(ModelConfig, cfg, prefix="model")
+        cfg = model_config_from_dict(cfg)
     return Detector(cfg)
 
 
 def load_model_preset(name_or_path: str, overrides: list[str] | None = None) -> ModelConfig:
-    """A preset from configs/models/ (or a YAML path) -> validated ModelConfig."""
+    """A preset from configs/models/ (or a YAML path) -> validated ModelConfig.
+
+    `overrides` are `key.path=value` strings relative to the model section, e.g. `frontend.path=/models/xlsr`
+    (a leading `model.` is accepted too)."""
     from pathlib import Path
 
     from spoofrl.config import apply_overrides, load_yaml, resolve_preset
     path = resolve_preset("models", name_or_path)
+    overrides = [o[len("model."):] if o.startswith("model.") else o for o in overrides or []]
     data = apply_overrides(load_yaml(path), overrides)
     data.setdefault("preset", Path(path).stem)
-    return from_dict(ModelConfig, data, prefix="model")
+    try:
+        return from_dict(ModelConfig, data, prefix="model")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ModelConfig", "Detector", "build_model", "load_model_preset", "count_parameters", "field"]
+__all__ = ["ModelConfig", "Detector", "build_model", "model_config_from_dict", "load_model_preset", "count_parameters", "field"]

@@ -2,6 +2,10 @@
 
 A model folder holds `model.safetensors` + `config.yaml` (the run's config; its `model` section, or the
 whole file if it is a bare model config) and optionally `calibration.json`.
+
+The saved `model` section is `Detector.resolved_config()`: every option filled in, and for an SSL front-end
+the full Hugging Face config of the encoder, so a folder loads on a machine without the original
+pretrained checkpoint (all weights, SSL ones included, are in model.safetensors).
 """
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from spoofrl.config import from_dict, load_yaml, save_yaml, to_dict
-from spoofrl.errors import SpoofrlError
-from spoofrl.models.detector import Detector, ModelConfig, build_model
+from spoofrl.config import load_yaml, save_yaml, to_dict
+from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.models.detector import Detector, ModelConfig, build_model, model_config_from_dict
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -27,6 +32,7 @@ def state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Write the state dict atomically (temporary file, then rename), so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -34,14 +40,20 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def resolved_model_dict(model: torch.nn.Module) -> dict:
+    """The `model` section to save beside the weights of `model` (a Detector, possibly DDP-wrapped)."""
+    model = getattr(model, "module", model)
+    return to_dict(model.resolved_config())
+
+
 def save_model(model: Detector, folder: str | Path, run_config: dict | None = None) -> Path:
-    """Write weights and config into `folder` (created)."""
+    """Write weights and config into `folder` (created). `run_config` (e.g. the training config) is saved
+    too, with its `model` section replaced by the model's fully resolved config."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(model, folder / WEIGHTS)
-    model = getattr(model, "module", model)
     cfg = dict(run_config) if run_config is not None else {}
-    cfg["model"] = to_dict(model.cfg.resolved())
+    cfg["model"] = resolved_model_dict(model)
     save_yaml(cfg, folder / CONFIG)
     return folder
 
@@ -50,24 +62,55 @@ def read_model_config(folder: str | Path) -> ModelConfig:
     folder = Path(folder)
     data = load_yaml(folder / CONFIG)
     model_section = data.get("model", data)
-    return from_dict(ModelConfig, model_section, prefix="model")
+    try:
+        return model_config_from_dict(model_section)
+    except ConfigError as err:
+        raise ConfigError(f"{folder / CONFIG}: {err}") from None
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SpoofrlError(f"{path}: not a readable safetensors file ({err})") from None
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Detector:
-    """Rebuild a saved detector on `device`, in eval mode."""
+    """Rebuild a saved detector on `device` ('cpu', 'cuda', 'cuda:1', a torch.device), in eval mode.
+
+    No pickle is involved: the architecture comes from config.yaml, the tensors from model.safetensors
+    (read on the CPU, then moved, so a GPU-trained folder loads on a CPU-only machine and vice versa)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SpoofrlError(f"{folder}: model folder not found")
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise SpoofrlError(f"{folder}: no {WEIGHTS} in the model folder")
+    target = _checked_device(device)
     model = build_model(read_model_config(folder))
-    state = load_file(str(weights), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    state = _read_weights(weights)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        detail = " ".join(str(err).split())[:300]
+        raise SpoofrlError(f"{weights}: weights do not match {folder / CONFIG} ({detail})") from None
     if missing or unexpected:
-        raise SpoofrlError(f"{weights}: weights do not match the config "
+        raise SpoofrlError(f"{weights}: weights do not match {folder / CONFIG} "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.to(device).eval()
+    return model.to(target).eval()
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise SpoofrlError(f"bad device {str(device)!r}: {err}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpoofrlError(f"device {str(device)!r} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SpoofrlError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def load_calibration(folder: str | Path) -> dict | None:

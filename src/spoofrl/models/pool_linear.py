@@ -10,6 +10,8 @@ from spoofrl.models.base import Backend, masked_mean
 
 
 class PoolLinear(Backend):
+    """Mean over valid frames -> dropout -> Linear(2) (AntiDeepfake's head on SSL features)."""
+
     @dataclass
     class Config:
         dropout: float = option(0.0, "dropout on the pooled vector")
@@ -17,6 +19,7 @@ class PoolLinear(Backend):
 
     def __init__(self, cfg: "PoolLinear.Config", in_dim: int):
         super().__init__()
+        self.cfg = cfg
         self.norm = nn.LayerNorm(in_dim) if cfg.normalize else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(in_dim, 2)

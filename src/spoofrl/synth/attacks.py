@@ -19,7 +19,7 @@ from scipy.ndimage import uniform_filter1d
 
 from spoofrl.errors import ConfigError
 from spoofrl.synth import dsp
-from spoofrl.synth.codecs import codec_roundtrip
+from spoofrl.synth.codecs import CodecRequest, codec_roundtrip_many
 from spoofrl.synth.params import ParamSpace
 
 
@@ -30,6 +30,8 @@ class Attack:
     fn: Callable[..., np.ndarray]
     space: ParamSpace = field(default_factory=ParamSpace)
     doc: str = ""
+    # for codec attacks: the ffmpeg round trip that *is* the attack, so callers can batch many of them
+    codec: Callable[[dict], CodecRequest] | None = None
 
     def sample_params(self, rng: np.random.Generator) -> dict:
         return self.space.sample(rng)
@@ -37,7 +39,11 @@ class Attack:
     def __call__(self, x: np.ndarray, sr: int, rng: np.random.Generator, **params) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         full = self.space.complete(params, rng, f"attack '{self.id}'")
-        y = self.fn(x, sr, rng, **full)
+        return self.finish(x, self.fn(x, sr, rng, **full), sr)
+
+    @staticmethod
+    def finish(x: np.ndarray, y: np.ndarray, sr: int) -> np.ndarray:
+        """Vocoder output -> attack output: the input's length and active level (neither may betray the class)."""
         y = dsp.fit_length(np.nan_to_num(np.asarray(y, dtype=np.float64)), len(x))
         return dsp.match_level(y, x, sr)
 
@@ -200,17 +206,24 @@ def phase_vocoder(x, sr, rng, rate=1.25, n_fft=1024):
 
 # ---------------------------------------------------------------------------------------------- codecs
 
-def codec2(x, sr, rng, mode="1300"):
+def codec2_request(params: dict) -> CodecRequest:
     """Codec2 (a sinusoidal low-bit-rate vocoder, 700-3200 bit/s, 8 kHz) via ffmpeg's libcodec2."""
-    return codec_roundtrip(x, sr, "codec2", extra_args=("-mode", str(mode)))
+    return CodecRequest("codec2", None, ("-mode", str(params["mode"])))
 
 
-def celp(x, sr, rng, codec="g723_1", quality=2):
+def celp_request(params: dict) -> CodecRequest:
     """Code-excited linear prediction at low rate: G.723.1 (6.3 kbit/s ACELP/MP-MLQ) or Speex narrow-band
     at a low CBR quality, via ffmpeg; both run at 8 kHz."""
-    if codec == "g723_1":
-        return codec_roundtrip(x, sr, "g723_1", bitrate=6300)
-    return codec_roundtrip(x, sr, "speex", extra_args=("-cbr_quality", str(int(quality))))
+    if params["codec"] == "g723_1":
+        return CodecRequest("g723_1", 6300)
+    return CodecRequest("speex", None, ("-cbr_quality", str(int(params["quality"]))))
+
+
+def _via_codec(request: Callable[[dict], CodecRequest]):
+    def apply(x, sr, rng, **params):
+        return codec_roundtrip_many([x], sr, [request(params)])[0]
+    apply.__doc__ = request.__doc__
+    return apply
 
 
 # ---------------------------------------------------------------------------------------------- neural upsampler
@@ -233,16 +246,20 @@ def _leaky_relu(h: np.ndarray, slope: float) -> np.ndarray:
     return np.where(h > 0, h, slope * h)
 
 
-def neural_upsampler(x, sr, rng, factor=2, channels=8, kernel=3, weight_noise=0.25, slope=0.3):
+def neural_upsampler(x, sr, rng, factor=2, channels=8, kernel=3, weight_noise=0.25, slope=0.3, imbalance=0.25):
     """A randomly initialised (untrained) upsampling network, as in GAN vocoders before they converge:
     the input is decimated by `factor`, then rebuilt by stride-2 transposed convolutions whose kernels are
-    an interpolation kernel plus random weights, with leaky-ReLU between stages. Kernel sizes not divisible
-    by the stride give the classic checkerboard: a gain pattern repeating every `factor` samples, which
-    mirrors the low band into the high band (spectral images)."""
+    an interpolation kernel plus random weights, with leaky-ReLU between stages. A kernel whose size is not
+    a multiple of the stride feeds even and odd output samples through different taps; `imbalance` (the
+    extra gain of the odd taps, on top of the random weights) makes that uneven overlap audible as the
+    classic checkerboard: a gain pattern repeating every 2 samples of each stage, which mirrors the band
+    below a quarter of that stage's output rate into the band above (spectral images)."""
     stages = int(np.log2(factor))
     h = dsp.resample_poly(x, sr, sr // factor)[None, :]
     in_ch = 1
-    base = np.interp(np.arange(kernel), [0, (kernel - 1) / 2, kernel - 1], [0.5, 1.0, 0.5])
+    half = (kernel - 1) / 2
+    base = np.maximum(0.0, 1.0 - np.abs(np.arange(kernel) - half) / 2.0)   # linear interpolation at stride 2
+    base[1::2] *= 1.0 + imbalance
     for stage in range(stages):
         out_ch = int(channels)
         mix = rng.standard_normal((out_ch, in_ch)) / np.sqrt(in_ch)
@@ -251,9 +268,8 @@ def neural_upsampler(x, sr, rng, factor=2, channels=8, kernel=3, weight_noise=0.
         h = _leaky_relu(_transposed_conv(h, weights, 2), slope)
         in_ch = out_ch
     readout = rng.standard_normal(in_ch)
-    # sign-correct the read-out by the mixing path so the output is the speech, not a cancellation of it
     y = dsp.fit_length(readout @ h, len(x))
-    if np.dot(y, x) < 0:
+    if np.dot(y, x) < 0:  # keep the input's polarity (a random read-out may flip it)
         y = -y
     y = y - uniform_filter1d(y, size=int(0.02 * sr))        # the leaky ReLU's rectification adds a slow DC drift
     return y
@@ -280,8 +296,9 @@ def envelope_smoothing(x, sr, rng, cep_order=24, time_frames=7, strength=0.8, n_
 
 def minimum_phase_resynthesis(x, sr, rng, n_fft=512):
     """Keep every frame's magnitude, replace its phase by the minimum phase of that magnitude (what a
-    magnitude-only vocoder with a minimum-phase filter produces). Magnitude features barely change;
-    the glottal-pulse phase and the phase continuity between frames are lost."""
+    magnitude-only vocoder with a minimum-phase filter produces). The glottal-pulse phase, the timing of
+    pulses within a frame and the phase continuity between frames are lost: each frame's energy gathers at
+    its onset, which adds a buzz at the frame rate (sr / hop) and smears clicks."""
     hop = n_fft // 4
     spec = dsp.stft(x, n_fft, hop)
     log_mag = np.log(np.abs(spec) + 1e-7)
@@ -316,24 +333,26 @@ ATTACKS: dict[str, Attack] = {a.id: a for a in [
            doc="harmonic-plus-noise model: harmonics up to a 3-6 kHz maximum voiced frequency, noise above"),
     Attack("pvoc", "pvoc", phase_vocoder, _space(rate=("float", 0.7, 1.4), n_fft=("choice", [512, 1024])),
            doc="phase-vocoder time-stretch by 0.7-1.4 and back (phasiness, smeared transients)"),
-    Attack("codec2", "codec2", codec2, _space(mode=("choice", ["3200", "2400", "1600", "1300", "1200", "700C"])),
-           doc="Codec2 sinusoidal speech codec at 700-3200 bit/s (8 kHz), via ffmpeg libcodec2"),
-    Attack("celp", "celp", celp, _space(codec=("choice", ["g723_1", "speex"]), quality=("int", 0, 3)),
-           doc="CELP codecs at low rate: G.723.1 6.3 kbit/s or Speex narrow-band CBR quality 0-3 (8 kHz)"),
+    Attack("codec2", "codec2", _via_codec(codec2_request),
+           _space(mode=("choice", ["3200", "2400", "1600", "1300", "1200", "700C"])),
+           doc="Codec2 sinusoidal speech codec at 700-3200 bit/s (8 kHz), via ffmpeg libcodec2", codec=codec2_request),
+    Attack("celp", "celp", _via_codec(celp_request), _space(codec=("choice", ["g723_1", "speex"]), quality=("int", 0, 3)),
+           doc="CELP codecs at low rate: G.723.1 6.3 kbit/s or Speex narrow-band CBR quality 0-3 (8 kHz)",
+           codec=celp_request),
     Attack("upsampler_x2", "upsampler", neural_upsampler,
            _space(factor=("choice", [2]), channels=("int", 4, 12), kernel=("choice", [3, 5]),
-                  weight_noise=("float", 0.1, 0.4), slope=("float", 0.1, 0.5)),
+                  weight_noise=("float", 0.1, 0.4), slope=("float", 0.1, 0.5), imbalance=("float", 0.15, 0.5)),
            doc="randomly initialised transposed-convolution upsampler, x2 from 8 kHz (checkerboard, images above 4 kHz)"),
     Attack("upsampler_x4", "upsampler", neural_upsampler,
            _space(factor=("choice", [4]), channels=("int", 4, 12), kernel=("choice", [3, 5]),
-                  weight_noise=("float", 0.1, 0.4), slope=("float", 0.1, 0.5)),
+                  weight_noise=("float", 0.1, 0.4), slope=("float", 0.1, 0.5), imbalance=("float", 0.15, 0.5)),
            doc="two stride-2 random transposed convolutions, x4 from 4 kHz (period-4 checkerboard)"),
     Attack("envsmooth", "envsmooth", envelope_smoothing,
            _space(cep_order=("int", 16, 32), time_frames=("int", 5, 11), strength=("float", 0.6, 1.0),
                   n_fft=("choice", [512])),
            doc="spectral-envelope over-smoothing over 5-11 frames (flattened formant trajectories)"),
     Attack("minphase", "minphase", minimum_phase_resynthesis, _space(n_fft=("choice", [256, 512, 1024])),
-           doc="magnitudes kept, phases replaced by minimum phase (glottal phase and frame continuity lost)"),
+           doc="magnitudes kept, phases replaced per frame by minimum phase (frame-rate buzz, no glottal phase)"),
 ]}
 
 FAMILIES = sorted({a.family for a in ATTACKS.values()})

@@ -14,7 +14,7 @@ from scipy import signal as sps
 
 from spoofrl.errors import ConfigError
 from spoofrl.synth import dsp
-from spoofrl.synth.codecs import codec_roundtrip
+from spoofrl.synth.codecs import CodecRequest, codec_roundtrip_many
 from spoofrl.synth.params import ParamSpace
 
 
@@ -24,14 +24,18 @@ class Channel:
     fn: Callable[..., np.ndarray]
     space: ParamSpace = field(default_factory=ParamSpace)
     doc: str = ""
+    codec: Callable[[dict], CodecRequest] | None = None   # for codec channels, so callers can batch them
 
     def sample_params(self, rng: np.random.Generator) -> dict:
         return self.space.sample(rng)
 
     def __call__(self, x: np.ndarray, sr: int, rng: np.random.Generator, **params) -> np.ndarray:
         full = self.space.complete(params, rng, f"channel '{self.id}'")
-        y = self.fn(np.asarray(x, dtype=np.float64), sr, rng, **full)
-        return dsp.fit_length(np.nan_to_num(y), len(x))
+        return self.finish(x, self.fn(np.asarray(x, dtype=np.float64), sr, rng, **full))
+
+    @staticmethod
+    def finish(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return dsp.fit_length(np.nan_to_num(np.asarray(y, dtype=np.float64)), len(x))
 
 
 # ------------------------------------------------------------------------------------------ implementations
@@ -40,11 +44,19 @@ def clean(x, sr, rng):
     return x.copy()
 
 
-def _codec_channel(name: str):
-    def apply(x, sr, rng, bitrate=None):
-        return codec_roundtrip(x, sr, name, bitrate)
-    apply.__name__ = f"{name}_channel"
-    return apply
+def _codec_request(name: str) -> Callable[[dict], CodecRequest]:
+    def request(params: dict) -> CodecRequest:
+        return CodecRequest(name, params.get("bitrate"))
+    return request
+
+
+def _codec_channel(name: str) -> dict:
+    """fn and codec fields of a channel that is one ffmpeg round trip."""
+    request = _codec_request(name)
+
+    def apply(x, sr, rng, **params):
+        return codec_roundtrip_many([x], sr, [request(params)])[0]
+    return {"fn": apply, "codec": request}
 
 
 def mu_law(x, sr, rng, mu=255, rate=8000):
@@ -134,14 +146,14 @@ def _space(**ranges) -> ParamSpace:
 
 CHANNELS: dict[str, Channel] = {c.id: c for c in [
     Channel("clean", clean, doc="unchanged"),
-    Channel("mp3", _codec_channel("mp3"), _space(bitrate=("choice", [24000, 32000, 48000, 64000])),
+    Channel("mp3", **_codec_channel("mp3"), space=_space(bitrate=("choice", [24000, 32000, 48000, 64000])),
             doc="MPEG-1/2 layer III (LAME) at 24-64 kbit/s"),
-    Channel("opus", _codec_channel("opus"), _space(bitrate=("choice", [8000, 12000, 16000, 24000])),
+    Channel("opus", **_codec_channel("opus"), space=_space(bitrate=("choice", [8000, 12000, 16000, 24000])),
             doc="Opus (libopus, VoIP / messaging) at 8-24 kbit/s"),
-    Channel("aac", _codec_channel("aac"), _space(bitrate=("choice", [24000, 32000, 48000])),
+    Channel("aac", **_codec_channel("aac"), space=_space(bitrate=("choice", [24000, 32000, 48000])),
             doc="AAC-LC (ffmpeg native encoder) at 24-48 kbit/s"),
-    Channel("gsm", _codec_channel("gsm"), doc="GSM 06.10 full rate (13 kbit/s, 8 kHz): mobile telephone line"),
-    Channel("g722", _codec_channel("g722"), doc="G.722 sub-band ADPCM (64 kbit/s, 16 kHz): wide-band VoIP"),
+    Channel("gsm", **_codec_channel("gsm"), doc="GSM 06.10 full rate (13 kbit/s, 8 kHz): mobile telephone line"),
+    Channel("g722", **_codec_channel("g722"), doc="G.722 sub-band ADPCM (64 kbit/s, 16 kHz): wide-band VoIP"),
     Channel("mulaw", mu_law, doc="G.711 mu-law at 8 kHz (8-bit companded PCM): landline telephone"),
     Channel("noise", additive_noise, _space(snr_db=("float", 10.0, 30.0), slope=("choice", [0.0, -3.0, -6.0])),
             doc="stationary white / pink / brown noise at 10-30 dB SNR (active speech)"),

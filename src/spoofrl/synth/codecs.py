@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import signal as sps
@@ -69,7 +71,7 @@ def require_codec(name: str) -> Codec:
 
 def _run_ffmpeg(args: list[str], data: bytes, what: str) -> bytes:
     proc = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", *args], input=data, capture_output=True)
-    if proc.returncode != 0 or not proc.stdout:
+    if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise SpoofrlError(f"ffmpeg failed to {what}: {msg[-1] if msg else 'no output'}")
     return proc.stdout
@@ -113,20 +115,55 @@ def align_to(y: np.ndarray, x: np.ndarray, sr: int, max_lag_s: float = 0.1) -> n
     return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
 
 
-def codec_roundtrip(x: np.ndarray, sr: int, name: str, bitrate: int | None = None,
-                    extra_args: tuple[str, ...] = ()) -> np.ndarray:
-    """Encode `x` (float, mono, `sr` Hz) with codec `name` and decode it back to `sr`, aligned to `x`."""
-    codec = require_codec(name)
-    args = ["-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", "-"]
+@dataclass(frozen=True)
+class CodecRequest:
+    """One round trip to make: codec name, bit rate (or None for the codec's own), extra encoder options."""
+    name: str
+    bitrate: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+
+def _encode_options(codec: Codec, request: CodecRequest) -> list[str]:
+    args = []
     if codec.rate is not None:
         args += ["-ar", str(codec.rate)]
     args += ["-c:a", codec.encoder]
-    if bitrate is not None and codec.bitrate_flag:
-        args += [codec.bitrate_flag, str(int(bitrate))]
-    args += [*extra_args, "-f", codec.muxer, "-"]
-    pcm = np.clip(x, -1.0, 1.0).astype(np.float32).tobytes()
-    encoded = _run_ffmpeg(args, pcm, f"encode with {name}")
-    decoded = _run_ffmpeg(["-f", codec.demuxer, "-i", "-", "-f", "f32le", "-ar", str(sr), "-ac", "1", "-"],
-                          encoded, f"decode {name}")
-    y = np.frombuffer(decoded, dtype=np.float32).astype(np.float64)
-    return align_to(y, x, sr)
+    if request.bitrate is not None and codec.bitrate_flag:
+        args += [codec.bitrate_flag, str(int(request.bitrate))]
+    return args + list(request.extra_args) + ["-f", codec.muxer]
+
+
+def codec_roundtrip_many(signals: list[np.ndarray], sr: int, requests: list[CodecRequest]) -> list[np.ndarray]:
+    """Round trips of many signals in two ffmpeg processes (one encoding every stream, one decoding them):
+    ffmpeg's start-up costs more than coding a few seconds of speech. Streams are coded independently,
+    so each result equals what a round trip of that signal alone gives. Results are aligned to the inputs."""
+    if not signals:
+        return []
+    codecs = [require_codec(r.name) for r in requests]
+    what = ", ".join(sorted({r.name for r in requests}))
+    with tempfile.TemporaryDirectory(prefix="spoofrl-codec-") as tmpdir:
+        tmp = Path(tmpdir)
+        enc_args: list[str] = []
+        for i, x in enumerate(signals):
+            (tmp / f"in{i}.f32").write_bytes(np.clip(x, -1.0, 1.0).astype(np.float32).tobytes())
+            enc_args += ["-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", str(tmp / f"in{i}.f32")]
+        for i, (codec, request) in enumerate(zip(codecs, requests)):
+            enc_args += ["-map", f"{i}:a", *_encode_options(codec, request), str(tmp / f"enc{i}")]
+        _run_ffmpeg(["-y", *enc_args], b"", f"encode with {what}")
+        dec_args: list[str] = []
+        for i, codec in enumerate(codecs):
+            dec_args += ["-f", codec.demuxer, "-i", str(tmp / f"enc{i}")]
+        for i in range(len(signals)):
+            dec_args += ["-map", f"{i}:a", "-f", "f32le", "-ar", str(sr), "-ac", "1", str(tmp / f"dec{i}.f32")]
+        _run_ffmpeg(["-y", *dec_args], b"", f"decode {what}")
+        outputs = []
+        for i, x in enumerate(signals):
+            y = np.fromfile(tmp / f"dec{i}.f32", dtype=np.float32).astype(np.float64)
+            outputs.append(align_to(y, x, sr))
+    return outputs
+
+
+def codec_roundtrip(x: np.ndarray, sr: int, name: str, bitrate: int | None = None,
+                    extra_args: tuple[str, ...] = ()) -> np.ndarray:
+    """Encode `x` (float, mono, `sr` Hz) with codec `name` and decode it back to `sr`, aligned to `x`."""
+    return codec_roundtrip_many([x], sr, [CodecRequest(name, bitrate, tuple(extra_args))])[0]

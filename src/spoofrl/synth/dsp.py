@@ -56,18 +56,26 @@ def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return np.fft.rfft(xp[idx] * hann(n_fft)[None, :], axis=1)
 
 
+def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
+    """Sum frames [n, L] placed every `hop` samples; vectorised over frames (L / hop loop steps)."""
+    n_frames, length = frames.shape
+    r = -(-length // hop)                                    # hops per frame, rounded up
+    padded = np.zeros((n_frames, r * hop))
+    padded[:, :length] = frames
+    blocks = padded.reshape(n_frames, r, hop)
+    out = np.zeros((n_frames + r - 1, hop))
+    for k in range(r):
+        out[k:k + n_frames] += blocks[:, k]
+    return out.reshape(-1)[:hop * (n_frames - 1) + length]
+
+
 def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     """Inverse of `stft`: windowed overlap-add normalised by the summed squared window."""
-    frames = np.fft.irfft(spec, n=n_fft, axis=1) * hann(n_fft)[None, :]
-    n_frames = frames.shape[0]
-    total = n_fft + hop * (n_frames - 1)
-    out = np.zeros(total)
-    norm = np.zeros(total)
-    w2 = hann(n_fft) ** 2
-    for i in range(n_frames):
-        out[i * hop:i * hop + n_fft] += frames[i]
-        norm[i * hop:i * hop + n_fft] += w2
-    out /= np.maximum(norm, 1e-3 * w2.max())
+    win = hann(n_fft)
+    frames = np.fft.irfft(spec, n=n_fft, axis=1) * win[None, :]
+    out = _overlap_add(frames, hop)
+    norm = _overlap_add(np.broadcast_to(win ** 2, frames.shape), hop)
+    out /= np.maximum(norm, 1e-3 * (win ** 2).max())
     pad = n_fft // 2
     return fit_length(out[pad:], length)
 

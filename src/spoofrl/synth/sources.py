@@ -88,12 +88,35 @@ def _flite_voices() -> set[str]:
     return set(proc.stdout.replace("Voices available:", " ").split())
 
 
+def _espeak_names() -> tuple[set[str], set[str]]:
+    """(languages, variant names) this espeak-ng knows. Needed because espeak-ng silently falls back to
+    its default voice for an unknown variant instead of failing."""
+    exe = _which("espeak-ng")
+    langs = subprocess.run([exe, "--voices"], capture_output=True, text=True, timeout=60).stdout.splitlines()[1:]
+    variants = subprocess.run([exe, "--voices=variant"], capture_output=True, text=True, timeout=60).stdout.splitlines()[1:]
+    languages = set()
+    for line in langs:  # "Pty Language Age/Gender VoiceName File (alias prio)..."; -v accepts each form
+        cells = line.replace("(", " ").replace(")", " ").split()
+        if len(cells) > 4:
+            languages.update({cells[1], cells[4].split("/")[-1].lower()})
+            languages.update(c for c in cells[5:] if not c.isdigit())
+    names = {line.split()[-1].split("/")[-1] for line in variants if "!v/" in line}
+    return languages, names
+
+
 def check_voices(voices: list[Voice]) -> None:
     """Fail early, naming every missing voice, before hours of generation start."""
     engines = {v.engine for v in voices}
     missing = []
     for engine in sorted(engines):
         _which(engine)
+    if "espeak-ng" in engines:
+        languages, variants = _espeak_names()
+        for v in voices:
+            if v.engine == "espeak-ng":
+                language, _, variant = v.name.partition("+")
+                if language not in languages or (variant and variant not in variants):
+                    missing.append(v.id)
     if "festival" in engines:
         have = _festival_voices()
         missing += [v.id for v in voices if v.engine == "festival" and v.name not in have]
@@ -102,8 +125,8 @@ def check_voices(voices: list[Voice]) -> None:
         missing += [v.id for v in voices if v.engine == "flite" and v.name not in have]
     if missing:
         raise SourceUnavailable(f"voice{'s' if len(missing) > 1 else ''} not installed: {', '.join(sorted(set(missing)))} "
-                                f"(scripts/install_system.sh installs festvox-kallpc16k, festvox-kdlpc16k, "
-                                f"festvox-us-slt-hts)")
+                                f"(scripts/install_system.sh installs espeak-ng, flite, festival and the voices festvox-kallpc16k, "
+                                f"festvox-kdlpc16k, festvox-us-slt-hts)")
 
 
 # ------------------------------------------------------------------------------------------ synthesis

@@ -125,10 +125,12 @@ def _scaled(pt: int, pt_dev: int, tg: int, tg_dev: int, tg_eval: int, ood: int) 
 
 PRESETS = {
     "tiny": Preset("tiny", _scaled(2, 1, 1, 1, 1, 1), "a few dozen files in seconds, for tests"),
-    "demo": Preset("demo", _scaled(420, 50, 130, 50, 100, 60),
-                   "about 3,000 files in a few minutes on 2 cores; enough for `spoofrl demo`"),
+    "small": Preset("small", _scaled(120, 20, 40, 20, 30, 20),
+                    "about 900 files; about a minute with 2 workers (quick demos)"),
+    "demo": Preset("demo", _scaled(360, 40, 120, 40, 80, 50),
+                   "about 2,500 files of 2-3 s; about 3 minutes with 2 workers; enough for `spoofrl demo`"),
     "full": Preset("full", _scaled(4000, 400, 1200, 300, 800, 500),
-                   "about 28,000 files; tens of minutes on 2 cores"),
+                   "about 26,000 files; about 25 minutes with 2 workers"),
 }
 
 # ------------------------------------------------------------------------------------------ the plan
@@ -191,7 +193,7 @@ def _plan_base(design: SubsetDesign, index: int, seed: int, pool: TextPool) -> B
     style = _weighted(rng, design.styles)
     base = BasePlan(
         base_id=base_id, subset=design.name, voice=voice, text=pool.take(style), style=style,
-        prosody=Prosody(rate=round(float(rng.uniform(0.85, 1.2)), 3), pitch=round(float(rng.uniform(0.88, 1.12)), 3)),
+        prosody=Prosody(rate=round(float(rng.uniform(0.9, 1.25)), 3), pitch=round(float(rng.uniform(0.88, 1.12)), 3)),
         lead_s=round(float(rng.uniform(0.05, 0.5)), 3), trail_s=round(float(rng.uniform(0.05, 0.3)), 3),
         floor_db=round(float(rng.uniform(-80.0, -60.0)), 2), floor_slope=float(rng.choice([0.0, -3.0, -6.0])))
     n_items = 1 + design.spoofs_per_base

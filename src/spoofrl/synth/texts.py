@@ -44,25 +44,25 @@ TIME_WORDS = """Monday Tuesday Wednesday Thursday Friday Saturday Sunday tomorro
 NUMBER_WORDS = """two three four five six seven eight nine ten eleven twelve fifteen twenty thirty""".split()
 
 READ_TEMPLATES = [
-    "The {adj} {noun} {verb} the {noun2} near {place}.",
-    "{name} {verb} a {adj} {noun} before the {noun2} arrived.",
-    "A {adj} {noun} was {verb} by the {adj2} {noun2}.",
-    "Every {noun} in {place} looked {adj} after the {noun2}.",
-    "The {noun} and the {noun2} were {adj} and {adj2}.",
-    "{name} said the {noun} {verb} the {adj} {noun2} yesterday.",
-    "Beyond {place}, a {adj} {noun} {verb} the {noun2}.",
-    "Nobody {verb} the {adj} {noun} until the {noun2} was {adj2}.",
+    "The {adj} {noun} {verb} the {noun2}.",
+    "{name} {verb} a {adj} {noun} near {place}.",
+    "A {adj} {noun} was {verb} by the {noun2}.",
+    "Every {noun} in {place} looked {adj}.",
+    "The {noun} and the {noun2} were {adj}.",
+    "{name} {verb} the {adj} {noun2} yesterday.",
+    "Beyond {place}, a {noun} {verb} the {noun2}.",
+    "Nobody {verb} the {adj} {noun} today.",
 ]
 
 CONVERSATIONAL_TEMPLATES = [
-    "Hi, it's {name}, can you call me back about the {noun}?",
+    "Hi, it's {name}, call me about the {noun}.",
     "Did you see the {adj} {noun} at {place}?",
-    "I'll meet you at {place} at {number} on {time}.",
-    "Honestly, the {noun} was {adj}, but the {noun2} was worse.",
-    "Could you bring {number} {noun}s to {place} on {time}?",
+    "Meet me at {place} at {number} on {time}.",
+    "Honestly, the {noun} was {adj}, right?",
+    "Bring {number} {noun}s to {place} on {time}.",
     "Yes, I {verb} the {noun} already, don't worry.",
     "Sorry, I can't talk now, the {noun} is {adj}.",
-    "Okay, so {name} {verb} the {noun2}, right?",
+    "Okay, so {name} {verb} the {noun2}?",
     "Wait, was it {number} or {number2} {noun}s?",
 ]
 

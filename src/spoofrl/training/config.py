@@ -1,0 +1,303 @@
+"""The training config: model, data, objective, optimiser, schedule. Every option documented.
+
+`spoofrl config train` lists them; docs/training.md explains each with its source paper. A config is saved
+fully resolved (every default filled in, the model preset expanded) as `config.yaml` in the run folder and
+beside every checkpoint, and loads back to the same config.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from spoofrl.config import apply_overrides, from_dict, load_yaml, option, resolve_preset, to_dict
+from spoofrl.errors import ConfigError
+from spoofrl.data.augment import AugmentConfig, CodecConfig, NoiseConfig, RawBoostConfig
+from spoofrl.rl.advantages import SCALE_CHOICES
+
+# ------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class DataConfig:
+    manifest: str = option("", "manifest CSV (path,label,attack,source,condition,subset) of the training data")
+    train_subsets: list[str] = option(factory=lambda: ["train"], doc="`subset` values used for training "
+                                                                       "(empty = every row)")
+    dev_subsets: list[str] = option(factory=lambda: ["dev"], doc="`subset` values of the dev set that chooses the "
+                                                                   "best checkpoint by EER (empty = no validation: "
+                                                                   "the last model is kept)")
+    dev_manifest: str = option("", "manifest of the dev set; empty = data.manifest")
+    crop_seconds: float = option(4.0, "training crop length (s): longer utterances are cut, shorter ones padded; "
+                                      "0 = whole utterances (use batching: dynamic)")
+    crop: Literal["random", "start"] = option("random", "where the training crop starts: a random offset (new "
+                                                        "each epoch) or the start of the file")
+    pad: Literal["repeat", "zero"] = option("repeat", "padding of short utterances: repeat the signal, or zeros "
+                                                      "that the model masks out (true lengths are passed)")
+    batching: Literal["fixed", "dynamic"] = option("fixed", "fixed: batch_size utterances per batch; dynamic: "
+                                                            "batches of similar duration filled up to "
+                                                            "batch_seconds of (padded) audio")
+    batch_size: int = option(16, "utterances per batch and process (batching: fixed)")
+    batch_seconds: float = option(64.0, "seconds of padded audio per batch and process (batching: dynamic)")
+    max_seconds: float = option(0.0, "with crop_seconds 0: utterances longer than this are cut to a random "
+                                     "window of this length (0 = no limit)")
+    balance: Literal["none", "sampler", "loss"] = option(
+        "none", "class balance: none; sampler = draw each class equally often (with replacement); loss = weight "
+                "each utterance's loss by the inverse frequency of its class")
+    workers: int = option(0, "data-loading worker processes (0 = load in the training process; 1-2 on a small "
+                             "CPU machine, more with augmentation or codecs)")
+    dev_batch_size: int = option(16, "utterances per batch when scoring the dev set")
+    dev_max_seconds: float = option(0.0, "score at most this many seconds of each dev file (0 = whole file)")
+    check_audio: bool = option(True, "check at start that every audio file of the manifest exists")
+    feature_cache: str = option("auto", "on-disk cache of a frozen front-end's output (spoofrl.features.cache), "
+                                        "used for inputs that repeat (not augmented, crop at the file start): "
+                                        "'auto' = RUN_DIR/feature_cache when the model recommends it (a frozen "
+                                        "SSL encoder); 'off'; or a folder (shareable between runs)")
+    augment: AugmentConfig = option(factory=AugmentConfig, doc="training-time augmentation (dev data never)")
+
+    def validate(self):
+        if self.crop_seconds < 0 or self.max_seconds < 0 or self.dev_max_seconds < 0:
+            raise ConfigError("crop_seconds, max_seconds and dev_max_seconds must be >= 0")
+        if self.crop_seconds == 0 and self.batching == "fixed" and self.batch_size > 1:
+            raise ConfigError("crop_seconds 0 (whole utterances) with fixed batches pads every batch to its longest "
+                              "file; use batching: dynamic (or batch_size 1)")
+        if self.batch_size < 1 or self.dev_batch_size < 1:
+            raise ConfigError("batch_size and dev_batch_size must be at least 1")
+        if self.batch_seconds <= 0:
+            raise ConfigError(f"batch_seconds must be > 0, got {self.batch_seconds}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+
+
+# ------------------------------------------------------------------------------------------ objective
+
+OBJECTIVES = ("sft", "grpo", "sft_then_grpo")
+
+
+@dataclass
+class ObjectiveConfig:
+    name: Literal["sft", "grpo", "sft_then_grpo"] = option(
+        "sft", "sft: cross-entropy; grpo: group relative policy optimisation with the detector's softmax as the "
+               "policy (arXiv 2603.02914); sft_then_grpo: sft_steps of SFT, then GRPO for the rest of the schedule")
+    # --- SFT
+    label_smoothing: float = option(0.0, "SFT: label smoothing of the cross-entropy (0 = none)")
+    class_weights: list[float] = option(factory=list, doc="SFT: cross-entropy weights of (spoof, bonafide); empty "
+                                                          "= equal (data.balance: loss sets them from the class "
+                                                          "frequencies)")
+    # --- GRPO
+    num_generations: int = option(64, "GRPO: labels sampled per utterance, G (64 in arXiv 2603.02914)")
+    estimator: Literal["sampled", "exact"] = option(
+        "sampled", "GRPO: sampled = draw G labels per utterance; exact = weight both labels by their probability "
+                   "(same expected loss and gradient, no sampling noise; spoofrl's addition)")
+    reward_correct: float = option(1.0, "GRPO: reward of a sampled label equal to the truth (1 in the study)")
+    reward_wrong: float = option(0.0, "GRPO: reward of a wrong label (0 in the study)")
+    scale_rewards: Literal["group", "batch", "none"] = option(
+        "batch", "GRPO advantage normalisation: group = mean/std over each utterance's G samples (the paper's "
+                 "formula, DeepSeekMath arXiv 2402.03300); batch = over the whole batch (the study's code); none = "
+                 "centre per utterance without std scaling (Dr. GRPO, arXiv 2503.20783)")
+    negative: bool = option(True, "GRPO: false = the study's 'w/o negative reward' ablation: advantages are the raw "
+                                  "rewards (no centring or scaling; scale_rewards is ignored), i.e. reward x "
+                                  "log-probability, which is SFT weighted by p(y|x)")
+    std_eps: float = option(1e-5, "GRPO: added to the reward std before dividing (1e-5 in the study)")
+    epsilon: float | None = option(0.2, "GRPO: clipping range of the ratio to the old policy (PPO, arXiv "
+                                        "1707.06347; 0.2 in the study); null = no clipping and no old policy, "
+                                        "the unclipped 'GRPO_s' variant of the study")
+    epsilon_high: float | None = option(None, "GRPO: upper clipping range (DAPO's clip-higher, arXiv 2503.14476); "
+                                              "null = epsilon")
+    old_policy_refresh_steps: int = option(1000, "GRPO: optimizer steps between refreshes of the old policy "
+                                                 "(1000 in the study); 1 = the old policy is the current one "
+                                                 "(no copy kept, the ratio is 1)")
+    beta: float = option(0.04, "GRPO: weight of the KL penalty to the frozen reference model (0.04 in the study; "
+                               "0 = no reference model needed)")
+    kl_estimator: Literal["k1", "k3"] = option("k3", "GRPO: KL estimator on the sampled labels: k1 = log(pi/ref); "
+                                                     "k3 = ref/pi - log(ref/pi) - 1 (the study, GRPO)")
+    mixed_policy: bool = option(False, "GRPO: add the true label to each group as an off-policy sample with "
+                                       "behaviour probability 1 and no clipping (MP-GRPO, arXiv 2509.16990); the "
+                                       "group keeps G members: G-1 drawn labels and the truth")
+    loss_type: Literal["grpo", "bnpo", "dapo", "dr_grpo"] = option(
+        "grpo", "GRPO loss normalisation (TRL names); identical for one-label actions, differs for token "
+                "sequences: grpo = per-sequence token mean; bnpo / dapo = token sum / token count (local / "
+                "global); dr_grpo = constant normaliser")
+    temperature: float = option(1.0, "GRPO: softmax temperature of the policy when sampling and scoring labels")
+    reference: str = option("", "GRPO: model folder used as the frozen KL reference (same architecture); empty = "
+                                "the initial model (--init, or the stage switch of sft_then_grpo)")
+    # --- SFT then GRPO
+    sft_steps: int = option(0, "sft_then_grpo: optimizer steps of the SFT stage; the rest of schedule.steps is GRPO")
+    grpo_start: Literal["last", "best"] = option(
+        "best", "sft_then_grpo: GRPO starts from the SFT stage's last weights, or its best on dev (saved in "
+                "stage1/)")
+    grpo_reference: Literal["switch", "init"] = option(
+        "switch", "sft_then_grpo: the GRPO reference is the model GRPO starts from (switch) or the run's initial "
+                  "model (init)")
+    reset_optimizer: bool = option(True, "sft_then_grpo: fresh optimiser state (Adam moments) for the GRPO stage; "
+                                         "the learning-rate schedule (warmup included) restarts in any case")
+    grpo_lr: float | None = option(None, "sft_then_grpo: learning rate of the GRPO stage; null = optim.lr")
+
+    def validate(self):
+        if self.num_generations < 1:
+            raise ConfigError(f"num_generations must be at least 1, got {self.num_generations}")
+        if self.mixed_policy and self.estimator == "sampled" and self.num_generations < 2:
+            raise ConfigError("mixed_policy needs num_generations >= 2 (G-1 drawn labels plus the truth)")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.class_weights and (len(self.class_weights) != 2 or min(self.class_weights) <= 0):
+            raise ConfigError("class_weights: give two positive numbers (spoof, bonafide) or leave it empty")
+        if self.epsilon is not None and not 0 < self.epsilon < 1:
+            raise ConfigError(f"epsilon must be in (0, 1) or null, got {self.epsilon}")
+        if self.epsilon_high is not None and (self.epsilon is None or self.epsilon_high <= 0):
+            raise ConfigError("epsilon_high needs epsilon set and must be > 0")
+        if self.old_policy_refresh_steps < 1:
+            raise ConfigError(f"old_policy_refresh_steps must be at least 1, got {self.old_policy_refresh_steps}")
+        if self.beta < 0 or self.std_eps < 0 or self.temperature <= 0:
+            raise ConfigError("beta and std_eps must be >= 0 and temperature > 0")
+        if self.scale_rewards not in SCALE_CHOICES:
+            raise ConfigError(f"scale_rewards must be one of {SCALE_CHOICES}")
+        if self.reward_correct <= self.reward_wrong:
+            raise ConfigError("reward_correct must be larger than reward_wrong")
+        if self.name == "sft_then_grpo" and self.sft_steps < 1:
+            raise ConfigError("sft_then_grpo needs objective.sft_steps >= 1 (optimizer steps of the SFT stage)")
+        if self.grpo_lr is not None and self.grpo_lr <= 0:
+            raise ConfigError(f"grpo_lr must be > 0, got {self.grpo_lr}")
+
+
+# ------------------------------------------------------------------------------------------ optimisation
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adamw", "adam", "sgd"] = option("adamw", "optimiser (the study: AdamW)")
+    lr: float = option(1e-4, "peak learning rate (the study: 1e-6 on billion-parameter SSL models; small CPU "
+                             "models need about 1e-3)")
+    weight_decay: float = option(0.01, "weight decay (decoupled for adamw; the study: 0.01)")
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], doc="Adam betas")
+    eps: float = option(1e-8, "Adam epsilon (the study: 1e-6)")
+    momentum: float = option(0.9, "SGD momentum")
+    max_grad_norm: float = option(100.0, "clip the gradient norm to this (the study: 100); 0 = no clipping")
+    frontend_lr_scale: float = option(1.0, "learning-rate multiplier of the front-end's trainable parameters "
+                                           "(fine-tune SSL encoders more gently than the head; 0 freezes them)")
+
+    def validate(self):
+        if self.lr <= 0 or self.weight_decay < 0 or self.eps <= 0 or self.max_grad_norm < 0:
+            raise ConfigError("lr and eps must be > 0, weight_decay and max_grad_norm >= 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.frontend_lr_scale < 0:
+            raise ConfigError("frontend_lr_scale must be >= 0")
+
+
+@dataclass
+class ScheduleConfig:
+    steps: int = option(0, "optimizer steps in total; 0 = epochs x batches per epoch")
+    epochs: int = option(1, "passes over the training data when steps is 0")
+    warmup_steps: int = option(0, "linear learning-rate warmup from 0")
+    lr_schedule: Literal["constant", "linear", "cosine"] = option("constant", "learning rate after warmup: "
+                                                                              "constant, or decaying to "
+                                                                              "min_lr_ratio x lr")
+    min_lr_ratio: float = option(0.0, "final learning rate / lr for linear and cosine decay")
+    eval_every: int = option(0, "validate on the dev set every N steps; 0 = once per epoch (and at the end)")
+    eval_at_start: bool = option(False, "also validate the initial model (step 0); it can then be kept as best")
+    log_every: int = option(10, "write a metrics row (averages since the last row) every N steps")
+    save_every: int = option(0, "write the resumable last/ checkpoint every N steps; 0 = at every validation")
+    early_stop: int = option(0, "stop after N validations without a better dev EER; 0 = never")
+
+    def validate(self):
+        if self.steps < 0 or self.epochs < 1:
+            raise ConfigError("steps must be >= 0 and epochs >= 1")
+        if min(self.warmup_steps, self.eval_every, self.save_every, self.early_stop) < 0 or self.log_every < 1:
+            raise ConfigError("warmup_steps, eval_every, save_every, early_stop must be >= 0 and log_every >= 1")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+# ------------------------------------------------------------------------------------------ top level
+
+
+@dataclass
+class TrainConfig:
+    model: dict[str, Any] = option(factory=lambda: {"preset": "logmel-linear"},
+                                   doc="the detector: `preset: NAME` (configs/models/) with optional overrides, or "
+                                       "a full model config (frontend, backend, sample_rate); with --init the "
+                                       "starting model's architecture is used")
+    data: DataConfig = option(factory=DataConfig, doc="training and dev data")
+    objective: ObjectiveConfig = option(factory=ObjectiveConfig, doc="training objective and its options")
+    optim: OptimConfig = option(factory=OptimConfig, doc="optimiser")
+    schedule: ScheduleConfig = option(factory=ScheduleConfig, doc="steps, validation, logging, checkpoints")
+    seed: int = option(0, "random seed (data order, crops, augmentation, sampled labels, initialisation)")
+    device: str = option("auto", "'auto' (CUDA when present, else CPU), 'cpu', 'cuda'; under torchrun each "
+                                 "process uses cuda:LOCAL_RANK")
+    precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "mixed precision on CUDA (autocast; fp16 adds a "
+                                                                "gradient scaler); CPU always runs fp32")
+    threads: int = option(0, "CPU threads of torch in each process; 0 = torch's default")
+
+    def validate(self):
+        if self.data.balance == "loss" and self.objective.class_weights:
+            raise ConfigError("give either objective.class_weights or data.balance: loss, not both")
+        if self.objective.name == "sft_then_grpo" and self.schedule.steps and \
+                self.schedule.steps <= self.objective.sft_steps:
+            raise ConfigError(f"schedule.steps ({self.schedule.steps}) must exceed objective.sft_steps "
+                              f"({self.objective.sft_steps}) to leave steps for GRPO")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Deep-merge `extra` into a copy of `base`; a component whose registry `name` changes is replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("name", old.get("name")) == old.get("name"):
+            out[key] = _merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_model_section(section: Any) -> dict:
+    """`{preset: NAME, ...overrides}` or a full model config -> a full, validated, resolved model config dict."""
+    from spoofrl.models.detector import ModelConfig
+    if not isinstance(section, dict):
+        raise ConfigError(f"model: expected a mapping (preset: NAME, or frontend/backend), got {section!r}")
+    full = isinstance(section.get("frontend"), dict) and "name" in section["frontend"] and \
+        isinstance(section.get("backend"), dict) and "name" in section["backend"]
+    if not full:
+        preset = section.get("preset")
+        if not preset:
+            raise ConfigError("model: give `preset: NAME` (a file in configs/models/) or a full frontend/backend "
+                              "config")
+        path = resolve_preset("models", str(preset))
+        base = load_yaml(path)
+        base["preset"] = Path(path).stem if Path(str(preset)).suffix not in (".yaml", ".yml") else str(path)
+        section = _merge(base, {k: v for k, v in section.items() if k != "preset"})
+    cfg = from_dict(ModelConfig, section, prefix="model")
+    return to_dict(cfg.resolved())
+
+
+def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | None = None) -> TrainConfig:
+    """A YAML path (or a recipe name in configs/train/) or a dict -> validated TrainConfig.
+
+    `overrides` are `key.path=value` strings (as `--set`). The model section is expanded to a full model
+    config, so the saved config.yaml describes the model without the preset files.
+    """
+    if isinstance(path_or_dict, dict):
+        data, where = path_or_dict, "train config"
+    else:
+        path = resolve_preset("train", str(path_or_dict))
+        data, where = load_yaml(path), str(path)
+    data = apply_overrides(data, overrides)
+    try:
+        if "model" in data:
+            data["model"] = resolve_model_section(data["model"])
+        cfg = from_dict(TrainConfig, data)
+        if "model" not in data:
+            cfg.model = resolve_model_section(cfg.model)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return cfg
+
+
+__all__ = ["TrainConfig", "DataConfig", "AugmentConfig", "RawBoostConfig", "NoiseConfig", "CodecConfig",
+           "ObjectiveConfig", "OptimConfig", "ScheduleConfig", "load_train_config", "resolve_model_section",
+           "OBJECTIVES"]

@@ -1,0 +1,174 @@
+"""The run folder of `spoofrl train` and its files.
+
+    config.yaml         the fully resolved train config (also saved beside every checkpoint)
+    model.safetensors   best weights on the dev set by EER (the last ones when there is no dev set);
+                        with config.yaml, the folder loads with spoofrl.models.load_model(run_dir)
+    last/               resumable checkpoint: model.safetensors + config.yaml (a model folder too),
+                        optimizer.pt (optimiser, scheduler, gradient scaler), rng.pt, state.json (step,
+                        stage, best so far), reference / old-policy snapshots and the reference-logit cache
+    stage1/             sft_then_grpo: the SFT stage's best model and the weights GRPO started from
+    metrics.csv         step,epoch,loss,reward_mean,kl,clip_frac,entropy,lr,dev_eer (empty where n/a)
+    train.log           the log
+    tb/                 TensorBoard events (every statistic, not only the CSV's)
+    summary.json        written last, on success: best_step, best_dev_eer, steps, seconds, ...
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import pickle
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from spoofrl.config import save_yaml
+from spoofrl.errors import SpoofrlError
+from spoofrl.models.io import save_weights
+
+LOG = logging.getLogger(__name__)
+
+CONFIG = "config.yaml"
+MODEL = "model.safetensors"
+LAST = "last"
+STAGE1 = "stage1"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
+TRAIN_LOG = "train.log"
+TB = "tb"
+METRIC_COLUMNS = ["step", "epoch", "loss", "reward_mean", "kl", "clip_frac", "entropy", "lr", "dev_eer"]
+
+
+def save_model_folder(detector: torch.nn.Module, folder: Path, config: dict) -> None:
+    """model.safetensors + config.yaml: a folder spoofrl.models.load_model reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(detector, folder / MODEL)
+    save_yaml(config, folder / CONFIG)
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def rng_state() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(torch generator states as tensors, numpy / python states as JSON-able lists)."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["cuda"] = torch.cuda.get_rng_state_all()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    plain = {"numpy": [kind, keys.tolist(), pos, has_gauss, gauss], "python": [version, list(internal), gauss_next]}
+    return tensors, plain
+
+
+def set_rng_state(tensors: dict[str, Any], plain: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    if "cuda" in tensors and torch.cuda.is_available() and len(tensors["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(tensors["cuda"])
+    kind, keys, pos, has_gauss, gauss = plain["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = plain["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_checkpoint(run_dir: Path, *, detector: torch.nn.Module, config: dict, optim_state: dict, state: dict,
+                    tensors: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Write last/ atomically (into a temporary folder, then swapped in)."""
+    tmp, last, old = run_dir / (LAST + ".tmp"), run_dir / LAST, run_dir / (LAST + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model_folder(detector, tmp, config)
+    torch.save(optim_state, tmp / "optimizer.pt")
+    rng_tensors, rng_plain = rng_state()
+    torch.save(rng_tensors, tmp / "rng.pt")
+    (tmp / "rng.json").write_text(json.dumps(rng_plain))
+    for name, group in tensors.items():
+        if group:
+            _save_tensors(group, tmp / f"{name}.safetensors")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    if last.exists():
+        last.replace(old)
+    tmp.replace(last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_interrupted_save(run_dir: Path) -> None:
+    """A kill between the two renames of save_checkpoint leaves last.old and no last/: put it back."""
+    last, old = run_dir / LAST, run_dir / (LAST + ".old")
+    if not last.exists() and old.exists():
+        old.replace(last)
+    shutil.rmtree(run_dir / (LAST + ".tmp"), ignore_errors=True)
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    last = run_dir / LAST
+    try:
+        state = json.loads((last / "state.json").read_text())
+        out = {"state": state,
+               "model": load_file(str(last / MODEL)),
+               # weights_only: plain tensors and numbers, no arbitrary pickled objects
+               "optim": torch.load(last / "optimizer.pt", map_location="cpu", weights_only=True),
+               "rng": (torch.load(last / "rng.pt", map_location="cpu", weights_only=True),
+                       json.loads((last / "rng.json").read_text())),
+               "tensors": {}}
+    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as err:
+        raise SpoofrlError(f"{last}: cannot read the checkpoint ({err}); delete it to start over") from None
+    for path in last.glob("*.safetensors"):
+        if path.name != MODEL:
+            out["tensors"][path.stem] = load_file(str(path))
+    return out
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    tmp = run_dir / (SUMMARY + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(run_dir / SUMMARY)
+
+
+class MetricsWriter:
+    """metrics.csv rows and TensorBoard scalars (rank 0 only). On resume, rows after the checkpoint's step
+    (written by the killed run after its last checkpoint) are dropped, so the file matches an uninterrupted
+    run's."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None):
+        self.path = run_dir / METRICS
+        if resume_step is not None and self.path.is_file():
+            self._truncate(resume_step)
+        elif not self.path.is_file() or resume_step is None:
+            with self.path.open("w", newline="") as fh:
+                csv.writer(fh).writerow(METRIC_COLUMNS)
+        from torch.utils.tensorboard import SummaryWriter
+        self.tb = SummaryWriter(str(run_dir / TB), purge_step=None if resume_step is None else resume_step + 1)
+
+    def _truncate(self, step: int) -> None:
+        with self.path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        with self.path.open("w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
+
+    def row(self, values: dict[str, Any]) -> None:
+        def cell(v):
+            if v is None:
+                return ""
+            return f"{v:.6g}" if isinstance(v, float) else str(v)
+        with self.path.open("a", newline="") as fh:
+            csv.writer(fh).writerow([cell(values.get(c)) for c in METRIC_COLUMNS])
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
+        for key, value in values.items():
+            if value is not None:
+                self.tb.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        self.tb.flush()
+        self.tb.close()
+
+
+__all__ = ["CONFIG", "MODEL", "LAST", "STAGE1", "METRICS", "SUMMARY", "TRAIN_LOG", "TB", "METRIC_COLUMNS",
+           "save_model_folder", "save_checkpoint", "load_checkpoint", "recover_interrupted_save", "write_summary",
+           "MetricsWriter", "rng_state", "set_rng_state"]

@@ -1,0 +1,628 @@
+"""The one training loop of spoofrl. Objectives (SFT, GRPO) are plug-ins; sft_then_grpo switches between them.
+
+Determinism: the batch order and every crop / augmentation are functions of (seed, epoch, index), and each
+step re-seeds torch (dropout) and the label sampler from (seed, step, rank). Together with the checkpointed
+model, optimiser, scheduler, snapshots and caches, a resumed run reproduces the uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from spoofrl.config import to_dict
+from spoofrl.data.augment import Augmenter
+from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset, inverse_frequency_weights,
+                                  make_loader, utterance_durations)
+from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
+from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.training import distributed
+from spoofrl.training.config import TrainConfig
+from spoofrl.training.forward import LogitsCache, ModelAccess, ParamSnapshot, TrainForward
+from spoofrl.training.objectives import build_objective, stage_names
+from spoofrl.training.runfolder import (CONFIG, LAST, MODEL, STAGE1, SUMMARY, TRAIN_LOG, MetricsWriter,
+                                        load_checkpoint, recover_interrupted_save, save_checkpoint,
+                                        save_model_folder, set_rng_state, write_summary)
+
+LOG = logging.getLogger(__name__)
+
+# Options that may differ between a run and its resumption without changing what is learned.
+NON_SEMANTIC_KEYS = ("device", "threads", "data.workers", "data.check_audio", "schedule.log_every")
+CSV_STATS = ("loss", "reward_mean", "kl", "clip_frac", "entropy")
+
+
+def step_seed(seed: int, step: int, rank: int, salt: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank, salt]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "model":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in NON_SEMANTIC_KEYS)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
+
+
+def lr_factor(local_step: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
+    """Learning-rate multiplier at `local_step` of a stage of `total` steps."""
+    if warmup and local_step < warmup:
+        return (local_step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    progress = min(max(local_step - warmup, 0) / max(total - warmup, 1), 1.0)
+    if kind == "linear":
+        return 1.0 - (1.0 - min_ratio) * progress
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class _Interrupt:
+    """SIGINT / SIGTERM set a flag; the loop saves last/ and stops at the end of the current step. A second
+    signal stops at once."""
+
+    def __init__(self):
+        self.flag = False
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        LOG.warning("interrupted: saving the checkpoint after this step (interrupt again to stop at once)")
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, init: str | Path | None = None,
+                 resume: bool = False, stop_after: int | None = None):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.init = Path(init).resolve() if init else None
+        self.resume = resume
+        self.stop_after = stop_after
+        self.interrupt = _Interrupt()
+        self._log_handler: logging.Handler | None = None
+        self.metrics: MetricsWriter | None = None
+
+    # ------------------------------------------------------------------------------------------ entry
+    def run(self) -> Path:
+        self.dist = distributed.setup(self.cfg.device)
+        self.device = self.dist.device
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        self.interrupt.install()
+        try:
+            return self._run()
+        finally:
+            self.interrupt.restore()
+            if self.metrics is not None:
+                self.metrics.close()
+            if self._log_handler is not None:
+                logging.getLogger("spoofrl").removeHandler(self._log_handler)
+                self._log_handler.close()
+            distributed.teardown(self.dist)
+
+    def _run(self) -> Path:
+        t0 = time.time()
+        checkpoint = self._prepare_folder()
+        if checkpoint == "finished":
+            LOG.info("%s is already finished (summary.json); nothing to do", self.out)
+            return self.out
+        self._build_model(checkpoint)
+        self._build_data()
+        self._build_stages()
+        self._build_optimizer(self.stage_lr(0))
+        self.reference = self._initial_reference() if self._needs_initial_reference() else None
+        self._set_stage(0)
+        self.seconds_before = 0.0
+        self.log_sums: dict[str, float] = {}  # statistics since the last metrics row (checkpointed)
+        self.log_count = 0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self._open_metrics(checkpoint)
+        LOG.info("training %s for %d steps (%s) on %s%s; output %s", self.cfg.objective.name, self.total_steps,
+                 ", ".join(f"{n}: {e - s}" for n, s, e in self.stages), self.device,
+                 f" x {self.dist.world} processes" if self.dist.enabled else "", self.out)
+        finished = self._loop(t0)
+        if finished:
+            self._finish(t0)
+        return self.out
+
+    # ------------------------------------------------------------------------------------------ folder
+    def _prepare_folder(self):
+        """Check the folder against resume / fresh start; returns a checkpoint, None, or 'finished'."""
+        out = self.out
+        if self.dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            recover_interrupted_save(out)
+        distributed.barrier(self.dist)
+        has_last, finished = (out / LAST).is_dir(), (out / SUMMARY).is_file()
+        if not self.resume and (has_last or finished):
+            raise ConfigError(f"{out}: holds a {'finished' if finished else 'started'} run; use --resume to "
+                              f"continue it, or another --out")
+        if self.dist.is_main:
+            from spoofrl.log import add_file_handler
+            self._log_handler = add_file_handler(str(out / TRAIN_LOG))
+        if finished:
+            return "finished"
+        if self.resume and not has_last:
+            LOG.info("%s: no checkpoint to resume from; starting from scratch", out)
+            return None
+        return load_checkpoint(out) if has_last else None
+
+    def _open_metrics(self, checkpoint) -> None:
+        if self.dist.is_main:
+            self.metrics = MetricsWriter(self.out, None if checkpoint is None else self.step)
+
+    # ------------------------------------------------------------------------------------------ model
+    def _model_section(self) -> dict:
+        if self.init is None:
+            return self.cfg.model
+        from spoofrl.models.io import read_model_config
+        if not (self.init / MODEL).is_file():
+            raise SpoofrlError(f"{self.init}: --init needs a model folder (model.safetensors + config.yaml)")
+        init_model = to_dict(read_model_config(self.init).resolved())
+        if init_model != self.cfg.model:
+            LOG.info("--init: using the architecture of %s (%s), not the config's model section",
+                     self.init, init_model.get("preset") or "custom")
+        return init_model
+
+    def _build_model(self, checkpoint) -> None:
+        from spoofrl.models import build_model
+        from spoofrl.models.io import load_model
+        self.cfg.model = self._model_section()
+        torch.manual_seed(self.cfg.seed)  # identical initialisation on every process and every resume
+        detector = build_model(self.cfg.model)
+        if self.init is not None:
+            detector.load_state_dict(load_model(self.init).state_dict())
+        if self.cfg.optim.frontend_lr_scale == 0:
+            for p in detector.frontend.parameters():
+                p.requires_grad_(False)
+        self.detector = detector.to(self.device)
+        self.saved_config = to_dict(self.cfg)
+        if checkpoint is not None:
+            old = checkpoint["state"].get("config", {})
+            diff = config_differences(old, self.saved_config)
+            if diff:
+                raise ConfigError(f"{self.out}: the checkpoint was made with another config ({'; '.join(diff[:4])}"
+                                  f"{' ...' if len(diff) > 4 else ''}); resume with the same config")
+        if self.dist.is_main:
+            from spoofrl.config import save_yaml
+            save_yaml(self.saved_config, self.out / CONFIG)
+        wrapped = TrainForward(self.detector)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(wrapped, device_ids=ids)
+        self.wrapped = wrapped
+        self.trainable = [p for p in self.detector.parameters() if p.requires_grad]
+        if not self.trainable:
+            raise ConfigError("the model has no trainable parameters")
+        self._setup_precision()
+
+    def _setup_precision(self) -> None:
+        precision = self.cfg.precision
+        cuda = self.device.type == "cuda"
+        if precision != "fp32" and not cuda:
+            LOG.info("precision %s asked for, but mixed precision runs on CUDA only: using fp32", precision)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if cuda and dtype else nullcontext
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cuda and precision == "fp16")
+
+    # ------------------------------------------------------------------------------------------ data
+    def _read_split(self, manifest: str, subsets: list[str], what: str) -> list[Utterance]:
+        if not manifest:
+            raise ConfigError(f"data.manifest: no manifest given (needed for the {what} data)")
+        rows = read_manifest(manifest, subsets or None)
+        if not rows:
+            raise ConfigError(f"{manifest}: no {what} utterances")
+        if self.cfg.data.check_audio:
+            check_audio_exists(rows, manifest)
+        return rows
+
+    def _build_data(self) -> None:
+        d, sr = self.cfg.data, self.detector.cfg.sample_rate
+        self.train_utts = self._read_split(d.manifest, d.train_subsets, "training")
+        labels = {u.label for u in self.train_utts}
+        if len(labels) < 2:
+            LOG.warning("the training data has only %s utterances", labels.pop())
+        self.dev_utts: list[Utterance] = []
+        if d.dev_subsets:
+            manifest = d.dev_manifest or d.manifest
+            self.dev_utts = self._read_split(manifest, d.dev_subsets, "dev")
+            if len({u.label for u in self.dev_utts}) < 2:
+                raise ConfigError(f"{manifest}: the dev subsets {', '.join(d.dev_subsets)} need both bonafide and "
+                                  f"spoof utterances to compute an EER")
+        crop = int(round(d.crop_seconds * sr))
+        augmenter = Augmenter(d.augment, sr) if d.augment.enabled() else None
+        self.dataset = TrainDataset(self.train_utts, sr, crop_samples=crop, crop=d.crop, pad=d.pad,
+                                    max_samples=int(round(d.max_seconds * sr)), augmenter=augmenter,
+                                    seed=self.cfg.seed)
+        lengths = None
+        if d.batching == "dynamic":
+            lengths = self._effective_lengths(crop, sr)
+        self.planner = BatchPlanner(self.dataset.targets, batching=d.batching, batch_size=d.batch_size,
+                                    batch_samples=int(d.batch_seconds * sr), effective_lengths=lengths,
+                                    balance=d.balance, seed=self.cfg.seed, rank=self.dist.rank,
+                                    world=self.dist.world)
+        self.class_weights = torch.tensor(inverse_frequency_weights(self.dataset.targets), dtype=torch.float32,
+                                          device=self.device)
+        self.feature_cache = self._open_feature_cache()
+
+    def _open_feature_cache(self):
+        """The on-disk cache of the frozen encode stage, or None (see data.feature_cache)."""
+        setting = self.cfg.data.feature_cache
+        if setting == "off" or not getattr(self.detector, "frontend_is_frozen", False):
+            return None
+        if setting == "auto":
+            if not getattr(self.detector, "frontend_cache_recommended", False):
+                return None
+            folder = self.out / "feature_cache"
+        else:
+            folder = Path(setting)
+        from spoofrl.features.cache import FeatureCache
+        LOG.info("caching the frozen front-end's output in %s", folder)
+        return FeatureCache(folder, self.detector)
+
+    def _utt_ids(self, batch: Batch) -> list[str]:
+        """Ids naming each item's exact input: file, crop start and length (at the model's rate)."""
+        return [f"{self.train_utts[i].audio_path}#{s}+{n}"
+                for i, s, n in zip(batch.index.tolist(), batch.start.tolist(), batch.lengths.tolist())]
+
+    def _effective_lengths(self, crop: int, sr: int) -> np.ndarray:
+        d = self.cfg.data
+        if crop and d.pad == "repeat":
+            return np.full(len(self.train_utts), crop, dtype=np.int64)
+        lengths = utterance_durations(self.train_utts, sr)
+        limit = crop or int(round(d.max_seconds * sr))
+        return np.minimum(lengths, limit) if limit else lengths
+
+    def _batches(self, step: int) -> Iterator[tuple[int, int, int, Batch]]:
+        """(global step, epoch, position in epoch, batch) from `step` to the end of the schedule."""
+        epoch, pos = self.planner.locate(step)
+        while step < self.total_steps:
+            loader = make_loader(self.dataset, self.planner, epoch, pos, self.cfg.data.workers)
+            for batch in loader:
+                yield step, epoch, pos, batch
+                step, pos = step + 1, pos + 1
+                if step >= self.total_steps:
+                    return
+            epoch, pos = epoch + 1, 0
+
+    # ------------------------------------------------------------------------------------------ stages
+    def _build_stages(self) -> None:
+        s = self.cfg.schedule
+        total = s.steps or sum(self.planner.steps_in_epoch(e) for e in range(s.epochs))
+        names = stage_names(self.cfg.objective)
+        if len(names) == 2:
+            switch = self.cfg.objective.sft_steps
+            if switch >= total:
+                raise ConfigError(f"objective.sft_steps ({switch}) leaves no GRPO steps in a schedule of {total}")
+            self.stages = [(names[0], 0, switch), (names[1], switch, total)]
+        else:
+            self.stages = [(names[0], 0, total)]
+        self.total_steps = total
+        self.step = 0
+
+    def stage_lr(self, index: int) -> float:
+        o = self.cfg.objective
+        if index == 1 and o.grpo_lr is not None:
+            return o.grpo_lr
+        return self.cfg.optim.lr
+
+    def _build_optimizer(self, lr: float) -> None:
+        o = self.cfg.optim
+        frontend = [p for n, p in self.detector.named_parameters() if p.requires_grad and n.startswith("frontend.")]
+        rest = [p for n, p in self.detector.named_parameters() if p.requires_grad and not n.startswith("frontend.")]
+        groups = [g for g in ({"params": rest, "lr": lr, "lr_scale": 1.0},
+                              {"params": frontend, "lr": lr * o.frontend_lr_scale, "lr_scale": o.frontend_lr_scale})
+                  if g["params"]]
+        if o.name == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        elif o.name == "adam":
+            self.optimizer = torch.optim.Adam(groups, lr=lr, betas=tuple(o.betas), eps=o.eps,
+                                              weight_decay=o.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(o.betas), eps=o.eps,
+                                               weight_decay=o.weight_decay)
+
+    def _build_scheduler(self, start: int, end: int) -> None:
+        s = self.cfg.schedule
+        total = end - start
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda k: lr_factor(k, total, s.warmup_steps, s.lr_schedule, s.min_lr_ratio))
+
+    def _needs_initial_reference(self) -> bool:
+        """A reference taken at the start: GRPO with beta > 0, or a later GRPO stage whose reference is the
+        initial model (or a given folder)."""
+        o = self.cfg.objective
+        if o.beta <= 0 or "grpo" not in [name for name, _, _ in self.stages]:
+            return False
+        return self.stages[0][0] == "grpo" or bool(o.reference) or o.grpo_reference == "init"
+
+    def _set_stage(self, index: int) -> None:
+        """Objective, model access, best tracking and learning-rate schedule of stage `index`."""
+        name, start, end = self.stages[index]
+        self.stage = index
+        balance_loss = self.cfg.data.balance == "loss"
+        self.objective = build_objective(self.cfg.objective, name, self.class_weights.cpu() if balance_loss else None)
+        self.sample_weights_on = balance_loss and name == "grpo"
+        needs_ref = self.objective.needs_reference
+        if needs_ref and self.reference is None:
+            self.reference = ParamSnapshot.of(self.detector)
+        cache = LogitsCache(len(self.dataset), NUM_CLASSES, self.device) if needs_ref else None
+        self.access = ModelAccess(self.wrapped, self.detector, autocast=self.autocast, ref_cache=cache,
+                                  feature_cache=self.feature_cache, utt_ids=self._utt_ids)
+        self.access.ref = self.reference if needs_ref else None
+        self.stage_start, self.stage_end = start, end
+        self.best_eer, self.best_step, self.evals_since_best = None, None, 0
+        self._build_scheduler(start, end)
+
+    def _initial_reference(self) -> ParamSnapshot:
+        folder = self.cfg.objective.reference
+        if not folder:
+            return ParamSnapshot.of(self.detector)
+        from spoofrl.models.io import load_model
+        state = load_model(folder).state_dict()
+        mine = ParamSnapshot.of(self.detector).tensors
+        bad = [k for k, v in mine.items() if k not in state or state[k].shape != v.shape]
+        if bad:
+            raise ConfigError(f"objective.reference: {folder} has another architecture than the trained model "
+                              f"(e.g. {bad[0]})")
+        return ParamSnapshot({k: state[k].to(self.device) for k in mine})
+
+    def _switch_to_grpo(self) -> None:
+        """SFT -> GRPO: keep the SFT stage's model in stage1/, start from its best (or last) weights, set the
+        reference, fresh optimiser state, enter the GRPO stage."""
+        o = self.cfg.objective
+        folder = self.out / STAGE1
+        if self.dist.is_main and not (folder / MODEL).is_file():
+            save_model_folder(self.detector, folder, self.saved_config)  # no dev set: the last SFT model
+        distributed.barrier(self.dist)
+        if o.grpo_start == "best":
+            from safetensors.torch import load_file
+            self.detector.load_state_dict(load_file(str(folder / MODEL), device=str(self.device)))
+        if self.dist.is_main:
+            from spoofrl.models.io import save_weights
+            save_weights(self.detector, folder / "grpo_start.safetensors")
+        if not o.reference and o.grpo_reference == "switch" and o.beta > 0:
+            self.reference = ParamSnapshot.of(self.detector)
+        if o.reset_optimizer:
+            self._build_optimizer(self.stage_lr(1))
+        else:  # keep the Adam moments, restart the schedule at the GRPO stage's rate
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = self.stage_lr(1) * group["lr_scale"]
+        self._set_stage(1)
+        LOG.info("step %d: SFT stage done; GRPO starts from the %s SFT weights", self.step, o.grpo_start)
+
+    # ------------------------------------------------------------------------------------------ resume
+    def _state(self) -> dict:
+        return {"step": self.step, "stage": self.stage, "best_eer": self.best_eer, "best_step": self.best_step,
+                "evals_since_best": self.evals_since_best, "init": str(self.init) if self.init else None,
+                "log_sums": self.log_sums, "log_count": self.log_count,
+                "seconds": self.seconds_before + (time.time() - self._t0), "config": self.saved_config}
+
+    def _restore(self, ckpt: dict) -> None:
+        state = ckpt["state"]
+        tensors = ckpt["tensors"]
+        self.reference = ParamSnapshot.from_state(tensors["reference"], self.device) if "reference" in tensors \
+            else None
+        if state["stage"] != self.stage:
+            self._set_stage(state["stage"])  # the switch's results (weights, reference) come from the checkpoint
+        elif self.reference is not None and self.access.ref is not None:
+            self.access.ref = self.reference
+        self.detector.load_state_dict({k: v.to(self.device) for k, v in ckpt["model"].items()})
+        optim = ckpt["optim"]
+        self.optimizer.load_state_dict(optim["optimizer"])
+        self.scheduler.load_state_dict(optim["scheduler"])
+        self.scaler.load_state_dict(optim["scaler"])
+        set_rng_state(*ckpt["rng"])
+        if "old_policy" in tensors:
+            self.access.old = ParamSnapshot.from_state(tensors["old_policy"], self.device)
+        if "ref_cache" in tensors and self.access.ref_cache is not None:
+            self.access.ref_cache.load_state(tensors["ref_cache"])
+        self.step = state["step"]
+        self.best_eer, self.best_step = state["best_eer"], state["best_step"]
+        self.evals_since_best = state["evals_since_best"]
+        self.log_sums, self.log_count = state["log_sums"], state["log_count"]
+        self.seconds_before = state.get("seconds", 0.0)
+        LOG.info("resumed %s at step %d", self.out, self.step)
+
+    def _save_last(self) -> None:
+        if self.dist.is_main:
+            tensors = {"reference": self.reference.state() if self.reference is not None else {},
+                       "old_policy": self.access.old.state() if self.access.old is not None else {},
+                       "ref_cache": self.access.ref_cache.state() if self.access.ref_cache is not None else {}}
+            optim = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "scaler": self.scaler.state_dict()}
+            save_checkpoint(self.out, detector=self.detector, config=self.saved_config, optim_state=optim,
+                            state=self._state(), tensors=tensors)
+        distributed.barrier(self.dist)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def _loop(self, t0: float) -> bool:
+        """Train to the end of the schedule; False when stopped early by --stop-after (no summary)."""
+        from spoofrl.log import progress
+        self._t0 = t0
+        if self.step == self.stage_start and self.cfg.schedule.eval_at_start and self.dev_utts:
+            self._evaluate_and_log({})
+        bar = progress(range(self.step, self.total_steps), desc=f"train {self.cfg.objective.name}",
+                       total=self.total_steps - self.step, unit="step", disable=None if self.dist.is_main else True)
+        for step, epoch, pos, batch in self._batches(self.step):
+            if self.stage + 1 < len(self.stages) and step >= self.stages[self.stage + 1][1]:
+                self._switch_to_grpo()
+                if self.cfg.schedule.eval_at_start and self.dev_utts:
+                    self._evaluate_and_log({})
+            stats = self._train_step(step, batch)
+            self.step = step + 1
+            for k, v in stats.items():
+                self.log_sums[k] = self.log_sums.get(k, 0.0) + v
+            self.log_count += 1
+            bar.update(1)
+            end_of_epoch = pos == self.planner.steps_in_epoch(epoch) - 1
+            row = {"epoch": round(epoch + (pos + 1) / self.planner.steps_in_epoch(epoch), 4)}
+            do_eval = self._eval_due(end_of_epoch)
+            if self.step % self.cfg.schedule.log_every == 0 or do_eval or self.step == self.total_steps:
+                means = {k: v / self.log_count for k, v in self.log_sums.items()}
+                row.update({k: means.get(k) for k in CSV_STATS})
+                self._tb(means, "train")
+                self.log_sums, self.log_count = {}, 0
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4f}", refresh=False)
+                if not do_eval:
+                    self._write_row(row)
+            stop = False
+            if do_eval:
+                stop = self._evaluate_and_log(row)
+            interrupted = distributed.any_flag(self.dist, self.interrupt.flag)
+            save_every = self.cfg.schedule.save_every
+            if (save_every and self.step % save_every == 0) or (not save_every and do_eval) or interrupted:
+                self._save_last()
+            if interrupted:
+                LOG.warning("stopped at step %d; continue with --resume (same --out)", self.step)
+                raise KeyboardInterrupt
+            if self.stop_after is not None and self.step >= self.stop_after and self.step < self.total_steps:
+                self._save_last()
+                LOG.info("stopped after step %d as asked (--stop-after); continue with --resume", self.step)
+                return False
+            if stop:
+                LOG.info("early stop at step %d: %d validations without a better dev EER", self.step,
+                         self.evals_since_best)
+                break
+        if hasattr(bar, "close"):
+            bar.close()
+        return True
+
+    def _eval_due(self, end_of_epoch: bool) -> bool:
+        if not self.dev_utts:
+            return False
+        every = self.cfg.schedule.eval_every
+        return ((every and self.step % every == 0) or (not every and end_of_epoch)
+                or self.step == self.stage_end or self.step == self.total_steps)
+
+    def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
+        torch.manual_seed(step_seed(self.cfg.seed, step, self.dist.rank, 1))  # dropout and friends
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(step_seed(self.cfg.seed, step, self.dist.rank, 2))  # sampled labels
+        obj = self.objective
+        if obj.needs_old_policy and (step - self.stage_start) % self.cfg.objective.old_policy_refresh_steps == 0:
+            self.access.old = ParamSnapshot.of(self.detector)
+        batch = batch.to(self.device)
+        self.wrapped.train()
+        self.access.prepare(batch)
+        weights = self.class_weights[batch.targets] if self.sample_weights_on else None
+        loss, stats = obj(batch, self.access, weights, generator)
+        if not torch.isfinite(loss):
+            raise SpoofrlError(f"the loss is {loss.item()} at step {step}; lower optim.lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.optim.max_grad_norm or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        out = {k: float(v) for k, v in stats.items()}
+        out.update(loss=float(loss.detach()), grad_norm=float(grad_norm),
+                   lr=self.optimizer.param_groups[0]["lr"])
+        return out
+
+    # ------------------------------------------------------------------------------------------ validation
+    def validate(self) -> float:
+        """Dev EER (fraction), the dev set split over the processes."""
+        from spoofrl.inference import score_utterances
+        from spoofrl.metrics import compute_eer
+        d = self.cfg.data
+        mine = list(range(self.dist.rank, len(self.dev_utts), self.dist.world))
+        scores = score_utterances(self.detector, [self.dev_utts[i] for i in mine], device=self.device,
+                                  batch_size=d.dev_batch_size, max_seconds=d.dev_max_seconds or None, desc="dev")
+        full = np.empty(len(self.dev_utts))
+        for idx, sc in distributed.gather_objects(self.dist, (mine, scores.tolist())):
+            full[idx] = sc
+        labels = np.array([u.label for u in self.dev_utts])
+        eer, _ = compute_eer(full[labels == BONAFIDE], full[labels == SPOOF])
+        return float(eer)
+
+    def _evaluate_and_log(self, row: dict) -> bool:
+        """Validate, keep the best model, write the row; True when early stopping says stop."""
+        eer = self.validate()
+        better = self.best_eer is None or eer < self.best_eer
+        if better:
+            self.best_eer, self.best_step, self.evals_since_best = eer, self.step, 0
+            if self.dist.is_main:
+                folder = self.out / STAGE1 if self.stage + 1 < len(self.stages) else self.out
+                save_model_folder(self.detector, folder, self.saved_config)
+        else:
+            self.evals_since_best += 1
+        LOG.info("step %d: dev EER %.2f%% (best %.2f%% at step %d)", self.step, eer * 100, self.best_eer * 100,
+                 self.best_step)
+        row = dict(row, dev_eer=eer)
+        row.setdefault("epoch", None)
+        self._write_row(row)
+        self._tb({"dev_eer": eer}, "dev")
+        patience = self.cfg.schedule.early_stop
+        return bool(patience) and self.evals_since_best >= patience
+
+    def _write_row(self, row: dict) -> None:
+        if self.metrics is not None:
+            self.metrics.row({"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **row})
+
+    def _tb(self, values: dict, prefix: str) -> None:
+        if self.metrics is not None:
+            self.metrics.scalars(self.step, values, prefix)
+
+    # ------------------------------------------------------------------------------------------ end
+    def _finish(self, t0: float) -> None:
+        if not self.dev_utts and self.dist.is_main:
+            save_model_folder(self.detector, self.out, self.saved_config)  # no dev set: the last model
+        self._save_last()
+        if self.dist.is_main:
+            write_summary(self.out, {
+                "best_step": self.best_step if self.dev_utts else self.step,
+                "best_dev_eer": self.best_eer, "steps": self.step,
+                "seconds": round(self.seconds_before + time.time() - t0, 2),
+                "objective": self.cfg.objective.name, "init": str(self.init) if self.init else None,
+                "processes": self.dist.world, "device": str(self.device),
+                "train_utterances": len(self.train_utts), "dev_utterances": len(self.dev_utts)})
+        distributed.barrier(self.dist)
+        LOG.info("finished: %d steps, best dev EER %s at step %s; model in %s", self.step,
+                 f"{self.best_eer * 100:.2f}%" if self.best_eer is not None else "n/a", self.best_step, self.out)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, init: str | Path | None = None, resume: bool = False,
+          stop_after: int | None = None) -> Path:
+    """Train according to `cfg` into `out_dir` (see spoofrl.training.runfolder for its files).
+
+    init: a model folder to start from (its architecture is used; it is also the GRPO reference unless
+    objective.reference is set). resume: continue the run in out_dir from last/. stop_after: save last/ and
+    return after this many steps (time-limited job slots; summary.json is not written).
+    """
+    return Trainer(cfg, out_dir, init=init, resume=resume, stop_after=stop_after).run()
+
+
+__all__ = ["Trainer", "train", "lr_factor", "step_seed", "config_differences", "NON_SEMANTIC_KEYS"]

@@ -1,0 +1,99 @@
+"""Frozen-front-end feature cache (spoofrl.features.cache) and the two-stage Detector API."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spoofrl.errors import ConfigError
+from spoofrl.features.cache import FeatureCache, feature_cache_key
+from spoofrl.models import build_model
+
+TINY = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+            conv_dim=[16, 16, 16], conv_stride=[5, 4, 16], conv_kernel=[10, 8, 16],
+            num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, mask_time_prob=0.0)
+
+
+def frozen_ssl(**frontend):
+    torch.manual_seed(0)
+    spec = {"name": "ssl", "config": TINY, "frozen": True, "layers": "1-3", "fusion": "weighted_sum", **frontend}
+    return build_model({"frontend": spec, "backend": {"name": "ffn", "hidden": [16], "dropout": 0.0}}).eval()
+
+
+def batch():
+    g = torch.Generator().manual_seed(3)
+    wave = torch.randn(3, 6400, generator=g)
+    lengths = torch.tensor([6400, 4800, 6400])
+    wave[1, 4800:] = 0
+    return ["a.wav", "b.wav", "c.wav"], wave, lengths
+
+
+def test_cache_hits_reproduce_direct_features(tmp_path):
+    model = frozen_ssl()
+    ids, wave, lengths = batch()
+    cache = FeatureCache(tmp_path, model, dtype="float32")
+    first, frames = cache.extract(model, ids, wave, lengths)
+    assert (cache.hits, cache.misses) == (0, 3)
+    again, frames_again = cache.extract(model, ids, wave, lengths)
+    assert (cache.hits, cache.misses) == (3, 3)
+    torch.testing.assert_close(again, first)
+    assert frames.tolist() == frames_again.tolist() == [19, 14, 19]
+    # entries equal the front-end run on each utterance alone (no padding involved)
+    alone, _ = model.extract_features(wave[1:2, :4800])
+    torch.testing.assert_close(first[1, :14], alone[0])
+    assert (first[1, 14:] == 0).all()
+    # equal-length utterances: the cached path gives the same logits as the plain forward pass
+    direct = model(wave[[0, 2]], lengths[[0, 2]])
+    torch.testing.assert_close(model.forward_features(first[[0, 2]], frames[[0, 2]]), direct)
+    assert len(list(cache.dir.rglob("*.safetensors"))) == 3
+
+
+def test_float16_cache_is_close_and_consistent_across_epochs(tmp_path):
+    model = frozen_ssl()
+    ids, wave, lengths = batch()
+    cache = FeatureCache(tmp_path, model)  # float16 by default
+    first, frames = cache.extract(model, ids, wave, lengths)
+    second, _ = FeatureCache(tmp_path, model).extract(model, ids, wave, lengths)
+    torch.testing.assert_close(second, first, rtol=0, atol=0)  # epoch 1 sees what later epochs read
+    exact, _ = model.extract_features(wave[:1])
+    torch.testing.assert_close(first[:1], exact, rtol=2e-3, atol=2e-3)
+
+
+def test_changed_input_under_same_id_is_recomputed(tmp_path):
+    model = frozen_ssl()
+    ids, wave, lengths = batch()
+    cache = FeatureCache(tmp_path, model, dtype="float32")
+    cache.extract(model, ids, wave, lengths)
+    changed = wave.clone()
+    changed[0] *= 0.5
+    out, _ = cache.extract(model, ids, changed, lengths)
+    assert cache.misses == 4  # a.wav recomputed, b and c reused
+    expected, _ = model.extract_features(changed[:1])
+    torch.testing.assert_close(out[:1], expected)
+
+
+def test_cache_key_follows_encode_options_only():
+    base = feature_cache_key(frozen_ssl())
+    assert feature_cache_key(frozen_ssl(fusion="concat", proj_dim=8)) == base  # head-only change
+    assert feature_cache_key(frozen_ssl(layers="1-2")) != base
+    assert feature_cache_key(frozen_ssl(normalize_waveform=False)) != base
+    other_weights = frozen_ssl()
+    with torch.no_grad():
+        other_weights.frontend.ssl.encoder.layers[0].feed_forward.output_dense.bias.add_(0.1)
+    assert feature_cache_key(other_weights) != base
+
+
+def test_trainable_frontend_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="trainable"):
+        FeatureCache(tmp_path, frozen_ssl(frozen=False))
+    sinc = build_model({"frontend": {"name": "sinc"}, "backend": {"name": "pool-linear"}})
+    assert not sinc.frontend_is_frozen
+    fixed = build_model({"frontend": {"name": "sinc", "learnable": False}, "backend": {"name": "pool-linear"}})
+    assert fixed.frontend_is_frozen and not fixed.frontend_cache_recommended
+
+
+def test_two_stage_api_equals_forward_for_every_frontend():
+    for frontend in ({"name": "logmel"}, {"name": "lfcc"}, {"name": "sinc"}):
+        model = build_model({"frontend": frontend, "backend": {"name": "pool-linear"}}).eval()
+        wave, lengths = torch.randn(2, 4000), torch.tensor([4000, 3000])
+        raw, frames = model.extract_features(wave, lengths)
+        torch.testing.assert_close(model.forward_features(raw, frames), model(wave, lengths))

@@ -1,0 +1,66 @@
+"""`spoofrl models` and `spoofrl export --onnx` (checked with onnxruntime)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spoofrl.cli import main
+from spoofrl.models import build_model, load_model_preset, save_model
+
+
+def test_models_lists_components_and_presets_with_sizes(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for key in ("logmel", "lfcc", "sinc", "ssl", "pool-linear", "ffn", "lcnn", "resnet", "aasist"):
+        assert f"  {key} " in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert "357,050" in lines["lcnn-lfcc"]  # parameters of the built preset
+    assert "needs path" in lines["ssl-linear"]
+    assert "higher = more bona fide" in out
+
+
+def test_models_describe(capsys):
+    assert main(["models", "--describe", "ssl"]) == 0
+    out = capsys.readouterr().out
+    assert "fusion" in out and "weighted_sum" in out and "layers" in out
+    assert main(["models", "--describe", "ssl-tiny-ffn-fusion"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters:" in out and "hidden_size: 64" in out
+    assert main(["models", "--describe", "no-such-thing"]) == 2
+    assert "neither a component" in capsys.readouterr().err
+    assert main(["models", "--describe", "logmel-linear", "--set", "frontend.n_mel=3"]) == 2
+    assert "'n_mel'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["lcnn-lfcc", "ssl-tiny-ffn-fusion"])
+def test_export_onnx_matches_pytorch(preset, tmp_path, capsys):
+    torch.manual_seed(0)
+    save_model(build_model(load_model_preset(preset)).eval(), tmp_path / "run")
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(tmp_path / "run"), "--onnx", str(out), "--seconds", "1"]) == 0
+    text = capsys.readouterr().out
+    assert out.is_file() and "[batch, samples]" in text and "OK" in text
+
+    import numpy as np
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    wave = np.random.default_rng(1).standard_normal((2, 24000)).astype(np.float32) * 0.1
+    logits, score = session.run(None, {"wave": wave, "lengths": np.array([24000, 24000])})
+    np.testing.assert_allclose(score, logits[:, 1] - logits[:, 0], rtol=1e-6)
+    meta = {p.key: p.value for p in __import__("onnx").load(str(out)).metadata_props}
+    assert "higher = more bona fide" in meta["spoofrl.score"]
+
+
+def test_export_fails_clearly_over_tolerance(tmp_path, capsys):
+    save_model(build_model(load_model_preset("logmel-linear")), tmp_path / "run")
+    code = main(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "m.onnx"), "--tolerance", "1e-30"])
+    assert code == 2
+    assert "does not reproduce PyTorch" in capsys.readouterr().err
+
+
+def test_export_aasist_has_a_fixed_length(tmp_path, capsys):
+    from spoofrl.models.export import check_onnx, export_onnx
+    torch.manual_seed(0)
+    model = build_model(load_model_preset("aasist-sinc", ["backend.time_pool=[3, 3, 1, 1, 1, 1]"])).eval()
+    report = check_onnx(model, export_onnx(model, tmp_path / "a.onnx", seconds=0.25))
+    assert not report.dynamic_time and report.check_samples == 4000 and report.passed

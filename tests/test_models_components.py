@@ -1,0 +1,144 @@
+"""Front-end and back-end components: numerical checks against references, shapes, config validation, I/O."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.models import build_model, count_parameters, load_model, save_model
+from spoofrl.models.detector import model_config_from_dict
+
+
+def test_lfcc_matches_a_numpy_scipy_reference():
+    from scipy.fft import dct
+    from scipy.signal import get_window
+
+    from spoofrl.features.lfcc import LFCC, linear_filterbank
+    cfg = LFCC.Config(delta_order=0)
+    wave = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    ours = LFCC(cfg).encode(torch.from_numpy(wave)[None], torch.tensor([4000]))[0][0].numpy()
+    # reference: centred frames (reflect padding), periodic Hann window centred in the FFT, power spectrum
+    padded = np.pad(wave, cfg.n_fft // 2, mode="reflect")
+    window = np.zeros(cfg.n_fft)
+    offset = (cfg.n_fft - cfg.win_length) // 2
+    window[offset:offset + cfg.win_length] = get_window("hann", cfg.win_length, fftbins=True)
+    frames = np.stack([padded[i:i + cfg.n_fft] * window
+                       for i in range(0, len(padded) - cfg.n_fft + 1, cfg.hop_length)])
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    fb = linear_filterbank(cfg.n_filters, cfg.n_fft, cfg.sample_rate, cfg.f_min, cfg.f_max).numpy()
+    reference = dct(np.log(np.maximum(power @ fb.T, 1e-10)), type=2, norm="ortho", axis=1)[:, :cfg.n_lfcc]
+    assert ours.shape == reference.shape == (26, 20)
+    np.testing.assert_allclose(ours, reference, rtol=1e-3, atol=1e-3)
+
+
+def test_linear_filterbank_is_evenly_spaced_triangles():
+    from spoofrl.features.lfcc import linear_filterbank
+    fb = linear_filterbank(20, 512, 16000, 0.0, 8000.0)
+    peaks = fb.argmax(dim=1).numpy()
+    assert fb.shape == (20, 257) and (fb >= 0).all() and fb.max() <= 1.0
+    np.testing.assert_allclose(np.diff(peaks), np.full(19, 256 / 21), atol=1.0)
+
+
+def test_lfcc_deltas_and_dimensions():
+    model = build_model({"frontend": {"name": "lfcc", "n_lfcc": 13, "n_filters": 30, "delta_order": 2},
+                         "backend": {"name": "pool-linear"}})
+    feats, frames = model.frontend(torch.randn(2, 3200), torch.tensor([3200, 1600]))
+    assert model.frontend.out_dim == 39 and feats.shape == (2, 21, 39) and frames.tolist() == [21, 11]
+
+
+def test_sinc_filters_pass_their_own_band():
+    from spoofrl.features.sinc import SincFilterbank
+    bank = SincFilterbank(SincFilterbank.Config(n_filters=10, kernel_size=257))
+    response = np.abs(np.fft.rfft(bank.filters().detach().squeeze(1).numpy(), n=4096, axis=1))
+    freqs = np.fft.rfftfreq(4096, 1 / 16000)
+    low, high = (t.detach().numpy() for t in bank.band_edges_hz())
+    for i in range(10):
+        peak = freqs[response[i].argmax()]
+        assert low[i] - 50 <= peak <= high[i] + 50, (i, low[i], high[i], peak)
+    assert np.all(np.diff(low) > 0)  # mel-spaced, increasing
+    feats, frames = bank.encode(torch.randn(2, 3000), torch.tensor([3000, 2000]))
+    assert feats.shape == (2, 1000, 10) and frames.tolist() == [1000, 667] and (feats >= 0).all()
+
+
+def test_learnable_sinc_gets_gradients():
+    model = build_model({"frontend": {"name": "sinc", "n_filters": 8}, "backend": {"name": "pool-linear"}})
+    model(torch.randn(2, 2000)).sum().backward()
+    assert model.frontend.low_offset_hz.grad.abs().sum() > 0
+    assert torch.isfinite(model.frontend.band_offset_hz.grad).all()
+
+
+@pytest.mark.parametrize("backend", [
+    {"name": "lcnn"}, {"name": "lcnn", "lstm": False, "width": 0.5}, {"name": "resnet", "pooling": "attentive"},
+    {"name": "ffn", "pooling": "mean_std"}, {"name": "pool-linear"},
+    {"name": "aasist", "input_pool": [2, 1], "time_pool": [2, 2, 2, 1, 1, 1]},
+])
+def test_backends_handle_lengths_and_short_inputs(backend):
+    model = build_model({"frontend": {"name": "logmel", "n_mels": 40}, "backend": backend}).eval()
+    for samples in (16000, 800):  # 1 s, and 50 ms (a handful of frames)
+        logits = model(torch.randn(3, samples), torch.tensor([samples, samples * 2 // 3, samples // 2]))
+        assert logits.shape == (3, 2) and torch.isfinite(logits).all()
+
+
+def test_aasist_preset_has_the_published_size():
+    from spoofrl.models import load_model_preset
+    model = build_model(load_model_preset("aasist-sinc"))
+    assert 280_000 < count_parameters(model) < 320_000  # AASIST: ~297 k parameters
+    nodes = model.backend.pos_spectral.shape[1]
+    assert nodes == 24  # 70 sinc filters, pooled by 3 (ceil)
+
+
+def test_lcnn_mfm_halves_channels():
+    from spoofrl.models.lcnn import MaxFeatureMap
+    x = torch.randn(2, 6, 4, 4)
+    out = MaxFeatureMap()(x)
+    assert out.shape == (2, 3, 4, 4) and torch.equal(out, torch.maximum(x[:, :3], x[:, 3:]))
+
+
+def test_unknown_options_are_named():
+    with pytest.raises(ConfigError, match="'n_mel'.*frontend\\(logmel\\)"):
+        build_model({"frontend": {"name": "logmel", "n_mel": 40}, "backend": {"name": "pool-linear"}})
+    with pytest.raises(ConfigError, match="'hiden'.*backend\\(ffn\\)"):
+        build_model({"frontend": {"name": "logmel"}, "backend": {"name": "ffn", "hiden": [3]}})
+    with pytest.raises(ConfigError, match="unknown back-end 'lcn'"):
+        build_model({"frontend": {"name": "logmel"}, "backend": {"name": "lcn"}})
+    with pytest.raises(ConfigError, match="kernel_size"):
+        build_model({"frontend": {"name": "sinc", "kernel_size": 128}, "backend": {"name": "pool-linear"}})
+    with pytest.raises(ConfigError, match="time_pool"):
+        build_model({"frontend": {"name": "sinc"}, "backend": {"name": "aasist", "time_pool": [3]}})
+
+
+def test_model_section_may_name_a_preset():
+    cfg = model_config_from_dict({"preset": "lcnn-lfcc"})
+    assert cfg.frontend["name"] == "lfcc" and cfg.backend["name"] == "lcnn"
+    cfg = model_config_from_dict({"preset": "lcnn-lfcc", "backend": {"lstm": False}})
+    assert cfg.backend == {"name": "lcnn", "lstm": False, "dropout": 0.7}
+    cfg = model_config_from_dict({"preset": "lcnn-lfcc", "backend": {"name": "ffn"}})
+    assert cfg.backend == {"name": "ffn"}  # another component: the preset's options do not carry over
+
+
+def test_load_model_errors(tmp_path):
+    model = build_model({"frontend": {"name": "logmel", "n_mels": 20}, "backend": {"name": "pool-linear"}})
+    folder = save_model(model, tmp_path / "run")
+    if not torch.cuda.is_available():
+        with pytest.raises(SpoofrlError, match="CUDA is not available"):
+            load_model(folder, "cuda")
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(SpoofrlError, match="model.safetensors"):
+        load_model(folder)
+    save_model(build_model({"frontend": {"name": "logmel", "n_mels": 30}, "backend": {"name": "pool-linear"}}),
+               tmp_path / "other")
+    (tmp_path / "other" / "config.yaml").write_text((folder / "config.yaml").read_text())
+    with pytest.raises(SpoofrlError, match="do not match"):
+        load_model(tmp_path / "other")
+    with pytest.raises(SpoofrlError, match="not found"):
+        load_model(tmp_path / "nowhere")
+
+
+def test_saved_config_is_fully_resolved(tmp_path):
+    import yaml
+    model = build_model({"frontend": {"name": "lfcc"}, "backend": {"name": "resnet"}})
+    save_model(model, tmp_path / "run", run_config={"seed": 3})
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["seed"] == 3
+    assert saved["model"]["frontend"]["delta_order"] == 2 and saved["model"]["backend"]["blocks"] == [2, 2, 2, 2]
