@@ -12,34 +12,39 @@
 #
 #   bash scripts/train_default_model.sh                  # into build/default-model, then copies to the assets
 #   WORK=/tmp/dm SEED=1 WORKERS=2 bash scripts/train_default_model.sh
+#   # quick end-to-end check of the script (a minute; NOT a model to ship, so nothing is copied):
+#   WORK=/tmp/dm-check PRESET=small TRAIN_ARGS="--set schedule.epochs=1" INSTALL=0 bash scripts/train_default_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=${WORK:-build/default-model}
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-1}
+PRESET=${PRESET:-demo}          # benchmark size; `small` / `tiny` only to check the script quickly
+TRAIN_ARGS=${TRAIN_ARGS:-}      # extra `spoofrl train` arguments, e.g. "--set schedule.epochs=1"
+INSTALL=${INSTALL:-1}           # 0 = leave the package's assets untouched (checks, experiments)
 ASSETS=src/spoofrl/assets/default-model
-# log-mel (60 bands) -> 2 frame-wise GELU layers of 64 -> mean+std pooling -> linear: ~17k parameters, <100 kB.
+# log-mel (60 bands) -> 2 frame-wise GELU layers of 64 -> mean+std pooling -> linear: ~8.4k parameters, <100 kB.
 MODEL='{name: ffn, hidden: [64, 64], pooling: mean_std, dropout: 0.1}'
 EVAL_SUBSETS="target_eval ood_attack ood_source ood_channel ood_mix"
 export SPOOFRL_NO_PROGRESS=${SPOOFRL_NO_PROGRESS:-1}
 
 echo "== 1/4 benchmark -> $WORK/bench"
-spoofrl data synth --out "$WORK/bench" --preset demo --seed "$SEED" --workers "$WORKERS"
+spoofrl data synth --out "$WORK/bench" --preset "$PRESET" --seed "$SEED" --workers "$WORKERS"
 
 echo "== 2/4 training -> $WORK/run"
 if [ ! -f "$WORK/run/summary.json" ]; then
   resume=""
   [ -d "$WORK/run/last" ] && resume="--resume"
   spoofrl train configs/train/posttrain.yaml --out "$WORK/run" --manifest "$WORK/bench/manifest.csv" \
-    --set seed="$SEED" --set "model.backend=$MODEL" --device cpu $resume
+    --set seed="$SEED" --set "model.backend=$MODEL" --device cpu $resume $TRAIN_ARGS
 fi
 
 echo "== 3/4 calibration on posttrain_dev"
 spoofrl calibrate "$WORK/run" --manifest "$WORK/bench/manifest.csv" --subset posttrain_dev --device cpu
 
 echo "== 4/4 held-out EERs and the model card"
-python - "$WORK" "$SEED" "$EVAL_SUBSETS" <<'PY'
+python - "$WORK" "$SEED" "$EVAL_SUBSETS" "$PRESET" <<'PY'
 import json
 import subprocess
 import sys
@@ -51,7 +56,7 @@ from spoofrl.metrics import evaluate
 from spoofrl.metrics.scorefile import write_scores
 from spoofrl.models import count_parameters, load_model
 
-work, seed, subsets = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split()
+work, seed, subsets, preset = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split(), sys.argv[4]
 run, manifest = work / "run", work / "bench" / "manifest.csv"
 model = load_model(run, "cpu")
 cal = json.loads((run / "calibration.json").read_text())
@@ -79,7 +84,7 @@ table = "\n".join(f"| {s} | {e:.2%} | {mn:.3f} | {ad:.3f} | {c:.3f} | {nb} | {ns
 card = f"""# spoofrl default model
 
 **Trained on synthetic data only.** This is the model `spoofrl detect` and `spoofrl serve` use when no
-`--model` is given. It was trained on spoofrl's built-in benchmark (`spoofrl data synth --preset demo`):
+`--model` is given. It was trained on spoofrl's built-in benchmark (`spoofrl data synth --preset {preset}`):
 bona fide speech from rule-based synthesizers (espeak-ng, flite, festival) and spoofs made from it by
 copy-synthesis vocoders and codecs. It detects vocoder/codec artefacts of that benchmark; it is a
 demonstration of the tool, **not a production deepfake detector**, and its scores on real recordings and
@@ -90,7 +95,7 @@ real TTS/voice-conversion deepfakes are not meaningful evidence.
   input {cfg.sample_rate} Hz mono.
 - Training: `spoofrl train configs/train/posttrain.yaml` (SFT, RawBoost) on subset `posttrain`, model selected by
   EER on `posttrain_dev` (best step {summary.get('best_step')} of {summary.get('steps')}), seed {seed}.
-- Calibration: `llr = {cal['a']:.4f} * raw + {cal['b']:+.4f}` fitted on `posttrain_dev` at P(bona fide) = {cal['prior']:g};
+- Calibration: `llr = {cal['a']:.4f} * raw {'-' if cal['b'] < 0 else '+'} {abs(cal['b']):.4f}` fitted on `posttrain_dev` at P(bona fide) = {cal['prior']:g};
   scores reported by `detect` are these LLRs (higher = more bona fide).
 - Recipe: `scripts/train_default_model.sh` (SEED={seed}){f', code at commit {commit}' if commit else ''}.
 
@@ -113,6 +118,10 @@ minDCF/actDCF with ASVspoof 5 costs:
 print(card)
 PY
 
+if [ "$INSTALL" != 1 ]; then
+  echo "== INSTALL=$INSTALL: model left in $WORK/run, card in $WORK/MODEL_CARD.md (assets untouched)"
+  exit 0
+fi
 echo "== copying into $ASSETS"
 mkdir -p "$ASSETS"
 cp "$WORK/run/model.safetensors" "$WORK/run/config.yaml" "$WORK/run/calibration.json" "$WORK/MODEL_CARD.md" "$ASSETS/"

@@ -198,6 +198,24 @@ def test_long_file_timeline_shows_where_the_fake_part_is(tmp_path, model_dir, ca
     assert report["settings"]["aggregation"].startswith("duration-weighted mean")
 
 
+def test_ffmpeg_only_format_is_streamed_with_a_timeline(tmp_path, loaded):
+    """m4a (AAC) is not a soundfile format: it is decoded through an ffmpeg pipe chunk by chunk."""
+    import shutil
+    import subprocess
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    wav = write(tmp_path / "src.wav", np.concatenate([low_tone(4.0), hiss(4.0)]))
+    m4a = tmp_path / "partly_fake.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(wav), "-c:a", "aac", "-b:a", "128k", str(m4a)],
+                   check=True)
+    truncated = tmp_path / "truncated.m4a"
+    truncated.write_bytes(m4a.read_bytes()[: m4a.stat().st_size // 2])
+    good, bad = detect_files(loaded, [str(m4a), str(truncated)], DetectOptions(show_progress=False))
+    assert good.error is None and good.duration == pytest.approx(8.0, abs=0.1)
+    assert [c["verdict"] for c in good.chunks] == ["bonafide", "spoof"]
+    assert bad.verdict == "error" and "not a readable audio file" in bad.error and "\n" not in bad.error
+
+
 def test_short_file_has_no_timeline_and_batch_size_does_not_change_scores(tmp_path, loaded):
     seconds = [0.5, 1.75, 3.0, 4.25, 5.5]
     paths = [write(tmp_path / f"{i}.wav", low_tone(s, seed=i) if i % 2 else hiss(s, seed=i))

@@ -18,7 +18,7 @@ from spoofrl.experiment import load_experiment_config, run_experiment
 from spoofrl.experiment.layout import Layout
 
 DET = "logmel-linear"
-SUBSETS = ["posttrain", "target_train", "target_dev", "target_eval", "ood_attack"]
+SUBSETS = ["posttrain", "posttrain_dev", "target_train", "target_dev", "target_eval", "ood_attack"]
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +190,24 @@ def test_missing_audio_fails_before_training(manifest, tmp_path, fake):
     with pytest.raises(SpoofrlError, match="1 audio file missing: .*nowhere.wav"):
         run_experiment(cfg, tmp_path / "out")
     assert fake.calls == []
+
+
+def test_posttrain_dev_absent_fails_with_hint_or_is_held_out(manifest, tmp_path, fake):
+    rows = [r for r in manifest.read_text().splitlines() if not r.endswith(",posttrain_dev")]
+    no_dev = manifest.parent / "no_dev.csv"
+    no_dev.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SpoofrlError, match=r"no_dev.csv: data.posttrain_dev: no utterances in subset posttrain_dev "
+                                           r"\(.*data.posttrain_dev.subsets: \[\]"):
+        run_experiment(_config(no_dev, tmp_path, seeds=1), tmp_path / "out")
+    assert fake.calls == []
+    # subsets [] = hold out a share of the post-training data, per label, the same for every run
+    held = _config(no_dev, tmp_path, seeds=1, arms={"posttrained": {"train": False}},
+                   data={"manifest": str(no_dev), "posttrain_dev": {"subsets": []}},
+                   posttrain={"recipe": str(tmp_path / "recipe.yaml"), "dev_fraction": 0.25})
+    run_experiment(held, tmp_path / "out2")
+    from spoofrl.data.manifest import read_manifest
+    written = read_manifest(tmp_path / "out2" / "data" / "posttrain.csv")
+    dev = [r for r in written if r.subset == "dev"]
+    train = [r for r in written if r.subset == "train"]
+    assert sorted(r.label for r in dev) == ["bonafide", "spoof"]  # ceil(0.25 * 4) per label
+    assert len(train) == 6 and not {r.path for r in dev} & {r.path for r in train}

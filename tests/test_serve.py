@@ -103,6 +103,25 @@ def test_bad_uploads_get_clear_json_errors(client, content, status, code, words)
     assert "spoofrl-serve-" not in body["detail"]  # the server's temp path never leaks
 
 
+def test_compressed_upload_is_probed_without_decoding_it_whole(client, tmp_path):
+    """m4a is decoded by ffmpeg only: a short one is scored, a long one (small on disk) refused by duration."""
+    import shutil
+    import subprocess
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    for seconds in (2.0, 45.0):
+        wav = tmp_path / f"{seconds:g}.wav"
+        sf.write(str(wav), low_tone(seconds), SR)
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(wav), "-c:a", "aac", "-b:a", "24k",
+                        str(wav.with_suffix(".m4a"))], check=True)
+    short = post(client, (tmp_path / "2.m4a").read_bytes(), name="short.m4a")
+    assert short.status_code == 200 and short.json()["files"][0]["verdict"] == "bonafide"
+    long = post(client, (tmp_path / "45.m4a").read_bytes(), name="long.m4a")
+    assert (tmp_path / "45.m4a").stat().st_size < 1e6  # under the upload limit: refused for its duration
+    assert long.status_code == 422 and long.json()["error"] == "audio_too_long"
+    assert "over the limit of 20 s" in long.json()["detail"]
+
+
 def test_missing_file_field_is_a_422(client):
     resp = client.post("/api/detect", data={"other": "x"})
     assert resp.status_code == 422 and resp.json()["error"] == "bad_request" and "file" in resp.json()["detail"]

@@ -53,6 +53,39 @@ def _decode_ffmpeg(path: Path, sr: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
+def _stream_ffmpeg(path: Path, sr: int, chunk: int) -> Iterator[tuple[float, np.ndarray]]:
+    """(start s, chunk) pieces decoded by ffmpeg into a pipe: memory stays flat for hour-long m4a/opus/webm."""
+    import tempfile
+    if shutil.which("ffmpeg") is None:
+        raise AudioError(path, "not readable by soundfile and ffmpeg is not installed to decode it")
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(sr), "-"]
+    # stderr goes to a file, not a pipe: a chatty decoder could otherwise fill the pipe and block.
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        start = 0
+        try:
+            while block := proc.stdout.read(4 * chunk):
+                x = np.frombuffer(block[:len(block) // 4 * 4], dtype=np.float32).copy()
+                if not np.all(np.isfinite(x)):
+                    raise AudioError(path, f"contains NaN or infinite samples (at {start / sr:.1f} s)")
+                yield start / sr, x
+                start += len(x)
+            if proc.wait() != 0:
+                errors.seek(0)
+                lines = errors.read().decode(errors="replace").strip().splitlines()
+                reason = lines[-1] if lines else "ffmpeg failed"
+                if start == 0:
+                    raise AudioError(path, f"not a readable audio file ({reason})")
+                raise AudioError(path, f"corrupt or truncated audio after {start / sr:.1f} s ({reason})")
+            if start == 0:
+                raise AudioError(path, "contains no samples (zero-length audio)")
+        finally:  # also when the caller stops early (e.g. a length limit): do not leave ffmpeg running
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+
 def _validate_samples(path: Path, x: np.ndarray, allow_silent: bool) -> np.ndarray:
     if x.size == 0:
         raise AudioError(path, "contains no samples (zero-length audio)")
@@ -107,7 +140,7 @@ def load_audio(path: str | Path, sr: int = DEFAULT_SR, *, allow_silent: bool = F
 def iter_chunks(path: str | Path, chunk_seconds: float, sr: int = DEFAULT_SR) -> Iterator[tuple[float, np.ndarray]]:
     """Stream (start time in s, mono float32 chunk at `sr`) pieces of a file, keeping memory flat.
 
-    Files soundfile cannot stream are decoded whole through ffmpeg and then cut.
+    Files soundfile cannot read are streamed through an ffmpeg pipe, chunk by chunk.
     """
     path = Path(path)
     _check_path(path)
@@ -117,9 +150,7 @@ def iter_chunks(path: str | Path, chunk_seconds: float, sr: int = DEFAULT_SR) ->
     except (sf.LibsndfileError, RuntimeError):
         info = None
     if info is None:
-        x = _validate_samples(path, _decode_ffmpeg(path, sr), allow_silent=True)
-        for start in range(0, len(x), chunk):
-            yield start / sr, x[start:start + chunk]
+        yield from _stream_ffmpeg(path, sr, chunk)
         return
     if info.frames == 0:
         raise AudioError(path, "contains no samples (zero-length audio)")

@@ -108,7 +108,8 @@ def run(args) -> int:
     cal = calibrate(bona, spoof, args.prior, source)
     path = save_calibration(cal, args.run_dir)
     before, after = cal.extra["before"], cal.extra["after"]
-    print(f"calibration: llr = {cal.a:.4f} * score + {cal.b:+.4f}  (target prior P(bona fide) = {cal.prior:g}; "
+    sign = "-" if cal.b < 0 else "+"
+    print(f"calibration: llr = {cal.a:.4f} * score {sign} {abs(cal.b):.4f}  (target prior P(bona fide) = {cal.prior:g}; "
           f"{cal.n_bonafide} bona fide + {cal.n_spoof} spoof trials)")
     print(f"dev EER {cal.extra['dev_eer']:.2%} (unchanged by calibration)")
     print(f"{'':8}{'actDCF':>9}{'CLLR':>9}{'minDCF':>9}")

@@ -100,7 +100,9 @@ def load_detection_model(model_dir: str | Path | None = None, device: str = "aut
     model = load_model(folder, torch_device)
     run_config = _read_run_config(folder)
     architecture = f"{model.cfg.frontend['name']} + {model.cfg.backend['name']}"
-    name = f"spoofrl default model ({architecture})" if is_default else f"{folder.name} ({architecture})"
+    # The default model's name itself says "synthetic", so every format (CSV's model column too) carries it.
+    name = (f"spoofrl default model ({architecture}; trained on synthetic data)" if is_default
+            else f"{folder.name} ({architecture})")
     trained_on = DEFAULT_TRAINED_ON if is_default else _describe_training_data(run_config)
     return LoadedModel(model=model, folder=folder.resolve(), name=name, is_default=is_default,
                        trained_on=trained_on, calibration=read_calibration(folder), device=torch_device)

@@ -53,7 +53,11 @@ def _model_header(loaded: LoadedModel, opts: DetectOptions) -> list[str]:
 
 
 def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """`value` formatted by `spec` (e.g. '9.2f'); a missing value is a '-' of the same width, keeping columns aligned."""
+    if value is None:
+        width = spec.split(".")[0]
+        return format("-", f">{width}") if width.isdigit() else "-"
+    return format(value, spec)
 
 
 def format_table(loaded: LoadedModel, results: list[FileResult], opts: DetectOptions) -> str:

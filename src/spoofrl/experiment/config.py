@@ -92,6 +92,9 @@ class ArmConfig:
     stages: list[StageConfig] = option(factory=list, doc="several stages run in sequence, each initialised from "
                                                          "the previous one's best model (e.g. SFT then GRPO); "
                                                          "empty = one stage")
+    after: str = option("", "start from this other arm's final model of the same seed instead of the "
+                            "post-trained model, e.g. 'sft' for SFT->GRPO: its SFT stage is the sft arm's run, "
+                            "trained once and shared (and the GRPO reference is that SFT model, as in the study)")
 
     def stage_list(self) -> list[StageConfig]:
         if not self.train:
@@ -154,6 +157,7 @@ class ExperimentConfig:
             raise ConfigError(f"detectors: two presets share the name {', '.join(dup)}")
         for name, arm in self.arms.items():
             _validate_arm(name, arm)
+        self.arm_levels()  # checks 'after' references
         for pair in self.report.compare:
             parse_pair(pair)
         if self.report.bootstrap < 1:
@@ -181,6 +185,42 @@ class ExperimentConfig:
     def shares_posttraining(self) -> bool:
         return not self.posttrain.per_seed
 
+    def arm_levels(self) -> dict[str, int]:
+        """arm -> 0 for arms that start from the post-trained (or a fresh) model, 1 + the level of `after`
+        otherwise; runs of level k start after every run of level k - 1 has finished."""
+        levels: dict[str, int] = {}
+
+        def level(name: str, chain: tuple[str, ...]) -> int:
+            if name in levels:
+                return levels[name]
+            after = self.arms[name].after
+            if not after:
+                levels[name] = 0
+                return 0
+            if after not in self.arms:
+                raise ConfigError(f"arms.{name}.after: no arm named {after!r} (arms: {', '.join(self.arms)})")
+            if after in chain:
+                raise ConfigError(f"arms.{name}.after: circular ({' -> '.join(chain + (name, after))})")
+            if not self.arms[after].train:
+                raise ConfigError(f"arms.{name}.after: arm {after!r} trains nothing; start from the post-trained "
+                                  f"model (leave 'after' empty) instead")
+            levels[name] = level(after, chain + (name,)) + 1
+            return levels[name]
+
+        for name in self.arms:
+            level(name, ())
+        return levels
+
+    def with_dependencies(self, arms: list[str]) -> list[str]:
+        """The arms plus every arm they start from (`after`), in config order."""
+        wanted = set(arms)
+        for name in arms:
+            after = self.arms[name].after
+            while after:
+                wanted.add(after)
+                after = self.arms[after].after
+        return [a for a in self.arms if a in wanted]
+
     def arm_seeds(self, arm: str) -> list[int]:
         """Seeds an arm is run with: an untrained arm on a shared post-trained model has one run (the others
         would be identical copies)."""
@@ -199,6 +239,9 @@ def _check_names(kind: str, mapping: dict) -> None:
 def _validate_arm(name: str, arm: ArmConfig) -> None:
     if not arm.train and (arm.stages or arm.overrides):
         raise ConfigError(f"arms.{name}: train is false, so it has no stages or overrides to apply")
+    if arm.after and not arm.train:
+        raise ConfigError(f"arms.{name}: 'after: {arm.after}' with train false would only score arm "
+                          f"{arm.after}'s model again")
     if not arm.train and arm.init == "none":
         raise ConfigError(f"arms.{name}: init none with train false would score an untrained random model")
     for text in arm.overrides + [o for s in arm.stages for o in s.overrides]:

@@ -19,12 +19,20 @@ from spoofrl.experiment.layout import Layout
 LOG = logging.getLogger(__name__)
 
 TRAIN, DEV = "train", "dev"
+# What to do when a configured subset is absent (the manifest has no such `subset` value).
+HINTS = {"posttrain_dev": " (a manifest without a post-training dev subset: set data.posttrain_dev.subsets: [] "
+                          "to hold out posttrain.dev_fraction of the post-training data instead)"}
 
 
 def read_split(cfg: ExperimentConfig, split: SplitConfig, what: str, check_audio: bool = True) -> list[Utterance]:
     """The utterances of one configured split (errors name the manifest and the split)."""
     manifest = split_manifest(cfg, split, what)
-    rows = read_manifest(manifest, split.subsets or None)
+    try:
+        rows = read_manifest(manifest, split.subsets or None)
+    except ProtocolError as err:
+        if "no utterances in subset" not in err.reason:
+            raise  # a malformed line: the message already names file, line and text
+        raise ProtocolError(err.path, f"data.{what}: {err.reason}{HINTS.get(what, '')}") from None
     if not rows:
         raise ProtocolError(manifest, f"data.{what}: no utterances")
     if check_audio:

@@ -44,6 +44,8 @@ def _img(path: Path, alt: str) -> str:
 def _arm_description(cfg: ExperimentConfig, arm: str) -> str:
     spec = cfg.arms[arm]
     start = "post-trained model" if spec.init == "posttrained" else "fresh initialisation (no post-training)"
+    if spec.after:
+        start = f"the final model of arm {cfg.arm_label(spec.after)} (same seed)"
     if not spec.train:
         return f"{start}, scored without fine-tuning"
     stages = spec.stage_list()

@@ -93,6 +93,23 @@ def posttrained_model(cfg: ExperimentConfig, layout: Layout, preset: str, seed: 
     return layout.posttrain(detector_name(preset), seed if cfg.posttrain.per_seed else None)
 
 
+def final_model(cfg: ExperimentConfig, layout: Layout, preset: str, arm: str, seed: int) -> Path:
+    """The model folder an arm's run ends with: its last stage, or its starting model when it trains nothing."""
+    stages = cfg.arms[arm].stage_list()
+    if stages:
+        return layout.stage(detector_name(preset), arm, seed, len(stages) - 1)
+    return start_model(cfg, layout, preset, arm, seed)
+
+
+def start_model(cfg: ExperimentConfig, layout: Layout, preset: str, arm: str, seed: int) -> Path | None:
+    """The model folder an arm's run starts from: another arm's final model (`after`), the post-trained model,
+    or None (fresh initialisation)."""
+    spec = cfg.arms[arm]
+    if spec.after:
+        return final_model(cfg, layout, preset, spec.after, seed)
+    return posttrained_model(cfg, layout, preset, seed) if spec.init == "posttrained" else None
+
+
 def plan_posttraining(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path]) -> list[StagePlan]:
     if not cfg.needs_posttraining() or cfg.posttrain.from_model:
         return []
@@ -117,7 +134,7 @@ def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path],
                 if seed not in cfg.arm_seeds(arm):
                     continue
                 spec = cfg.arms[arm]
-                start = posttrained_model(cfg, layout, preset, seed) if spec.init == "posttrained" else None
+                start = start_model(cfg, layout, preset, arm, seed)
                 run = RunPlan(det, arm, seed, layout.run(det, arm, seed), start)
                 init = start
                 for i, stage in enumerate(spec.stage_list()):
@@ -347,7 +364,12 @@ def select_arms(cfg: ExperimentConfig, arms: list[str] | None) -> list[str]:
     if unknown:
         raise ConfigError(f"--arms: unknown arm{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                           f"this experiment has {', '.join(cfg.arms)}")
-    return arms
+    needed = cfg.with_dependencies(arms)
+    extra = [a for a in needed if a not in arms]
+    if extra:
+        LOG.info("--arms: also running %s (the selected arms start from %s)", ", ".join(extra),
+                 "its model" if len(extra) == 1 else "their models")
+    return needed
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, arms: list[str] | None = None,
@@ -383,5 +405,9 @@ def _run_stages(cfg: ExperimentConfig, layout: Layout, arms: list[str]) -> None:
     LOG.info("experiment %s: %d detector(s), %d arm(s), %d run(s), %d post-training run(s); output %s",
              cfg.name, len(cfg.detectors), len(arms), len(runs), len(posttrain), layout.root)
     run_all([(execute_stage, s) for s in posttrain], cfg.workers, "post-training runs")
-    run_all([(execute_run, sub, layout, r) for r in runs], cfg.workers, "arm runs")
+    levels = sub.arm_levels()
+    for level in sorted(set(levels.values())):  # an arm starting from another arm's model waits for it
+        batch = [r for r in runs if levels[r.arm] == level]
+        what = "arm runs" if level == 0 else "arm runs starting from another arm's model"
+        run_all([(execute_run, sub, layout, r) for r in batch], cfg.workers, what)
     LOG.info("all runs finished in %s", _duration(time.time() - t0))

@@ -1,0 +1,165 @@
+"""A tiny experiment end to end with the real trainer and real scoring: files written, caching, and every number
+of the report recomputable from the saved score files with `spoofrl metrics`. The `spoofrl demo --fast` run is
+marked slow."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from spoofrl.cli import main
+from spoofrl.data.manifest import Utterance, write_manifest
+from spoofrl.experiment.layout import Layout
+from spoofrl.experiment.tables import fmt_stat
+
+SR = 16000
+DET = "logmel-linear"
+SUBSETS = {"posttrain": 12, "posttrain_dev": 6, "target_train": 8, "target_dev": 6, "target_eval": 8, "ood_x": 8}
+
+
+def _wave(rng: np.random.Generator, label: str, subset: str) -> np.ndarray:
+    """Bona fide: a voiced-like harmonic tone; spoof: the same with a buzzy noise floor. The target domain is
+    reverberant-ish (a low-pass smear), so the domains differ."""
+    t = np.arange(int(0.6 * SR)) / SR
+    f0 = rng.uniform(100, 220)
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
+    if label == "spoof":
+        x = x + 0.6 * rng.standard_normal(t.size)
+    if subset.startswith("target"):
+        x = np.convolve(x, np.ones(8) / 8, mode="same")
+    return (0.1 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    rng = np.random.default_rng(1)
+    rows = []
+    for subset, n in SUBSETS.items():
+        for i in range(n):
+            label = "bonafide" if i % 2 else "spoof"
+            rel = f"audio/{subset}_{i}.wav"
+            (root / rel).parent.mkdir(exist_ok=True)
+            sf.write(root / rel, _wave(rng, label, subset), SR)
+            rows.append(Utterance(rel, label, "-" if label == "bonafide" else "buzz", "tone", "clean", subset))
+    write_manifest(rows, root / "manifest.csv")
+    return root / "manifest.csv"
+
+
+def _config(bench: Path, tmp_path: Path) -> Path:
+    """Real recipes, a handful of steps: post-trained only, SFT, GRPO, and SFT->GRPO sharing the SFT run."""
+    steps = ["schedule.steps=3", "schedule.eval_every=3", "schedule.log_every=1", "data.crop_seconds=0.5",
+             "data.batch_size=4", "data.workers=0", "data.augment.rawboost.algo=0", "objective.num_generations=8"]
+    config = {
+        "name": "tiny e2e", "detectors": [DET], "seeds": 2, "workers": 1, "device": "cpu",
+        "data": {"manifest": str(bench), "in_domain_name": "target", "ood": {"x": {"subsets": ["ood_x"]}}},
+        "posttrain": {"overrides": steps},
+        "finetune": {"overrides": steps},
+        "arms": {"posttrained": {"label": "Post-trained", "train": False},
+                 "sft": {"label": "SFT", "overrides": ["objective.name=sft"]},
+                 "grpo": {"label": "GRPO", "overrides": ["objective.name=grpo"]},
+                 "sft_then_grpo": {"label": "SFT->GRPO", "after": "sft", "overrides": ["objective.name=grpo"]}},
+        "report": {"bootstrap": 50},
+    }
+    path = tmp_path / "tiny.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(bench, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp")
+    out = tmp / "out"
+    argv = ["experiment", str(_config(bench, tmp)), "--out", str(out)]
+    assert main(argv) == 0
+    return argv, out
+
+
+def test_tiny_experiment_writes_every_file(finished, capsys):
+    _, out = finished
+    for name in ("results.json", "results.md", "det.png", "scores_hist.png", "training_curves.png", "report.html",
+                 "experiment.yaml", "experiment.log"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 100, name
+    layout = Layout(out)
+    assert (out / DET / "posttrain" / "summary.json").is_file()
+    for arm in ("sft", "grpo", "sft_then_grpo"):
+        for seed in (0, 1):
+            assert (layout.stage(DET, arm, seed, 0) / "summary.json").is_file()
+    # SFT->GRPO started from the SFT arm's model of the same seed, not from a second SFT run
+    spec = json.loads((layout.stage(DET, "sft_then_grpo", 1, 0) / "experiment_stage.json").read_text())
+    assert Path(spec["init"]) == layout.stage(DET, "sft", 1, 0).resolve()
+    results = json.loads((out / "results.json").read_text())
+    assert results["missing_runs"] == [] and results["test_sets"] == ["target", "x"]
+    arms = results["detectors"][DET]["arms"]
+    assert [r["seed"] for r in arms["grpo"]["runs"]] == [0, 1]
+    assert [r["seed"] for r in arms["posttrained"]["runs"]] == [0]
+    # GRPO runs log rewards and KL; their curves come from the runs' metrics.csv
+    grpo_csv = (layout.stage(DET, "grpo", 0, 0) / "metrics.csv").read_text().splitlines()
+    assert grpo_csv[0].startswith("step,epoch,loss,reward_mean,kl")
+    assert any(line.split(",")[3] for line in grpo_csv[1:])
+
+
+def test_report_numbers_are_recomputed_by_spoofrl_metrics(finished, capsys):
+    _, out = finished
+    results = json.loads((out / "results.json").read_text())
+    argv = results["metric_settings"]["recompute"].split()[1:]
+    checked = 0
+    for info in results["detectors"][DET]["arms"].values():
+        for run in info["runs"]:
+            for name, stored in run["sets"].items():
+                score_file = out / stored["scores"]
+                table = score_file.read_text().splitlines()
+                assert table[0].split("\t")[:3] == ["utt", "score", "label"]
+                assert len(table) - 1 == SUBSETS["target_eval" if name == "target" else "ood_x"]
+                cmd = list(argv)
+                cmd[cmd.index("FILE")] = str(score_file)
+                capsys.readouterr()
+                assert main(cmd) == 0
+                fresh = json.loads(capsys.readouterr().out)
+                for key in ("eer", "min_dcf", "act_dcf", "cllr", "n_bonafide", "n_spoof", "eer_ci"):
+                    assert stored[key] == fresh[key], (info["label"], run["seed"], name, key)
+                checked += 1
+    assert checked == (1 + 3 * 2) * 2
+    # the Markdown table shows exactly the mean ± std of those per-run numbers
+    md = (out / "results.md").read_text()
+    for info in results["detectors"][DET]["arms"].values():
+        eers = [r["sets"]["target"]["eer"] for r in info["runs"]]
+        stat = {"mean": float(np.mean(eers)), "std": float(np.std(eers, ddof=1)) if len(eers) > 1 else None}
+        cell = fmt_stat(stat, 100)
+        row = next(line for line in md.splitlines() if line.startswith(f"| {info['label']} |"))
+        assert re.split(r"\s*\|\s*", row)[3] == cell, (row, cell)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "SFT-&gt;GRPO" in html
+
+
+def test_rerun_is_cached(finished, capsys):
+    argv, out = finished
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.tsv")}
+    summaries = {p: p.stat().st_mtime_ns for p in out.rglob("summary.json")}
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.tsv")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("summary.json")} == summaries
+    second = (out / "experiment.log").read_text().split("experiment tiny e2e:")[-1]
+    assert second.count(": cached in") == 1 + 7 and "trained" not in second
+
+
+@pytest.mark.slow
+def test_demo_fast_end_to_end(tmp_path, capsys):
+    """`spoofrl demo --fast` from nothing: benchmark generation, post-training, the five arms, the report."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--fast", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["missing_runs"] == []
+    det = next(iter(results["detectors"].values()))
+    assert set(det["arms"]) == {"posttrained", "sft", "grpo", "sft_then_grpo", "grpo_noneg"}
+    for name in ("report.html", "results.md", "det.png", "scores_hist.png", "training_curves.png"):
+        assert (out / name).is_file()
+    assert "OOD avg" in printed and "wall time" in printed
+    timing = json.loads((out / "demo_timing.json").read_text())
+    assert timing["total_seconds"] > timing["experiment_seconds"] > 0
