@@ -39,6 +39,14 @@ def write_long_wav(path: Path, seconds: float, block_seconds: float = 60.0, seed
             out.write(x.astype(np.float32))
 
 
+def encode(wav: Path, codec: str) -> Path:
+    """Re-encode with ffmpeg (the WAV is removed) so the decoder path of that format is measured."""
+    out = wav.with_suffix(f".{codec}")
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(wav), "-b:a", "64k", str(out)], check=True)
+    wav.unlink()
+    return out
+
+
 def default_model_or_fresh(folder: Path) -> str | None:
     """None (use the bundled default) when it is installed, else a fresh logmel-linear model in `folder`."""
     from spoofrl.errors import SpoofrlError
@@ -52,7 +60,7 @@ def default_model_or_fresh(folder: Path) -> str | None:
         return str(folder)
 
 
-def run_detect(path: Path, model: str | None, chunk_seconds: float) -> dict:
+def run_detect(path: Path, model: str | None, chunk_seconds: float, files: int = 1) -> dict:
     """Run `spoofrl detect` in a child process; its peak RSS comes from RUSAGE_CHILDREN after it exits."""
     code = ("import sys; from spoofrl.cli import main; sys.exit(main(sys.argv[1:]))")
     cmd = [sys.executable, "-c", code, "detect", str(path), "--format", "json", "--chunk-seconds", str(chunk_seconds)]
@@ -70,9 +78,23 @@ def run_detect(path: Path, model: str | None, chunk_seconds: float) -> dict:
     if result["rc"] != 0:
         raise SystemExit(f"detect failed on {path}: {result['err']}")
     report = json.loads(result["out"])
+    if len(report["files"]) != files or report["summary"]["error"]:
+        raise SystemExit(f"detect on {path}: expected {files} scored file(s), got {report['summary']}")
     f = report["files"][0]
     return {"seconds": result["seconds"], "peak_rss_mb": result["peak_rss_kb"] / 1024, "chunks": len(f["chunks"]),
             "duration": f["duration"], "model": report["model"]["name"]}
+
+
+def bench_many_short(tmp: Path, model: str | None, count: int, seconds: float, chunk_seconds: float) -> None:
+    """Throughput on a folder of many short clips (the common `detect folder/` case): files per second."""
+    folder = tmp / "short"
+    folder.mkdir()
+    for i in range(count):
+        write_long_wav(folder / f"clip{i:04d}.wav", seconds, seed=i)
+    r = run_detect(folder, model, chunk_seconds, files=count)
+    print(f"{count} files of {seconds:g} s: {r['seconds']:.1f} s wall, {count / r['seconds']:.1f} files/s, "
+          f"{count * seconds / r['seconds']:.0f}x real-time, peak RSS {r['peak_rss_mb']:.0f} MB (whole command, "
+          f"including Python start-up and model load)", flush=True)
 
 
 def main() -> None:
@@ -80,19 +102,29 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[10 / 60, 10, 60], help="file lengths")
     parser.add_argument("--model", help="model folder (default: bundled default model, else a fresh logmel-linear)")
     parser.add_argument("--chunk-seconds", type=float, default=4.0)
+    parser.add_argument("--codec", choices=["wav", "m4a", "opus", "mp3"], default="wav",
+                        help="format of the long files: wav (read by soundfile) or a compressed one (m4a/opus are "
+                             "decoded through an ffmpeg pipe; encoded with ffmpeg first)")
+    parser.add_argument("--short-files", type=int, default=200, help="also time a folder of this many clips (0 = skip)")
+    parser.add_argument("--short-seconds", type=float, default=3.0, help="length of each of those clips")
     parser.add_argument("--workdir", help="where to write the test files (default: a temp folder, removed after)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="spoofrl-bench-detect-", dir=args.workdir) as tmp:
         tmp = Path(tmp)
         model = args.model or default_model_or_fresh(tmp / "model")
+        print(f"format {args.codec}")
         print(f"{'length':>10} {'file MB':>8} {'chunks':>7} {'wall s':>8} {'x real-time':>12} {'peak RSS MB':>12}")
         for minutes in args.minutes:
             path = tmp / f"long_{minutes:g}min.wav"
             write_long_wav(path, minutes * 60)
+            if args.codec != "wav":
+                path = encode(path, args.codec)
             r = run_detect(path, model, args.chunk_seconds)
             print(f"{minutes * 60:>9.0f}s {path.stat().st_size / 1e6:8.1f} {r['chunks']:7d} {r['seconds']:8.1f} "
                   f"{r['duration'] / r['seconds']:12.0f} {r['peak_rss_mb']:12.0f}", flush=True)
             path.unlink()
+        if args.short_files > 0:
+            bench_many_short(tmp, model, args.short_files, args.short_seconds, args.chunk_seconds)
         print(f"model: {r['model']}; chunk {args.chunk_seconds:g} s; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
 
 

@@ -282,3 +282,12 @@ def test_default_model_is_bundled_and_says_it_is_synthetic(tmp_path, capsys):
     assert report["model"]["default"] is True and report["model"]["synthetic_training_data"] is True
     assert "synthetic" in report["model"]["trained_on"]
     assert report["files"][0]["verdict"] in ("bonafide", "spoof")
+    # The bundled model ships calibrated: its scores are LLRs with a stated prior.
+    assert report["model"]["score_type"] == "llr" and 0 < report["model"]["calibration"]["prior_bonafide"] < 1
+    # Every format says which model scored and that it was trained on synthetic data.
+    assert main(["detect", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "spoofrl default model" in table and "trained on: synthetic data" in table
+    assert main(["detect", str(path), "--format", "csv"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert "default model" in row["model"] and "synthetic" in row["model"]

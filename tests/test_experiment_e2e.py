@@ -98,6 +98,9 @@ def test_tiny_experiment_writes_every_file(finished, capsys):
     arms = results["detectors"][DET]["arms"]
     assert [r["seed"] for r in arms["grpo"]["runs"]] == [0, 1]
     assert [r["seed"] for r in arms["posttrained"]["runs"]] == [0]
+    # its training history (curves, seconds) is the SFT run's stage followed by its own GRPO stage
+    chain = arms["sft_then_grpo"]["runs"][1]["training"]
+    assert [(t["arm"], t["objective"]) for t in chain] == [("sft", "sft"), ("sft_then_grpo", "grpo")]
     # GRPO runs log rewards and KL; their curves come from the runs' metrics.csv
     grpo_csv = (layout.stage(DET, "grpo", 0, 0) / "metrics.csv").read_text().splitlines()
     assert grpo_csv[0].startswith("step,epoch,loss,reward_mean,kl")
@@ -145,7 +148,7 @@ def test_rerun_is_cached(finished, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.tsv")} == stamps
     assert {p: p.stat().st_mtime_ns for p in out.rglob("summary.json")} == summaries
     second = (out / "experiment.log").read_text().split("experiment tiny e2e:")[-1]
-    assert second.count(": cached in") == 1 + 7 and "trained" not in second
+    assert second.count(": cached in") == 1 + 7 and " trained " not in second and "scored in" not in second
 
 
 @pytest.mark.slow

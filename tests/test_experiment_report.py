@@ -89,6 +89,10 @@ def test_config_defaults_and_overrides(tmp_path):
     ({"report": {"compare": ["grpo versus sft"]}}, "not of the form 'ARM vs ARM'"),
     ({"nonsense": 1}, "unknown option 'nonsense'"),
     ({"detectors": ["a.yaml", "dir/a.yaml"]}, "share the name a"),
+    ({"arms": {"x": {"after": "nope"}}}, "arms.x.after: no arm named 'nope'"),
+    ({"arms": {"x": {"after": "y"}, "y": {"after": "x"}}}, "circular"),
+    ({"arms": {"p": {"train": False}, "x": {"after": "p"}}}, "arm 'p' trains nothing"),
+    ({"arms": {"s": {}, "x": {"after": "s", "train": False}}}, "would only score arm s's model again"),
 ])
 def test_config_validation_errors(bad, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -102,18 +106,36 @@ def test_config_file_errors_name_the_file(tmp_path):
         load_experiment_config(path)
 
 
+def test_after_arms_wait_for_their_source_and_are_pulled_in_by_selection():
+    from spoofrl.experiment.runner import select_arms
+    cfg = load_experiment_config(_cfg(arms={"posttrained": {"train": False}, "sft": {}, "grpo": {},
+                                            "sft_then_grpo": {"after": "sft"}, "third": {"after": "sft_then_grpo"}}))
+    assert cfg.arm_levels() == {"posttrained": 0, "sft": 0, "grpo": 0, "sft_then_grpo": 1, "third": 2}
+    assert select_arms(cfg, ["third", "grpo"]) == ["sft", "grpo", "sft_then_grpo", "third"]
+
+
 def test_parse_pair():
     assert parse_pair("grpo vs sft") == ("grpo", "sft")
     assert parse_pair(" a  vs. b ") == ("a", "b")
 
 
-def test_bundled_experiment_configs_are_valid():
+def test_bundled_experiment_configs_are_valid(tmp_path, monkeypatch):
     from spoofrl.config import config_dir
+    from spoofrl.experiment.runner import resolve_train_config
+    monkeypatch.chdir(tmp_path)  # detector files beside a config are found from any directory
     paths = sorted((config_dir() / "experiments").glob("*.yaml"))
-    assert {"demo", "demo-fast", "study-xlsr"} <= {p.stem for p in paths}
+    assert {"demo", "demo-fast", "study-xlsr", "ablations", "study-xlsr-ablations"} <= {p.stem for p in paths}
     for path in paths:
-        cfg = load_experiment_config(path)
+        cfg = load_experiment_config(path.stem)
         assert cfg.arms and cfg.detectors, path
+        for name, arm in cfg.arms.items():  # every arm's train config resolves (recipes, overrides, model)
+            if arm.train:
+                resolved = resolve_train_config(cfg.finetune.recipe, cfg.finetune.overrides + arm.overrides,
+                                                cfg.detectors[0], tmp_path / "m.csv", 0, "cpu", name)
+                assert resolved["objective"]["name"] in ("sft", "grpo"), (path, name)
+    demo = load_experiment_config("demo")
+    assert Path(demo.detectors[0]) == config_dir() / "experiments" / "models" / "lfcc-ffn.yaml"
+    assert demo.arms["sft_then_grpo"].after == "sft"
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -59,3 +59,27 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 4
     assert np.isfinite(summary["best_dev_eer"])
+
+
+@pytest.mark.slow
+def test_torchrun_command_of_the_docs(tmp_path):
+    """The exact command docs/training.md gives (torchrun --no-python spoofrl train ...), 2 gloo processes.
+    Slow (~20 s: torchrun starts two fresh interpreters); its small version is the forked test above."""
+    import shutil
+    import subprocess
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    manifest = write_toy_corpus(tmp_path / "corpus", n_train=8, n_dev=3)
+    out = tmp_path / "run"
+    env = dict(os.environ, SPOOFRL_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "--no-python", "spoofrl",
+           "train", "grpo", "--manifest", str(manifest), "--out", str(out), "--device", "cpu",
+           "--set", "data.train_subsets=[train]", "--set", "data.dev_subsets=[dev]", "--set", "data.crop_seconds=0.5",
+           "--set", "data.batch_size=4", "--set", "objective.num_generations=8", "--set", "schedule.steps=4",
+           "--set", "schedule.eval_every=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines() == [str(out)]          # rank 0 alone prints the run folder
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 4 and np.isfinite(summary["best_dev_eer"])

@@ -39,7 +39,8 @@ def _config_class(kind: str, name: str | None):
 def format_rows(rows, markdown: bool) -> str:
     if markdown:
         lines = ["| option | type | default | meaning |", "|---|---|---|---|"]
-        lines += [f"| `{k}` | {t} | `{d}` | {doc} |" for k, t, d, doc in rows]
+        cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731  ('a' | 'b' types would split the cell)
+        lines += [f"| `{k}` | {cell(t)} | `{cell(d)}` | {cell(doc)} |" for k, t, d, doc in rows]
         return "\n".join(lines)
     out = []
     for key, tp, default, doc in rows:

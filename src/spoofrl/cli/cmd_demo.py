@@ -3,20 +3,25 @@ from __future__ import annotations
 
 import argparse
 
+from spoofrl.cli.cmd_experiment import set_help
 from spoofrl.cli.common import add_set_option
 
 DESCRIPTION = """\
 The main job in one command. Generates the built-in `demo` benchmark (or reuses it), post-trains a small
-detector (log-mel + linear head) on its broad post-training subset, adapts it to the new target domain with
-each arm - post-trained only, SFT, GRPO, SFT->GRPO, GRPO without negative reward - over several seeds, and
-prints the table: EER (%) in-domain and on the out-of-domain subsets (attack, source, channel, mix) with the
-OOD average, mean ± std over seeds, plus a short reading that claims no more than the numbers show.
+detector (LFCC + deltas, frame-wise FFN, mean+std pooling; configs/experiments/models/lfcc-ffn.yaml) on its
+broad post-training subset, adapts it to the new target domain with each arm - post-trained only, SFT, GRPO,
+SFT->GRPO (GRPO from the SFT runs' models), GRPO without negative reward - over 3 seeds, and prints the table:
+EER (%) in-domain and on the out-of-domain subsets (attack, source, channel, mix) with the OOD average, mean ±
+std over seeds, plus a short reading that claims no more than the numbers show.
 Report: OUT/report.html (results.json, results.md, DET curves, score histograms, training curves; every score
 file is kept, higher score = more bona fide, so each number can be recomputed with `spoofrl metrics`).
 
-About 10 minutes on 2 CPU cores from a clean state (see BENCHMARKS.md); --fast is a ~2-minute version on a
-smaller benchmark with fewer steps and seeds. Rerunning continues an interrupted demo.
-Same as: spoofrl data synth --preset demo --out OUT/benchmark && spoofrl experiment demo --out OUT
+About 6-7 minutes on 2 CPU cores from a clean state, benchmark generation included (BENCHMARKS.md); --fast
+is a 2.5-minute version on the smaller `small` benchmark with fewer steps and 2 seeds. Rerunning continues
+an interrupted demo.
+Same as: spoofrl data synth --preset demo --out OUT/benchmark &&
+         spoofrl experiment demo --set data.manifest=OUT/benchmark/manifest.csv --out OUT
+Settings: configs/experiments/demo.yaml (demo-fast.yaml with --fast); ablations: configs/experiments/ablations.yaml
 """
 
 
@@ -24,13 +29,15 @@ def register(sub):
     p = sub.add_parser("demo", help="the built-in study: benchmark -> post-train -> SFT / GRPO / ... -> table + report",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", metavar="DIR", help="output folder (default demo-out, or demo-out-fast with --fast)")
-    p.add_argument("--fast", action="store_true", help="~2-minute version: smaller benchmark, fewer steps and seeds")
+    p.add_argument("--fast", action="store_true", help="~2.5-minute version: smaller benchmark, fewer steps, 2 seeds")
     p.add_argument("--seeds", type=int, metavar="N", help="runs per arm (default: the demo config's)")
     p.add_argument("--workers", type=int, metavar="K",
                    help="processes for benchmark generation and arm runs (default: the available CPU cores)")
     p.add_argument("--data", metavar="DIR", help="benchmark folder to use or create (default OUT/benchmark)")
     p.add_argument("--device", help="'auto' (default), 'cpu', 'cuda'")
     add_set_option(p)
+    set_help(p, "override an experiment config option (`spoofrl config experiment`), e.g. "
+                "--set finetune.overrides=[schedule.steps=300]; repeatable, values are YAML")
     p.set_defaults(func=run)
 
 

@@ -34,7 +34,16 @@ def register(sub):
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: rebuild the report from the finished runs (lists the unfinished ones)")
     add_set_option(p)
+    set_help(p, "override an experiment config option (`spoofrl config experiment`), e.g. "
+                "--set report.bootstrap=200; repeatable, values are YAML")
     p.set_defaults(func=run)
+
+
+def set_help(parser: argparse.ArgumentParser, text: str) -> None:
+    """--set here overrides experiment options, not train options: say so (and give a fitting example)."""
+    for action in parser._actions:
+        if "--set" in action.option_strings:
+            action.help = text
 
 
 def config_overrides(args) -> list[str]:

@@ -40,6 +40,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import os
     from pathlib import Path
 
     from spoofrl.errors import ConfigError
@@ -56,5 +57,6 @@ def run(args) -> int:
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out (the run folder to continue)")
     train(cfg, out, init=args.init, resume=args.resume, stop_after=args.stop_after)
-    print(out)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the whole run
+        print(out)
     return 0

@@ -3,8 +3,8 @@
 An experiment compares *arms* (ways of adapting a post-trained detector to a target domain) over several
 seeds, on the target domain (in-domain) and on out-of-domain (OOD) test sets. Every option is documented
 (`spoofrl config experiment`). Relative paths are resolved against the current directory when the config is
-loaded; the resolved config (absolute paths, every default filled in) is saved as `experiment.yaml` in the
-output folder.
+loaded (a recipe or detector YAML that is not there is also looked for beside the config file); the resolved
+config (absolute paths, every default filled in) is saved as `experiment.yaml` in the output folder.
 """
 from __future__ import annotations
 
@@ -36,18 +36,19 @@ class DataConfig:
     manifest: str = option("", "default manifest (CSV path,label,attack,source,condition,subset) of every split "
                                "that names no manifest of its own")
     posttrain: SplitConfig = option(factory=lambda: SplitConfig(["posttrain"]),
-                                    doc="training data of the post-training stage (broad, multi-attack)")
+                                    doc="training data of the post-training stage (broad, multi-attack); default subsets [posttrain]")
     posttrain_dev: SplitConfig = option(factory=lambda: SplitConfig(["posttrain_dev"]),
-                                        doc="dev data choosing the best post-training checkpoint; subsets [] and "
-                                            "no manifest = hold out posttrain.dev_fraction of the post-training "
-                                            "data")
+                                        doc="dev data choosing the best post-training checkpoint; default subsets "
+                                            "[posttrain_dev]; subsets [] and no manifest = hold out "
+                                            "posttrain.dev_fraction of the post-training data")
     target_train: SplitConfig = option(factory=lambda: SplitConfig(["target_train"]),
-                                       doc="fine-tuning data of the new (target) domain")
+                                       doc="fine-tuning data of the new (target) domain; default subsets [target_train]")
     target_dev: SplitConfig = option(factory=lambda: SplitConfig(["target_dev"]),
                                      doc="dev data choosing the best fine-tuning checkpoint (the study used "
-                                         "ASVspoof 2019 LA dev; the demo uses the target domain's dev subset)")
+                                         "ASVspoof 2019 LA dev; the demo uses the target domain's dev subset); "
+                                         "default subsets [target_dev]")
     target_eval: SplitConfig = option(factory=lambda: SplitConfig(["target_eval"]),
-                                      doc="in-domain test set")
+                                      doc="in-domain test set; default subsets [target_eval]")
     in_domain_name: str = option(IN_DOMAIN_DEFAULT, "column name of the in-domain test set in tables")
     ood: dict[str, SplitConfig] = option(factory=dict, doc="out-of-domain test sets: name -> split; their mean EER "
                                                            "is the 'OOD avg' column")
@@ -128,7 +129,8 @@ class ExperimentConfig:
     data: DataConfig = option(factory=DataConfig, doc="manifests and splits")
     posttrain: PosttrainConfig = option(factory=PosttrainConfig, doc="the post-training stage, shared by the arms")
     finetune: FinetuneConfig = option(factory=FinetuneConfig, doc="the base fine-tuning recipe of the arms")
-    arms: dict[str, ArmConfig] = option(factory=dict, doc="arm name -> how it adapts the post-trained model")
+    arms: dict[str, ArmConfig] = option(factory=dict, doc="arm name -> how it adapts the post-trained model: "
+                                        "{label, train, init, overrides, stages, after} (docs/experiment.md)")
     seeds: int = option(3, "runs per arm (seeds seed_offset .. seed_offset + seeds - 1)")
     seed_offset: int = option(0, "first seed")
     device: str = option("auto", "'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1'")
@@ -274,15 +276,21 @@ def _resolve_path(value: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _resolve_recipe(value: str, base: Path) -> str:
-    """Recipes: a preset name stays a name; a YAML path becomes absolute."""
+def _resolve_recipe(value: str, base: Path, beside: Path | None = None) -> str:
+    """Recipes and detectors: a preset name stays a name; a YAML path becomes absolute. A relative path that
+    does not exist under `base` but exists beside the config file (`beside`) is taken from there, so bundled
+    configs can name files in their own folder (configs/experiments/models/...) from any directory."""
     if not value or Path(value).suffix not in (".yaml", ".yml"):
         return value
-    return _resolve_path(value, base)
+    resolved = _resolve_path(value, base)
+    if beside is not None and not Path(resolved).is_file() and (beside / value).is_file():
+        return str((beside / value).resolve())
+    return resolved
 
 
-def resolve_paths(cfg: ExperimentConfig, base: Path | None = None) -> ExperimentConfig:
-    """Make every manifest / model / recipe path absolute (relative to `base`, default the current directory)."""
+def resolve_paths(cfg: ExperimentConfig, base: Path | None = None, beside: Path | None = None) -> ExperimentConfig:
+    """Make every manifest / model / recipe path absolute (relative to `base`, default the current directory;
+    recipe and detector files also beside the config file, see `_resolve_recipe`)."""
     base = Path.cwd() if base is None else base
     data = cfg.data
     data.manifest = _resolve_path(data.manifest, base)
@@ -291,12 +299,12 @@ def resolve_paths(cfg: ExperimentConfig, base: Path | None = None) -> Experiment
     for split in splits:
         split.manifest = _resolve_path(split.manifest, base)
     cfg.posttrain.from_model = _resolve_path(cfg.posttrain.from_model, base)
-    cfg.posttrain.recipe = _resolve_recipe(cfg.posttrain.recipe, base)
-    cfg.finetune.recipe = _resolve_recipe(cfg.finetune.recipe, base)
+    cfg.posttrain.recipe = _resolve_recipe(cfg.posttrain.recipe, base, beside)
+    cfg.finetune.recipe = _resolve_recipe(cfg.finetune.recipe, base, beside)
     for arm in cfg.arms.values():
         for stage in arm.stages:
-            stage.recipe = _resolve_recipe(stage.recipe, base)
-    cfg.detectors = [_resolve_recipe(d, base) for d in cfg.detectors]
+            stage.recipe = _resolve_recipe(stage.recipe, base, beside)
+    cfg.detectors = [_resolve_recipe(d, base, beside) for d in cfg.detectors]
     return cfg
 
 
@@ -305,17 +313,18 @@ def load_experiment_config(source: str | Path | dict, overrides: list[str] | Non
     """A YAML path (or a preset name in configs/experiments/) or a dict -> validated ExperimentConfig.
 
     `overrides` are `key.path=value` strings applied before validation (as `--set`)."""
+    beside = None
     if isinstance(source, dict):
         data, where = source, "experiment config"
     else:
         path = resolve_preset("experiments", str(source))
-        data, where = load_yaml(path), str(path)
+        data, where, beside = load_yaml(path), str(path), Path(path).resolve().parent
     data = apply_overrides(data, overrides)
     try:
         cfg = from_dict(ExperimentConfig, data)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return resolve_paths(cfg, base)
+    return resolve_paths(cfg, base, beside)
 
 
 def split_manifest(cfg: ExperimentConfig, split: SplitConfig, what: str) -> str:

@@ -52,7 +52,7 @@ def _arm_description(cfg: ExperimentConfig, arm: str) -> str:
     parts = []
     for stage in stages:
         recipe = Path(stage.recipe or cfg.finetune.recipe).stem
-        sets = cfg.finetune.overrides + spec.overrides + stage.overrides
+        sets = spec.overrides + stage.overrides  # the shared finetune.overrides are listed once, above
         parts.append(recipe + (f" [{', '.join(sets)}]" if sets else ""))
     return f"{start} → " + " → ".join(parts)
 
@@ -60,7 +60,7 @@ def _arm_description(cfg: ExperimentConfig, arm: str) -> str:
 def _run_details(results: dict, detector: str) -> str:
     """Per-run table: EER with its bootstrap CI on every set, and the training summary."""
     sets = results["test_sets"]
-    head = ["arm", "seed"] + [f"{s} EER % [CI]" for s in sets] + ["best step", "best dev EER %", "train s"]
+    head = ["arm", "seed"] + [f"{s} EER % [CI]" for s in sets] + ["best step", "best dev EER %", "train s (total)"]
     rows = [head]
     for info in results["detectors"][detector]["arms"].values():
         for run in info["runs"]:
@@ -74,6 +74,7 @@ def _run_details(results: dict, detector: str) -> str:
             dev = last.get("best_dev_eer")
             cells += [str(last.get("best_step", "–")), f"{dev * 100:.2f}" if isinstance(dev, (int, float)) else "–",
                       f"{sum(s.get('seconds', 0) or 0 for s in run['training']):.0f}" if run["training"] else "–"]
+            # an arm after another: best step / dev EER are its own last stage's; seconds include the other's
             rows.append(cells)
     # cells may hold links: build the table without escaping them
     out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"]
@@ -89,7 +90,10 @@ def report_html(cfg: ExperimentConfig, results: dict, reading: list[str], layout
              f"<p class='caption'>spoofrl {html.escape(results['spoofrl_version'])}, {when}. Scores: higher = more "
              f"bona fide. In-domain test set: <b>{html.escape(results['in_domain'])}</b>; out-of-domain: "
              f"{html.escape(', '.join(results['ood']) or 'none')}.</p>",
-             "<h2>Arms</h2><ul>"]
+             "<h2>Arms</h2>",
+             f"<p class='caption'>Every fine-tuning stage: recipe <code>{html.escape(cfg.finetune.recipe)}</code>"
+             + (f" with <code>{html.escape(', '.join(cfg.finetune.overrides))}</code>" if cfg.finetune.overrides
+                else "") + ", then the arm's own settings:</p><ul>"]
     parts += [f"<li><b>{html.escape(cfg.arm_label(a))}</b> (<code>{html.escape(a)}</code>): "
               f"{html.escape(_arm_description(cfg, a))}</li>" for a in results["detectors"][next(iter(
                   results["detectors"]))]["arms"]]
@@ -106,7 +110,8 @@ def report_html(cfg: ExperimentConfig, results: dict, reading: list[str], layout
                      f"</p>")
     figures = [(layout.det_png, "DET curves on normal-deviate axes, one curve per arm (one seed each)."),
                (layout.hist_png, "Score distributions of bona fide and spoof trials."),
-               (layout.curves_png, "Training curves from each run's metrics.csv (every seed; the first solid).")]
+               (layout.curves_png, "Training curves from each run's metrics.csv (every seed; the first solid). Stages are "
+                                "chained: SFT->GRPO shows its SFT run, then its GRPO steps.")]
     parts.append("<h2>Figures</h2>")
     for path, text in figures:
         if path.is_file():

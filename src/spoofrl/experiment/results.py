@@ -121,13 +121,19 @@ def _read_json(path: Path) -> dict | None:
 
 
 def training_summary(layout: Layout, cfg: ExperimentConfig, detector: str, arm: str, seed: int) -> list[dict]:
-    """summary.json of each finished training stage of a run (with its folder, relative to the output)."""
+    """summary.json of each finished training stage of a run (with its folder, relative to the output), in
+    training order: an arm that starts from another arm's model (`after`) lists that arm's stages first,
+    marked with 'arm', so its curves show the whole path from the post-trained model."""
+    chain = [arm]
+    while cfg.arms[chain[0]].after:
+        chain.insert(0, cfg.arms[chain[0]].after)
     stages = []
-    for i, _ in enumerate(cfg.arms[arm].stage_list()):
-        folder = layout.stage(detector, arm, seed, i)
-        summary = _read_json(folder / "summary.json")
-        if summary is not None:
-            stages.append({"run": layout.relative(folder), **summary})
+    for name in chain:
+        for i, _ in enumerate(cfg.arms[name].stage_list()):
+            folder = layout.stage(detector, name, seed, i)
+            summary = _read_json(folder / "summary.json")
+            if summary is not None:
+                stages.append({"run": layout.relative(folder), "arm": name, **summary})
     return stages
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -335,7 +335,7 @@ def run_all(tasks: list[tuple], workers: int, what: str) -> None:
                              initargs=(threads, logging.getLogger("spoofrl").getEffectiveLevel(), logfile)) as pool:
         pending = {pool.submit(fn, *args) for fn, *args in tasks}
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)  # report each as it ends
             for fut in done:
                 err = fut.exception()
                 if err is not None:

@@ -10,6 +10,7 @@ pretrained checkpoint (all weights, SSL ones included, are in model.safetensors)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -37,7 +38,23 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(state_for_saving(model), str(tmp))
+    use_umask_permissions(tmp)
     tmp.replace(path)
+
+
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only portable way to read it is to set it; done once, at import
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def use_umask_permissions(path: str | Path) -> None:
+    """safetensors creates files readable by their owner only (0600); give them the permissions of any other
+    file the user writes (0666 minus the umask), so a model folder can be served or shared like its config."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def resolved_model_dict(model: torch.nn.Module) -> dict:

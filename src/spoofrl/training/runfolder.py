@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from spoofrl.config import save_yaml
 from spoofrl.errors import SpoofrlError
-from spoofrl.models.io import save_weights
+from spoofrl.models.io import save_weights, use_umask_permissions
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def save_model_folder(detector: torch.nn.Module, folder: Path, config: dict) -> 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    use_umask_permissions(path)
 
 
 def rng_state() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -116,9 +116,14 @@ class Trainer:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         self.interrupt.install()
+        package_log = logging.getLogger("spoofrl")
+        level = package_log.level
+        if not self.dist.is_main:  # under torchrun, rank 0 reports progress; the others only warnings
+            package_log.setLevel(logging.WARNING)
         try:
             return self._run()
         finally:
+            package_log.setLevel(level)
             self.interrupt.restore()
             if self.metrics is not None:
                 self.metrics.close()
@@ -129,6 +134,8 @@ class Trainer:
 
     def _run(self) -> Path:
         t0 = time.time()
+        if self.init is not None and not (self.init / MODEL).is_file():  # before anything is written to --out
+            raise SpoofrlError(f"{self.init}: --init needs a model folder (model.safetensors + config.yaml)")
         checkpoint = self._prepare_folder()
         if checkpoint == "finished":
             LOG.info("%s is already finished (summary.json); nothing to do", self.out)
@@ -184,8 +191,6 @@ class Trainer:
         if self.init is None:
             return self.cfg.model
         from spoofrl.models.io import read_model_config
-        if not (self.init / MODEL).is_file():
-            raise SpoofrlError(f"{self.init}: --init needs a model folder (model.safetensors + config.yaml)")
         init_model = to_dict(read_model_config(self.init).resolved())
         if init_model != self.cfg.model:
             LOG.info("--init: using the architecture of %s (%s), not the config's model section",
