@@ -85,15 +85,22 @@ def run_detect(path: Path, model: str | None, chunk_seconds: float, files: int =
             "duration": f["duration"], "model": report["model"]["name"]}
 
 
-def bench_many_short(tmp: Path, model: str | None, count: int, seconds: float, chunk_seconds: float) -> None:
-    """Throughput on a folder of many short clips (the common `detect folder/` case): files per second."""
-    folder = tmp / "short"
+def bench_many_short(tmp: Path, model: str | None, count: int, seconds: float, chunk_seconds: float,
+                     spread: float = 0.0) -> None:
+    """Throughput on a folder of many short clips (the common `detect folder/` case): files per second.
+
+    With `spread` > 0 the clip lengths are drawn uniformly from seconds +- spread, so (nearly) every clip has
+    its own length: `detect` batches only equal lengths, and this measures what that costs."""
+    folder = tmp / f"short_spread{spread:g}"
     folder.mkdir()
-    for i in range(count):
-        write_long_wav(folder / f"clip{i:04d}.wav", seconds, seed=i)
+    rng = np.random.default_rng(0)
+    lengths = seconds + spread * rng.uniform(-1.0, 1.0, count)
+    for i, length in enumerate(lengths):
+        write_long_wav(folder / f"clip{i:04d}.wav", float(length), seed=i)
     r = run_detect(folder, model, chunk_seconds, files=count)
-    print(f"{count} files of {seconds:g} s: {r['seconds']:.1f} s wall, {count / r['seconds']:.1f} files/s, "
-          f"{count * seconds / r['seconds']:.0f}x real-time, peak RSS {r['peak_rss_mb']:.0f} MB (whole command, "
+    what = f"{seconds:g} s" if spread == 0 else f"{seconds - spread:g}-{seconds + spread:g} s (all different)"
+    print(f"{count} files of {what}: {r['seconds']:.1f} s wall, {count / r['seconds']:.1f} files/s, "
+          f"{lengths.sum() / r['seconds']:.0f}x real-time, peak RSS {r['peak_rss_mb']:.0f} MB (whole command, "
           f"including Python start-up and model load)", flush=True)
 
 
@@ -107,6 +114,8 @@ def main() -> None:
                              "decoded through an ffmpeg pipe; encoded with ffmpeg first)")
     parser.add_argument("--short-files", type=int, default=200, help="also time a folder of this many clips (0 = skip)")
     parser.add_argument("--short-seconds", type=float, default=3.0, help="length of each of those clips")
+    parser.add_argument("--short-spread", type=float, default=1.0,
+                        help="also time clips of random lengths in short-seconds +- this (0 = skip)")
     parser.add_argument("--workdir", help="where to write the test files (default: a temp folder, removed after)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="spoofrl-bench-detect-", dir=args.workdir) as tmp:
@@ -125,6 +134,9 @@ def main() -> None:
             path.unlink()
         if args.short_files > 0:
             bench_many_short(tmp, model, args.short_files, args.short_seconds, args.chunk_seconds)
+            if args.short_spread > 0:
+                bench_many_short(tmp, model, args.short_files, args.short_seconds, args.chunk_seconds,
+                                 args.short_spread)
         print(f"model: {r['model']}; chunk {args.chunk_seconds:g} s; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
 
 

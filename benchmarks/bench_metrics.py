@@ -2,7 +2,8 @@
 
 Run: python benchmarks/bench_metrics.py [N_TRIALS]
 Prints seconds for: compute_eer on 1M scores, evaluate() on N, write/read of an N-row score file,
-the whole `spoofrl metrics --by attack --json` command, and 100 bootstrap replicates.
+the whole `spoofrl metrics --by attack --json` command, the same with labels from an N-row manifest
+(`--key`), and 100 bootstrap replicates.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from spoofrl.cli import main
+from spoofrl.data.manifest import Utterance, write_manifest
 from spoofrl.metrics import bootstrap_eers, compute_eer, evaluate
 from spoofrl.metrics.scorefile import read_scores, write_scores
 
@@ -42,10 +44,16 @@ def main_bench(n: int) -> None:
         scores = np.concatenate([bona, spoof])
         timed(f"write_scores, {n:,} rows", lambda: write_scores(path, utts, scores, labels, attacks))
         timed(f"read_scores, {n:,} rows", lambda: read_scores(path))
-        def cli():
+        def cli(*extra):
             with contextlib.redirect_stdout(io.StringIO()):
-                return main(["metrics", str(path), "--by", "attack", "--json"])
-        timed("spoofrl metrics --by attack --json (16 attacks)", cli)
+                assert main(["metrics", *extra, "--by", "attack", "--json"]) == 0
+        timed("spoofrl metrics --by attack --json (16 attacks)", lambda: cli(str(path)))
+        manifest = Path(tmp) / "key.csv"
+        write_manifest([Utterance(u, lab, att, "asvspoof5", "-", "eval") for u, lab, att in zip(utts, labels, attacks)],
+                       manifest)
+        unlabelled = write_scores(Path(tmp) / "unlabelled.tsv", utts, scores)
+        timed("spoofrl metrics --key MANIFEST --by attack --json",
+              lambda: cli(str(unlabelled), "--key", str(manifest)))
     timed(f"bootstrap_eers, 100 replicates of {n:,}", lambda: bootstrap_eers(bona, spoof, n=100))
 
 

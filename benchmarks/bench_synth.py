@@ -1,6 +1,7 @@
 """Benchmark of the built-in benchmark generator (`spoofrl data synth`) and its attacks.
 
 Prints:
+  0. cost of each speech source (CPU per second of speech);
   1. generation of a preset: wall time, CPU time (this process and its children: workers, ffmpeg,
      synthesizers), files, minutes of audio, disk size;
   2. cost of each attack and channel on one 2.5 s utterance (ms of CPU per second of audio);
@@ -68,6 +69,26 @@ def bench_costs() -> None:
             print(f"  {kind:7s} {name:18s} {ms:7.1f} ms/s")
 
 
+def bench_sources() -> None:
+    """CPU per second of speech of each speech source (one sentence, 3 runs; includes process start-up)."""
+    from spoofrl.synth.sources import (Prosody, arctic, espeak, festival, flite, openjtalk, optional_voice_problems,
+                                       synthesize)
+    text = "The bright lantern was carried by the sailor today."
+    voices = [espeak("en-us+m3"), flite("kal16"), flite("awb"), festival("kal_diphone"),
+              festival("cmu_us_slt_arctic_hts"), openjtalk(), arctic("slt_a0009")]
+    missing = optional_voice_problems(voices)
+    print("speech sources: CPU ms per second of speech (one sentence, 3 runs, incl. start-up)")
+    for voice in voices:
+        if voice in missing:
+            print(f"  {voice.id:34s} not installed: {missing[voice]}")
+            continue
+        words = "明日、田中さんと駅の前で会いましょう。" if voice.engine == "openjtalk" else text
+        synthesize([(voice, words, Prosody())])               # warm-up (imports, dictionaries)
+        cpu0 = cpu_seconds()
+        seconds = sum(len(x) for x in synthesize([(voice, words, Prosody())] * 3)) / 16000
+        print(f"  {voice.id:34s} {(cpu_seconds() - cpu0) / seconds * 1000:7.1f} ms/s")
+
+
 def _features(paths: list[Path]) -> np.ndarray:
     """Mean and standard deviation over time of 40 log-mel bands and their deltas (160 numbers per file)."""
     import soundfile as sf
@@ -131,6 +152,7 @@ def main() -> int:
     if args.figures:
         from spoofrl.synth.figures import attack_figures
         print("figures:", ", ".join(str(p) for p in attack_figures(args.figures)))
+    bench_sources()
     bench_costs()
     if not args.costs_only:
         bench_generation(args.preset, args.workers, args.out, args.seed)

@@ -91,6 +91,9 @@ def test_save_read_round_trip_and_bad_file(tmp_path):
     path.write_text('{"a": "x"}')
     with pytest.raises(SpoofrlError, match=str(path).replace(".", r"\.")):
         read_calibration(tmp_path)
+    path.write_text('{"a": -0.5, "b": 0.0, "prior": 0.5}')  # would invert every verdict
+    with pytest.raises(SpoofrlError, match="slope a=-0.5 must be positive"):
+        read_calibration(tmp_path)
     path.write_text("{not json")
     with pytest.raises(SpoofrlError, match="not valid JSON"):
         read_calibration(tmp_path)
@@ -133,7 +136,12 @@ def test_calibrate_command_writes_calibration_and_detect_uses_it(tmp_path, run_d
     assert "act_dcf on calibrated scores" in out and "target prior P(bona fide) = 0.3" in out
     data = json.loads((run_dir / "calibration.json").read_text())
     assert data["prior"] == 0.3 and data["n"] == 12 and data["a"] > 0
-    assert data["fitted_on"] == {"manifest": str(manifest), "subset": "dev"}
+    assert data["fitted_on"] == {"manifest": str(manifest), "subset": "dev",
+                                 "scores": str(run_dir / "calibration_dev_scores.tsv")}
+    # The raw dev scores are kept: a refit at another prior reuses them and gives the same slope as scoring.
+    assert main(["calibrate", str(run_dir), "--scores", data["fitted_on"]["scores"], "--prior", "0.3"]) == 0
+    capsys.readouterr()
+    assert read_calibration(run_dir).a == pytest.approx(data["a"], rel=1e-9)
     assert set(data["before"]) == set(data["after"]) == {"eer", "min_dcf", "act_dcf", "cllr"}
     assert data["after"]["cllr"] <= data["before"]["cllr"] + 1e-9  # fitted to minimise (prior-weighted) CLLR-like loss
     assert data["dev_eer"] == data["before"]["eer"]
@@ -163,6 +171,11 @@ def test_calibrate_errors_are_one_line(tmp_path, run_dir, capsys):
     assert main(["calibrate", str(run_dir), "--manifest", str(manifest), "--subset", "eval"]) == 2
     err = capsys.readouterr().err
     assert "no utterances in subset eval" in err and err.count("\n") == 1
+    one_class = tmp_path / "bona_only.csv"
+    one_class.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",spoof," not in line))
+    assert main(["calibrate", str(run_dir), "--manifest", str(one_class)]) == 2
+    assert "found 2 bona fide and 0 spoof" in capsys.readouterr().err
+    assert not (run_dir / "calibration_dev_scores.tsv").exists()  # refused before scoring anything
     assert main(["calibrate", str(tmp_path / "nope"), "--manifest", str(manifest)]) == 2
     assert "not a model folder" in capsys.readouterr().err
     assert main(["calibrate", str(run_dir)]) == 2

@@ -1,4 +1,8 @@
+from pathlib import Path
+
+import numpy as np
 import pytest
+import soundfile as sf
 
 from spoofrl.cli import COMMANDS, build_parser, main
 
@@ -33,3 +37,47 @@ def test_config_documents_options(capsys):
     assert main(["config", "frontend", "logmel", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| `n_mels` | int | `80` | number of mel bands |" in out
+
+
+MISSING = "no/such/thing"
+
+
+def _commands_with_a_missing_file(tmp: Path) -> list[list[str]]:
+    missing = str(tmp / MISSING)
+    scores = tmp / "s.tsv"
+    scores.write_text("utt\tscore\tlabel\na\t1\tbonafide\nb\t0\tspoof\n")
+    return [
+        ["metrics", missing],
+        ["metrics", str(scores), "--key", missing],
+        ["data", "import", "folders", "--root", missing, "--out", str(tmp / "m.csv")],
+        ["data", "import", "asvspoof2019-la", "--root", str(tmp), "--protocol", missing, "--out", str(tmp / "m.csv")],
+        ["train", missing + ".yaml"],
+        ["train", "sft", "--manifest", missing + ".csv", "--out", str(tmp / "run")],
+        ["experiment", missing + ".yaml"],
+        ["detect", str(scores), "--model", missing],
+        ["calibrate", missing],
+        ["serve", "--model", missing],
+        ["vocode", "--in", missing, "--out", str(tmp / "voc")],
+        ["export", missing, "--onnx", str(tmp / "x.onnx")],
+    ]
+
+
+def test_every_command_names_a_missing_file_on_one_line(tmp_path, capsys):
+    for argv in _commands_with_a_missing_file(tmp_path):
+        rc = main(argv)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip() and " INFO " not in line]
+        assert rc == 2, (argv, err)
+        assert len(lines) == 1 and "Traceback" not in err, (argv, err)
+        assert MISSING in lines[0] and lines[0].startswith(f"spoofrl {argv[0]}"), (argv, err)
+
+
+def test_os_errors_are_user_errors_naming_the_path(tmp_path, capsys):
+    (tmp_path / "corpus" / "real").mkdir(parents=True)
+    sf.write(str(tmp_path / "corpus" / "real" / "a.wav"), np.full(800, 0.1, np.float32), 16000)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where the output folder should be")
+    rc = main(["data", "import", "folders", "--root", str(tmp_path / "corpus"), "--out", str(blocker / "m.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("spoofrl data import: error: ") and str(blocker) in err
+    assert err.count("\n") == 1 and "internal error" not in err

@@ -140,15 +140,26 @@ def test_report_numbers_are_recomputed_by_spoofrl_metrics(finished, capsys):
     assert html.count("data:image/png;base64,") == 3 and "SFT-&gt;GRPO" in html
 
 
+# '[3/5 arm runs] logmel-linear/sft/seed0: trained and scored in 2 s; 2 left' -> ('logmel-linear/sft/seed0',
+# 'trained and scored'); post-training runs are keyed by their folder
+PROGRESS = re.compile(r"\[\d+/\d+ [^\]]+\] (\S+): ((?:trained|scored|cached)(?: and scored)?) in ")
+
+
 def test_rerun_is_cached(finished, capsys):
     argv, out = finished
+    log = out / "experiment.log"
+    first_run_lines = len(log.read_text().splitlines())
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.tsv")}
     summaries = {p: p.stat().st_mtime_ns for p in out.rglob("summary.json")}
-    assert main(argv) == 0
+    assert main(["-q"] + argv) == 0  # quiet on the console; the log file still gets the progress lines
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.tsv")} == stamps
     assert {p: p.stat().st_mtime_ns for p in out.rglob("summary.json")} == summaries
-    second = (out / "experiment.log").read_text().split("experiment tiny e2e:")[-1]
-    assert second.count(": cached in") == 1 + 7 and " trained " not in second and "scored in" not in second
+    second = log.read_text().splitlines()[first_run_lines:]
+    statuses = dict(m.groups() for m in map(PROGRESS.search, second) if m)
+    assert set(statuses) == {f"{DET}/posttrain", f"{DET}/posttrained/seed0"} | {
+        f"{DET}/{a}/seed{s}" for a in ("sft", "grpo", "sft_then_grpo") for s in (0, 1)}
+    assert set(statuses.values()) == {"cached"}, statuses
+    assert "INFO" not in capsys.readouterr().err
 
 
 @pytest.mark.slow

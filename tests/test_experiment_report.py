@@ -93,9 +93,14 @@ def test_config_defaults_and_overrides(tmp_path):
     ({"arms": {"x": {"after": "y"}, "y": {"after": "x"}}}, "circular"),
     ({"arms": {"p": {"train": False}, "x": {"after": "p"}}}, "arm 'p' trains nothing"),
     ({"arms": {"s": {}, "x": {"after": "s", "train": False}}}, "would only score arm s's model again"),
+    ({"detectors": ["no-such-model"]}, "detectors: unknown model preset 'no-such-model'"),
+    ({"detectors": ["missing/model.yaml"]}, "detectors: .*missing/model.yaml: config file not found"),
+    ({"finetune": {"recipe": "no-such-recipe"}}, "finetune.recipe: unknown train preset 'no-such-recipe'"),
+    ({"arms": {"x": {"stages": [{"recipe": "nope.yaml"}]}}}, r"arms.x.stages\[0\].recipe: .*nope.yaml"),
 ])
 def test_config_validation_errors(bad, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=message if "\\[" in message or ".*" in message
+                       else message.replace("(", r"\(").replace(")", r"\)")):
         load_experiment_config(_cfg(**bad))
 
 
@@ -119,23 +124,54 @@ def test_parse_pair():
     assert parse_pair(" a  vs. b ") == ("a", "b")
 
 
-def test_bundled_experiment_configs_are_valid(tmp_path, monkeypatch):
-    from spoofrl.config import config_dir
-    from spoofrl.experiment.runner import resolve_train_config
+BUNDLED = ["demo", "demo-fast", "ablations", "study-xlsr", "study-xlsr-ablations"]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_experiment_configs_are_valid(name, tmp_path, monkeypatch):
+    """Each bundled config loads from any directory, and every training stage it would run (post-training and
+    each arm's stages, for each detector) resolves to a valid train config - the same planning the runner does
+    before training anything."""
+    from spoofrl.experiment.runner import plan_posttraining, plan_runs
     monkeypatch.chdir(tmp_path)  # detector files beside a config are found from any directory
-    paths = sorted((config_dir() / "experiments").glob("*.yaml"))
-    assert {"demo", "demo-fast", "study-xlsr", "ablations", "study-xlsr-ablations"} <= {p.stem for p in paths}
-    for path in paths:
-        cfg = load_experiment_config(path.stem)
-        assert cfg.arms and cfg.detectors, path
-        for name, arm in cfg.arms.items():  # every arm's train config resolves (recipes, overrides, model)
-            if arm.train:
-                resolved = resolve_train_config(cfg.finetune.recipe, cfg.finetune.overrides + arm.overrides,
-                                                cfg.detectors[0], tmp_path / "m.csv", 0, "cpu", name)
-                assert resolved["objective"]["name"] in ("sft", "grpo"), (path, name)
+    cfg = load_experiment_config(name)
+    assert cfg.arms and cfg.detectors
+    layout = Layout(tmp_path / "out")
+    manifests = {"posttrain": tmp_path / "posttrain.csv", "target": tmp_path / "target.csv"}
+    posttrain = plan_posttraining(cfg, layout, manifests)
+    runs = plan_runs(cfg, layout, manifests, list(cfg.arms))
+    assert len(posttrain) == (len(cfg.detectors) if not cfg.posttrain.from_model else 0)
+    assert len(runs) == len(cfg.detectors) * sum(len(cfg.arm_seeds(a)) for a in cfg.arms)
+    for run in runs:
+        for stage in run.stages:
+            assert stage.train_config["objective"]["name"] in ("sft", "grpo"), run.key
+    by_arm = {run.arm: run for run in runs}
+    assert not by_arm["posttrained"].stages and by_arm["sft"].stages[0].train_config["objective"]["name"] == "sft"
+    assert by_arm["grpo"].stages[0].train_config["objective"]["name"] == "grpo"
+
+
+def test_bundled_configs_hold_the_studys_arms_and_settings():
+    from spoofrl.config import config_dir
+    from spoofrl.experiment.runner import plan_runs
     demo = load_experiment_config("demo")
     assert Path(demo.detectors[0]) == config_dir() / "experiments" / "models" / "lfcc-ffn.yaml"
-    assert demo.arms["sft_then_grpo"].after == "sft"
+    assert set(demo.arms) == {"posttrained", "sft", "grpo", "sft_then_grpo", "grpo_noneg"}
+    assert demo.arms["sft_then_grpo"].after == "sft" and demo.seeds == 3
+    ablations = load_experiment_config("ablations")
+    assert {"grpo_beta0", "grpo_beta1", "grpo_exact", "grpo_group", "grpo_noneg"} <= set(ablations.arms)
+    study = load_experiment_config("study-xlsr")
+    assert set(study.ood_names()) == {"ADD23", "FoR", "ItW"} and study.data.in_domain_name == "DFE24"
+    runs = {r.arm: r.stages[0].train_config for r in plan_runs(study, Layout(Path("/tmp/x")),
+                                                                {"target": Path("/tmp/t.csv")}, ["sft", "grpo"])}
+    grpo, sft = runs["grpo"], runs["sft"]
+    # the study's hyper-parameters (arXiv 2603.02914): identical optimiser for SFT and GRPO
+    assert grpo["optim"] == sft["optim"]
+    assert (grpo["optim"]["lr"], grpo["optim"]["weight_decay"], grpo["optim"]["eps"],
+            grpo["optim"]["max_grad_norm"]) == (1e-6, 0.01, 1e-6, 100.0)
+    objective = grpo["objective"]
+    assert (objective["num_generations"], objective["beta"], objective["epsilon"], objective["kl_estimator"],
+            objective["old_policy_refresh_steps"], objective["std_eps"]) == (64, 0.04, 0.2, "k3", 1000, 1e-5)
+    assert grpo["data"]["augment"]["rawboost"]["algo"] == 5 and grpo["precision"] == "fp16"
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -211,3 +211,130 @@ def test_posttrain_dev_absent_fails_with_hint_or_is_held_out(manifest, tmp_path,
     train = [r for r in written if r.subset == "train"]
     assert sorted(r.label for r in dev) == ["bonafide", "spoof"]  # ceil(0.25 * 4) per label
     assert len(train) == 6 and not {r.path for r in dev} & {r.path for r in train}
+
+
+def _pretend_retrained(stage: Path) -> None:
+    """A retrained run writes a new summary.json (its timing differs)."""
+    summary = json.loads((stage / "summary.json").read_text())
+    summary["seconds"] += 1.0
+    (stage / "summary.json").write_text(json.dumps(summary))
+
+
+def test_retrained_model_is_rescored_and_its_dependants_are_refused(manifest, tmp_path, fake):
+    """Score files and later stages belong to one model: a stage redone since (here: a new summary.json, as a
+    retrained run writes) makes its run's scores stale and the stages built on it refuse to continue."""
+    cfg = _config(manifest, tmp_path, seeds=1)
+    out = tmp_path / "out"
+    run_experiment(cfg, out)
+    layout = Layout(out)
+    sft_scores = layout.scores(DET, "sft", 0, "target")
+    before = sft_scores.read_text()
+    # retrained, then killed before scoring: the report no longer counts the old scores...
+    _pretend_retrained(layout.stage(DET, "sft", 0, 0))
+    from spoofrl.experiment.results import collect_results
+    assert collect_results(cfg, layout)["missing_runs"] == [f"{DET}/sft/seed0"]
+    # ...and the next invocation rescores that run only, without training
+    fake.calls.clear()
+    other = layout.scores(DET, "two_stage", 0, "target").stat().st_mtime_ns
+    results = run_experiment(cfg, out)
+    assert fake.calls == [] and results["missing_runs"] == []
+    assert sft_scores.stat().st_mtime_ns != before and layout.scores(DET, "two_stage", 0, "target").stat().st_mtime_ns == other
+    # a second stage whose first stage was redone since would mix two models: refused, naming the folder
+    _pretend_retrained(layout.stage(DET, "two_stage", 0, 0))
+    with pytest.raises(ConfigError, match=r"two_stage/seed0/stage2: trained from a model that was retrained"):
+        run_experiment(cfg, out)
+
+
+def test_copied_output_folder_continues_without_redoing_anything(manifest, tmp_path, fake):
+    import shutil
+    cfg = _config(manifest, tmp_path, seeds=1)
+    run_experiment(cfg, tmp_path / "out")
+    shutil.copytree(tmp_path / "out", tmp_path / "moved", copy_function=shutil.copy)  # new mtimes too
+    moved = Layout(tmp_path / "moved")
+    scored = {p: p.stat().st_mtime_ns for p in moved.root.rglob("*.tsv")}
+    fake.calls.clear()
+    results = run_experiment(cfg, moved.root)
+    assert fake.calls == [] and results["missing_runs"] == []
+    assert {p: p.stat().st_mtime_ns for p in moved.root.rglob("*.tsv")} == scored  # nothing rescored
+    spec = json.loads((moved.stage(DET, "sft", 0, 0) / "experiment_stage.json").read_text())
+    assert spec["init"] == f"OUT/{DET}/posttrain" and spec["train_config"]["data"]["manifest"] == "OUT/data/target.csv"
+
+
+def test_test_set_problems_fail_before_any_training(manifest, tmp_path, fake):
+    root = manifest.parent
+    rows = manifest.read_text().splitlines()
+    (root / "wav" / "notaudio.wav").write_text("this is text, not audio\n")
+    (root / "wav" / "empty.wav").write_bytes(b"")
+    bad_audio = root / "bad_audio.csv"
+    bad_audio.write_text("\n".join(rows + ["wav/notaudio.wav,spoof,A1,s,clean,ood_attack",
+                                           "wav/empty.wav,spoof,A1,s,clean,ood_attack"]) + "\n")
+    with pytest.raises(SpoofrlError, match=r"bad_audio.csv: data.ood.attack: 2 unusable audio file\(s\): "
+                                           r".*notaudio.wav: not a readable audio file.*empty.wav: file is empty"):
+        run_experiment(_config(bad_audio, tmp_path, seeds=1), tmp_path / "out")
+    # a trial listed in two subsets that one test set combines would be scored twice
+    twice = _config(manifest, tmp_path, seeds=1, data={"manifest": str(manifest), "ood": {
+        "both": {"subsets": ["ood_attack", "target_eval"]}}})
+    rows_twice = rows + [r.replace(",target_eval", ",ood_attack") for r in rows if r.endswith(",target_eval")][:1]
+    dup = root / "dup.csv"
+    dup.write_text("\n".join(rows_twice) + "\n")
+    twice.data.manifest = str(dup)
+    with pytest.raises(SpoofrlError, match=r"dup.csv: data.ood.both: 1 utterance\(s\) listed more than once"):
+        run_experiment(twice, tmp_path / "out2")
+    assert fake.calls == []
+
+
+def test_quiet_console_still_logs_progress_to_the_experiment_log(manifest, tmp_path, fake, capsys):
+    import logging
+
+    from spoofrl.log import setup_logging
+    setup_logging(logging.WARNING)  # as `spoofrl -q`
+    run_experiment(_config(manifest, tmp_path, seeds=1), tmp_path / "out")
+    log = (tmp_path / "out" / "experiment.log").read_text()
+    assert f"{DET}/sft/seed0: trained and scored in" in log and f"{DET}/posttrain: trained in" in log
+    assert "INFO" not in capsys.readouterr().err
+
+
+def test_console_logging_follows_a_replaced_stderr(monkeypatch):
+    """Regression: the console handler kept the sys.stderr of the first command (under pytest a capture that
+    is closed after its test); every later record then failed with 'I/O operation on closed file'."""
+    import io
+    import logging
+    import sys
+
+    from spoofrl.log import setup_logging
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    setup_logging(logging.INFO)
+    logging.getLogger("spoofrl.experiment").info("first record")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    setup_logging(logging.INFO)
+    logging.getLogger("spoofrl.experiment").info("second record")
+    assert "second record" in second.getvalue() and "Logging error" not in second.getvalue()
+    handlers = [h for h in logging.getLogger("spoofrl").handlers if type(h).__name__ == "ConsoleHandler"]
+    assert len(handlers) == 1
+
+
+def test_worker_process_errors_reach_the_caller_without_hanging(tmp_path):
+    """A user error raised in a worker process (here an AudioError, whose constructor takes two arguments and
+    so did not survive unpickling, which left the pool waiting forever) ends the run with its message."""
+    import threading
+
+    from spoofrl.audio import load_audio
+    from spoofrl.experiment.runner import run_all
+    outcome = {}
+
+    def run():
+        try:
+            run_all([(load_audio, tmp_path / "a.wav"), (load_audio, tmp_path / "b.wav")], 2, "test tasks",
+                    tmp_path / "log.txt")
+        except BaseException as err:  # noqa: B036 - handed to the test thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(240)
+    assert not worker.is_alive(), "the process pool hung"
+    assert isinstance(outcome.get("error"), SpoofrlError)
+    assert "file not found" in str(outcome["error"]) and ".wav" in str(outcome["error"])

@@ -144,17 +144,43 @@ def test_bad_key_and_duplicate_ids(la2019):
         import_corpus("asvspoof2019-la", la2019)
 
 
-def test_missing_audio_all_reported_and_counted(la2019, tmp_path):
+def test_bona_fide_with_attack_and_unreadable_protocols(la2019, tmp_path):
+    proto = la2019 / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.dev.trl.txt"
+    proto.write_text("LA_0069 LA_D_1047731 - A05 bonafide\n")
+    with pytest.raises(ProtocolError, match=r"dev\.trl\.txt:1: bona fide trial with attack id 'A05'"):
+        import_corpus("asvspoof2019-la", la2019)
+    proto.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    with pytest.raises(ProtocolError, match=r"dev\.trl\.txt:1: binary data, not a text protocol file"):
+        import_corpus("asvspoof2019-la", la2019)
+    proto.write_bytes("LA_0069 LA_D_1047731 - - bonafide\nLA_0069 LA_D_1000001 - A05 sp\xf6of\n".encode("latin-1"))
+    with pytest.raises(ProtocolError, match=r"dev\.trl\.txt:2: not UTF-8 text"):
+        import_corpus("asvspoof2019-la", la2019)
+    proto.write_text("\n\n")
+    with pytest.raises(ProtocolError, match=r"dev\.trl\.txt: empty protocol file"):
+        import_corpus("asvspoof2019-la", la2019)
+    with pytest.raises(ProtocolError, match="is a folder, not a protocol file"):
+        import_corpus("asvspoof2019-la", la2019, protocols=[tmp_path])
+
+
+def test_missing_audio_all_reported_and_counted(la2019, tmp_path, capsys):
     for stem in ("LA_T_1000137", "LA_T_1000138", "LA_E_8877452"):
         split = {"T": "train", "E": "eval"}[stem[3]]
         (la2019 / f"ASVspoof2019_LA_{split}" / "flac" / f"{stem}.flac").unlink()
     out = tmp_path / "m.csv"
     rc = main(["data", "import", "asvspoof2019-la", "--root", str(la2019), "--out", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if " INFO " not in line]
     assert rc == 2 and not out.exists()
+    assert len(err) == 1 and "3 of 7 audio files missing" in err[0] and "m.csv.missing.txt" in err[0]
     listing = (tmp_path / "m.csv.missing.txt").read_text().splitlines()
     assert sorted(Path(p).stem for p in listing) == ["LA_E_8877452", "LA_T_1000137", "LA_T_1000138"]
     with pytest.raises(ProtocolError, match="3 of 7 audio files missing"):
         import_corpus("asvspoof2019-la", la2019)
+    # Once the files are back, the import succeeds and the stale listing goes.
+    for stem in ("LA_T_1000137", "LA_T_1000138", "LA_E_8877452"):
+        split = {"T": "train", "E": "eval"}[stem[3]]
+        _audio(la2019 / f"ASVspoof2019_LA_{split}" / "flac" / f"{stem}.flac")
+    assert main(["data", "import", "asvspoof2019-la", "--root", str(la2019), "--out", str(out)]) == 0
+    assert len(read_manifest(out)) == 7 and not (tmp_path / "m.csv.missing.txt").exists()
 
 
 def test_audio_found_in_other_layout(la2019, tmp_path):
@@ -169,15 +195,20 @@ def test_audio_found_in_other_layout(la2019, tmp_path):
 
 # --------------------------------------------------------------------------------------------- ASVspoof 2021
 
-def test_asvspoof2021_la_columns_and_subset_filter(corpus2021):
-    rows = import_corpus("asvspoof2021-la", corpus2021)
+def test_asvspoof2021_la_columns_and_subset_filter(corpus2021, caplog):
+    with caplog.at_level("INFO"):
+        official = import_corpus("asvspoof2021-la", corpus2021)
+    # Default: the SUBSET column's official evaluation subset only, and the log says what was left out.
+    assert sorted(Path(u.path).stem for u in official) == ["LA_E_1000002", "LA_E_9332881"]
+    assert "skipped 1 hidden, 1 progress" in caplog.text
+    rows = import_corpus("asvspoof2021-la", corpus2021, options=ImportOptions(subsets=["all"]))
     assert len(rows) == 4
     r = {Path(u.path).stem: u for u in rows}
     assert (r["LA_E_9332881"].attack, r["LA_E_9332881"].condition, r["LA_E_9332881"].subset) == ("A07", "alaw", "eval")
     assert r["LA_E_9332881"].extra == {"speaker": "LA_0009", "transmission": "ita_tx", "trim": "notrim"}
     assert (r["LA_E_5932896"].label, r["LA_E_5932896"].attack, r["LA_E_5932896"].subset) == ("bonafide", "-", "progress")
-    only_eval = import_corpus("asvspoof2021-la", corpus2021, options=ImportOptions(subsets=["eval"]))
-    assert sorted(Path(u.path).stem for u in only_eval) == ["LA_E_1000002", "LA_E_9332881"]
+    progress = import_corpus("asvspoof2021-la", corpus2021, options=ImportOptions(subsets=["progress"]))
+    assert [Path(u.path).stem for u in progress] == ["LA_E_5932896"]
 
 
 def test_asvspoof2021_df_columns(corpus2021, tmp_path):
@@ -198,8 +229,14 @@ def test_asvspoof2021_wrong_width_and_unknown_subset(corpus2021):
     key.write_text(DF2021 + "LA_0043 DF_E_2000029 nocodec asvspoof A09 spoof notrim eval\n")
     with pytest.raises(ProtocolError, match=r"trial_metadata.txt:4: expected 13 fields"):
         import_corpus("asvspoof2021-df", corpus2021)
-    with pytest.raises(ProtocolError, match="no utterances in subset"):
+    with pytest.raises(ProtocolError, match=r"no utterances in subset\(s\) dev .*the protocol has 1 hidden, 1 progress"):
         import_corpus("asvspoof2021-la", corpus2021, options=ImportOptions(subsets=["eval", "dev"]))
+
+
+def test_asvspoof2021_key_without_eval_trials_says_what_it_has(corpus2021):
+    (corpus2021 / "keys" / "LA" / "CM" / "trial_metadata.txt").write_text(LA2021.splitlines(keepends=True)[1])
+    with pytest.raises(ProtocolError, match=r"no utterances imported for subset\(s\) eval; the protocol has 1 progress"):
+        import_corpus("asvspoof2021-la", corpus2021)
 
 
 # --------------------------------------------------------------------------------------------- ASVspoof 5
@@ -240,6 +277,14 @@ def test_in_the_wild(itw, tmp_path):
     assert [(Path(r.path).name, r.label, r.attack, r.subset) for r in rows] == [
         ("0.wav", "spoof", "unknown", "eval"), ("1.wav", "bonafide", "-", "eval"), ("2.wav", "bonafide", "-", "eval")]
     assert rows[1].extra["speaker"] == "Doe, John" and rows[0].source == "in-the-wild"
+
+
+def test_in_the_wild_header_with_bom_and_paths_outside(itw):
+    (itw / "meta.csv").write_text("\ufefffile,speaker,label\n0.wav,A,spoof\n1.wav,B,bona-fide\n", encoding="utf-8")
+    assert [r.label for r in import_corpus("in-the-wild", itw)] == ["spoof", "bonafide"]
+    (itw / "meta.csv").write_text("file,speaker,label\n0.wav,A,spoof\n/etc/passwd,B,bona-fide\n")
+    with pytest.raises(ProtocolError, match=r"meta.csv:3: file '/etc/passwd' must be a name relative to"):
+        import_corpus("in-the-wild", itw)
 
 
 def test_in_the_wild_bad_label(itw):
@@ -364,7 +409,7 @@ def test_absent_split_protocol_is_warned_not_silent(la2019, caplog, tmp_path):
 def test_2021_key_elsewhere_never_takes_other_track(corpus2021, tmp_path):
     key_la = corpus2021 / "keys" / "LA" / "CM" / "trial_metadata.txt"
     key_la.rename(corpus2021 / "keys" / "LA" / "trial_metadata.txt")  # non-standard place
-    assert len(import_corpus("asvspoof2021-la", corpus2021)) == 4
+    assert {Path(u.path).stem[:2] for u in import_corpus("asvspoof2021-la", corpus2021)} == {"LA"}
     (corpus2021 / "keys" / "LA" / "trial_metadata.txt").unlink()
     with pytest.raises(ProtocolError, match="no keys/LA/CM/trial_metadata.txt found"):
         import_corpus("asvspoof2021-la", corpus2021)

@@ -34,3 +34,35 @@ def test_missing_audio_reported_all_at_once(tmp_path):
     rows = [Utterance(f"{i}.wav", "spoof", root=tmp_path) for i in range(7)]
     with pytest.raises(ProtocolError, match="7 audio files missing.*and 2 more"):
         check_audio_exists(rows, tmp_path / "m.csv")
+
+
+HEADER = "path,label,attack,source,condition,subset\n"
+
+
+def test_spreadsheet_bom_and_empty_cells(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text("\ufeff" + HEADER + "a.wav,spoof,,,,\n\n\nb.wav,bonafide,-,s,c,train\n", encoding="utf-8")
+    rows = read_manifest(m)
+    assert [(r.path, r.attack, r.source, r.condition, r.subset) for r in rows] == [
+        ("a.wav", "-", "-", "-", "-"), ("b.wav", "-", "s", "c", "train")]
+
+
+@pytest.mark.parametrize("body, match", [
+    (HEADER.encode() + b"a.wav,bonafide,A01,s,c,train\n", r"m.csv:2: a bona fide row must have attack '-', found 'A01'"),
+    (HEADER.encode() + "\u00e4.wav,spoof,A1,s,c,t\n".encode("latin-1"), r"m.csv:2: not UTF-8 text \(byte 0xe4"),
+    (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00", r"m.csv:1: binary data, not a text manifest"),
+    (HEADER.encode() + b"a.wav,spoof,A1,s,c,t\n\n\na.wav,bonafide,-,s,c,t\n", r"m.csv:5: 'a.wav' is spoof on line 2 but bonafide"),
+    (HEADER.encode() + b"a.wav,spoof,A1,s,c,t\na.wav,spoof,A2,s,c,t\n", r"m.csv:3: 'a.wav' listed twice in subset 't'"),
+    (b"path,label,attack,source,condition,subset,label\n", r"m.csv:1: header repeats column label"),
+])
+def test_malformed_manifests_name_file_line_and_reason(tmp_path, body, match):
+    m = tmp_path / "m.csv"
+    m.write_bytes(body)
+    with pytest.raises(ProtocolError, match=match):
+        read_manifest(m)
+
+
+def test_one_file_in_two_subsets_is_allowed(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text(HEADER + "a.wav,spoof,A1,s,c,train\na.wav,spoof,A1,s,c,ood\n")
+    assert [r.subset for r in read_manifest(m)] == ["train", "ood"]

@@ -190,3 +190,15 @@ def test_metrics_help_states_score_convention(capsys):
     with pytest.raises(SystemExit):
         main(["metrics", "--help"])
     assert "HIGHER SCORE = MORE BONA FIDE" in capsys.readouterr().out
+
+
+def test_cli_unusable_files_and_breakdowns(tmp_path, capsys):
+    p = tmp_path / "s.tsv"
+    p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00")
+    assert f"{p}:1: binary data, not a text score file" in _error(capsys, ["metrics", str(p)])
+    p.write_text("\ufeffutt\tscore\tlabel\na\t1\tbonafide\nb\t0\tspoof\n", encoding="utf-8")  # BOM
+    assert _json(capsys, ["metrics", str(p), "--json"])["eer"] == 0.0
+    err = _error(capsys, ["metrics", str(p), "--by", "attack"])
+    assert f"{p}: cannot break results down by attack: every spoof row has attack '-'" in err
+    assert f"{tmp_path / 'nope.csv'}: key file not found" in _error(
+        capsys, ["metrics", str(p), "--key", str(tmp_path / "nope.csv")])

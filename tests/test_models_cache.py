@@ -97,3 +97,17 @@ def test_two_stage_api_equals_forward_for_every_frontend():
         wave, lengths = torch.randn(2, 4000), torch.tensor([4000, 3000])
         raw, frames = model.extract_features(wave, lengths)
         torch.testing.assert_close(model.forward_features(raw, frames), model(wave, lengths))
+
+
+def test_corrupt_or_truncated_entry_is_recomputed(tmp_path, caplog):
+    model = frozen_ssl()
+    ids, wave, lengths = batch()
+    cache = FeatureCache(tmp_path, model, dtype="float32")
+    first, _ = cache.extract(model, ids, wave, lengths)
+    entry = cache.path_for("b.wav")
+    entry.write_bytes(entry.read_bytes()[:50])  # e.g. a disk that filled up under another tool
+    again, _ = cache.extract(model, ids, wave, lengths)
+    assert cache.misses == 4 and "unreadable" in caplog.text
+    torch.testing.assert_close(again, first)
+    third, _ = FeatureCache(tmp_path, model, dtype="float32").extract(model, ids, wave, lengths)
+    torch.testing.assert_close(third, first)  # the rewritten entry reads back

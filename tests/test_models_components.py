@@ -142,3 +142,90 @@ def test_saved_config_is_fully_resolved(tmp_path):
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["seed"] == 3
     assert saved["model"]["frontend"]["delta_order"] == 2 and saved["model"]["backend"]["blocks"] == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("frontend, backend, match", [
+    ({"name": "logmel", "n_mels": 0}, {}, "n_mels must be > 0"),
+    ({"name": "logmel", "n_mels": 300}, {}, "cover no FFT bin"),  # 300 mel bands on a 512-point FFT
+    ({"name": "logmel", "log_floor": 0.0}, {}, "log_floor must be > 0"),
+    ({"name": "lfcc", "f_min": 0.0, "f_max": 20.0}, {}, "cover no FFT bin"),
+    ({"name": "lfcc", "log_floor": float("nan")}, {}, "log_floor must be > 0"),
+    ({"name": "sinc", "min_band_hz": 0.0}, {}, "min_band_hz > 0"),
+    ({"name": "sinc", "min_low_hz": -5.0}, {}, "min_low_hz >= 0"),
+    ({}, {"name": "pool-linear", "dropout": 1.5}, r"dropout must be in \[0, 1\)"),
+    ({}, {"name": "resnet", "dropout": -0.1}, r"dropout must be in \[0, 1\)"),
+    ({}, {"name": "resnet", "embed_dim": 0}, "embed_dim must be > 0"),
+    ({}, {"name": "aasist", "branch_dropout": float("nan")}, "branch_dropout"),
+    ({}, {"name": "aasist", "input_proj": -1}, "input_proj must be >= 0"),
+    ({}, {"name": "aasist", "temperatures": [2.0, 0.0, 100.0, 100.0]}, "temperatures must be > 0"),
+    ({}, {"name": "lcnn", "width": float("nan")}, "width must be > 0"),
+])
+def test_impossible_options_fail_at_build_time_naming_the_option(frontend, backend, match):
+    """Each of these used to build a model that crashed in torch or produced constant / non-finite features."""
+    spec = {"frontend": frontend or {"name": "logmel"}, "backend": backend or {"name": "pool-linear"}}
+    with pytest.raises(ConfigError, match=match):
+        build_model(spec)
+
+
+def test_front_end_analyses_audio_at_the_model_sample_rate():
+    model = build_model({"frontend": {"name": "logmel", "f_max": 4000.0}, "backend": {"name": "pool-linear"},
+                         "sample_rate": 8000})
+    assert model.frontend.cfg.sample_rate == 8000 and model.resolved_config().frontend["sample_rate"] == 8000
+    # a 1 kHz tone peaks in the mel band around 1 kHz of an 8 kHz analysis
+    import librosa
+    t = torch.arange(8000) / 8000
+    feats, _ = model.frontend(torch.sin(2 * torch.pi * 1000 * t)[None], torch.tensor([8000]))
+    centres = librosa.mel_frequencies(n_mels=80 + 2, fmin=20.0, fmax=4000.0)[1:-1]
+    assert abs(centres[int(feats[0].mean(0).argmax())] - 1000) < 60
+    with pytest.raises(ConfigError, match="sample_rate is 16000 but model.sample_rate is 8000"):
+        build_model({"frontend": {"name": "lfcc", "sample_rate": 16000, "f_max": 4000.0},
+                     "backend": {"name": "pool-linear"}, "sample_rate": 8000})
+    with pytest.raises(ConfigError, match="f_max <= sample_rate/2"):  # the 16 kHz default f_max of 8 kHz
+        build_model({"frontend": {"name": "lfcc"}, "backend": {"name": "pool-linear"}, "sample_rate": 8000})
+
+
+def test_score_is_the_log_odds_of_bona_fide():
+    model = build_model({"frontend": {"name": "logmel", "n_mels": 20}, "backend": {"name": "pool-linear"}}).eval()
+    wave = torch.randn(3, 4000)
+    with torch.no_grad():
+        logits = model(wave)
+        model.backend.head.bias[1] += 2.0  # favour bona fide by 2 nats
+        favoured = model(wave)
+    probs = torch.softmax(logits, dim=-1)
+    score = model.logits_to_score(logits)
+    torch.testing.assert_close(score, torch.log(probs[:, 1] / probs[:, 0]))  # log-odds, natural log
+    torch.testing.assert_close(torch.sigmoid(score), probs[:, 1])
+    torch.testing.assert_close(model.score(wave), model.logits_to_score(favoured))
+    torch.testing.assert_close(model.score(wave) - score, torch.full((3,), 2.0))  # higher = more bona fide
+
+
+def test_load_model_devices_and_build_errors(tmp_path):
+    tiny_ssl = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                    conv_dim=[8, 8], conv_stride=[5, 4], conv_kernel=[10, 8], num_conv_pos_embeddings=4,
+                    num_conv_pos_embedding_groups=2)
+    model = build_model({"frontend": {"name": "ssl", "config": tiny_ssl}, "backend": {"name": "pool-linear"}})
+    folder = save_model(model, tmp_path / "run")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert next(load_model(folder, "auto").parameters()).device.type == expected
+    with pytest.raises(SpoofrlError, match="bad device 'gpu'"):
+        load_model(folder, "gpu")
+    # a layer the saved encoder does not have: found only while building, still reported against the file
+    text = (folder / "config.yaml").read_text().replace("layers: []", "layers: 1-5").replace("fusion: last",
+                                                                                           "fusion: concat")
+    (folder / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"run/config.yaml: .*layer 5 does not exist"):
+        load_model(folder)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_trained_folder_loads_on_cpu_and_cuda(tmp_path):
+    torch.manual_seed(0)
+    model = build_model({"frontend": {"name": "lfcc"}, "backend": {"name": "lcnn", "width": 0.5}}).to("cuda")
+    wave = torch.randn(2, 8000, device="cuda")
+    torch.nn.functional.cross_entropy(model(wave), torch.tensor([0, 1], device="cuda")).backward()
+    model.eval()
+    folder = save_model(model, tmp_path / "run")
+    on_cpu, on_gpu = load_model(folder, "cpu"), load_model(folder, "cuda")
+    assert next(on_cpu.parameters()).device.type == "cpu" and on_gpu.frontend.window.device.type == "cuda"
+    torch.testing.assert_close(on_cpu.score(wave.cpu()), model.score(wave).cpu(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(on_gpu.score(wave), model.score(wave))

@@ -188,3 +188,127 @@ def test_prenorm_model_last_layer_and_padding_mask():
     alone, frames_alone = model.extract_features(WAVE[:1, :4000])
     assert frames[0] == frames_alone[0] == alone.shape[1]
     torch.testing.assert_close(raw_batch[:1, :frames[0]], alone, atol=1e-4, rtol=1e-4)
+
+
+SIX_LAYERS = {**TINY, "num_hidden_layers": 6}
+
+
+def _checkpoint(folder, family: str, config: dict, head: str = "Model"):
+    """A Hugging Face folder written with save_pretrained; returns the bare encoder it holds, in eval mode."""
+    import transformers
+    from spoofrl.features.ssl import FAMILIES
+    config_name, model_name = FAMILIES[family]
+    torch.manual_seed(2)
+    hf = getattr(transformers, model_name.replace("Model", head))(getattr(transformers, config_name)(**config))
+    hf.save_pretrained(str(folder))
+    return getattr(hf, hf.base_model_prefix, hf).eval()
+
+
+def _from_folder(folder, **frontend):
+    spec = {"name": "ssl", "path": str(folder), "normalize_waveform": False, **frontend}
+    return build_model({"frontend": spec, "backend": {"name": "pool-linear"}}).eval()
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "wavlm", "hubert"])
+def test_selected_layers_are_hugging_face_hidden_states(family, tmp_path):
+    """Slots of a range such as '2-4' hold exactly hidden_states[2..4] of the checkpoint, and each fusion
+    combines those (and only those)."""
+    hf = _checkpoint(tmp_path / "ckpt", family, SIX_LAYERS)
+    with torch.no_grad():
+        states = hf(WAVE, output_hidden_states=True).hidden_states  # 7 tensors: input + 6 layers
+    concat = _from_folder(tmp_path / "ckpt", layers="2-4", fusion="concat")
+    raw, frames = concat.extract_features(WAVE)
+    for slot, layer in enumerate((2, 3, 4)):
+        torch.testing.assert_close(raw[:, :, slot], states[layer])
+    torch.testing.assert_close(concat.frontend.head(raw, frames), torch.cat(states[2:5], dim=-1))
+    summed = _from_folder(tmp_path / "ckpt", layers="0,3,6", fusion="weighted_sum")
+    with torch.no_grad():
+        summed.frontend.layer_weights.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        feats, _ = summed.frontend(WAVE, frames)
+    w = torch.softmax(torch.tensor([0.5, -1.0, 2.0]), 0)
+    torch.testing.assert_close(feats, w[0] * states[0] + w[1] * states[3] + w[2] * states[6])
+    last = _from_folder(tmp_path / "ckpt", layers=[5], fusion="last")
+    torch.testing.assert_close(last.frontend(WAVE, frames)[0], states[5])
+
+
+def _perturb_layer(folder, layer: int) -> None:
+    """Add noise to every weight of transformer layer `layer` (1-based) in a saved checkpoint."""
+    from safetensors.torch import load_file, save_file
+    path = folder / "model.safetensors"
+    state = load_file(str(path))
+    marker = f"encoder.layers.{layer - 1}."
+    hit = [k for k in state if marker in k]
+    assert hit
+    for k in hit:
+        state[k] = state[k] + 0.5 * torch.randn_like(state[k])
+    save_file(state, str(path), metadata={"format": "pt"})
+
+
+def test_only_selected_layers_and_those_below_matter(tmp_path):
+    """Changing a layer above the selection leaves the features bit-identical (those layers are not even
+    run); changing a selected layer or one below it changes them."""
+    _checkpoint(tmp_path / "ckpt", "wav2vec2", SIX_LAYERS)
+
+    def features(**frontend):
+        raw, _ = _from_folder(tmp_path / "ckpt", **frontend).extract_features(WAVE)
+        return raw
+
+    spec = {"layers": "1,3", "fusion": "concat"}
+    clean = features(**spec)
+    _perturb_layer(tmp_path / "ckpt", 5)
+    _perturb_layer(tmp_path / "ckpt", 6)
+    assert torch.equal(features(**spec), clean)
+    _perturb_layer(tmp_path / "ckpt", 2)  # between the selected layers: slot 1 (layer 1) keeps its value
+    changed = features(**spec)
+    assert torch.equal(changed[:, :, 0], clean[:, :, 0])
+    assert not torch.allclose(changed[:, :, 1], clean[:, :, 1])
+    assert not torch.allclose(features(layers=[6], fusion="last"), features(layers=[4], fusion="last"))
+
+
+def test_xlsr_style_checkpoint_with_pretraining_heads(tmp_path, caplog, capfd):
+    """XLS-R / MMS checkpoints are wav2vec 2.0 pre-training (or CTC) models, pre-norm, with tensors under a
+    'wav2vec2.' prefix plus a quantizer or an output head; the encoder loads from them exactly, with one
+    log line instead of transformers' loading report."""
+    import logging
+    prenorm = {**TINY, "do_stable_layer_norm": True, "feat_extract_norm": "layer", "vocab_size": 12}
+    hf = _checkpoint(tmp_path / "xlsr", "wav2vec2", prenorm, head="ForPreTraining")
+    with caplog.at_level(logging.INFO, logger="spoofrl.features.ssl"):
+        model = _from_folder(tmp_path / "xlsr")
+    assert model.frontend.use_attention_mask  # layer-norm CNN features: padding masks are used
+    with torch.no_grad():
+        expected = hf(WAVE).last_hidden_state
+    torch.testing.assert_close(model.extract_features(WAVE)[0][:, :, 0], expected)
+    assert "7 checkpoint tensors outside the encoder ignored (e.g. project_hid" in caplog.text
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    hf = _checkpoint(tmp_path / "mms", "wav2vec2", prenorm, head="ForCTC")
+    with torch.no_grad():
+        expected = hf(WAVE).last_hidden_state
+    torch.testing.assert_close(_from_folder(tmp_path / "mms").extract_features(WAVE)[0][:, :, 0], expected)
+
+
+def test_unbuildable_hugging_face_config_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"config: cannot build a wav2vec2 encoder"):
+        ssl_model(config={**TINY, "hidden_size": 30, "num_conv_pos_embedding_groups": 4})
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    quiet = {**TINY, "hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
+             "feat_proj_dropout": 0.0}
+
+    def gradients(checkpointing: bool) -> dict[str, torch.Tensor]:
+        model = ssl_model(config=quiet, frozen=False, layers="1-3", fusion="weighted_sum",
+                          gradient_checkpointing=checkpointing).train()
+        model(WAVE).sum().backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = gradients(False), gradients(True)
+    assert plain.keys() == checkpointed.keys() and any(".encoder.layers.0." in n for n in plain)
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, msg=name)
+
+
+def test_missing_transformers_is_explained(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an install without the [ssl] extra sees
+    with pytest.raises(ConfigError, match=r"needs Hugging Face transformers: pip install 'spoofrl\[ssl\]'"):
+        ssl_model()

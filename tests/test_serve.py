@@ -103,6 +103,27 @@ def test_bad_uploads_get_clear_json_errors(client, content, status, code, words)
     assert "spoofrl-serve-" not in body["detail"]  # the server's temp path never leaks
 
 
+def test_corrupt_and_truncated_uploads_are_422_with_the_reason(client, tmp_path):
+    full = wav_bytes(low_tone(4.0))
+    truncated = post(client, full[: len(full) // 2], name="cut.wav")
+    assert truncated.status_code == 422 and truncated.json()["error"] == "cannot_score"
+    assert truncated.json()["detail"].startswith("cut.wav: truncated")
+    flac = tmp_path / "a.flac"
+    sf.write(str(flac), low_tone(9.0), SR)
+    data = bytearray(flac.read_bytes())
+    data[len(data) // 2:] = np.random.default_rng(0).integers(0, 256, len(data) - len(data) // 2, np.uint8).tobytes()
+    corrupt = post(client, bytes(data), name="corrupt.flac")
+    assert corrupt.status_code == 422 and corrupt.json()["error"] == "cannot_score"
+    assert "corrupt" in corrupt.json()["detail"] and "\n" not in corrupt.json()["detail"]
+
+
+def test_unknown_paths_and_methods_use_the_same_error_shape(client):
+    wrong_method = client.get("/api/detect")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+    missing = client.get("/api/nothing")
+    assert missing.status_code == 404 and missing.json() == {"error": "not_found", "detail": "Not Found"}
+
+
 def test_compressed_upload_is_probed_without_decoding_it_whole(client, tmp_path):
     """m4a is decoded by ffmpeg only: a short one is scored, a long one (small on disk) refused by duration."""
     import shutil
@@ -125,6 +146,9 @@ def test_compressed_upload_is_probed_without_decoding_it_whole(client, tmp_path)
 def test_missing_file_field_is_a_422(client):
     resp = client.post("/api/detect", data={"other": "x"})
     assert resp.status_code == 422 and resp.json()["error"] == "bad_request" and "file" in resp.json()["detail"]
+    bad_flag = post(client, wav_bytes(low_tone(1.0)), spectrogram="maybe")
+    assert bad_flag.status_code == 422 and bad_flag.json()["error"] == "bad_request"
+    assert "spectrogram" in bad_flag.json()["detail"] and "multipart" not in bad_flag.json()["detail"]
 
 
 def test_chunked_upload_without_length_is_cut_at_the_limit(client):
@@ -160,7 +184,15 @@ def test_concurrent_requests_each_get_their_own_result(client):
         assert f["verdict"] == verdict and f["score"] == pytest.approx(serial[name], abs=1e-4)
 
 
-def test_serve_command_help_and_bad_port(capsys):
+@pytest.mark.parametrize("option, words", [
+    (["--port", "0"], "--port must be 1-65535"),
+    (["--max-upload-mb", "0"], "--max-upload-mb must be a positive number"),
+    (["--max-seconds", "inf"], "--max-seconds must be a positive number"),
+    (["--chunk-seconds", "0.1"], "--chunk-seconds must be between 0.5 and 600"),
+    (["--threshold", "nan"], "--threshold must be a finite number"),
+])
+def test_serve_command_refuses_bad_options_in_one_line(capsys, option, words):
     from spoofrl.cli import main
-    assert main(["serve", "--port", "0"]) == 2
-    assert "--port must be 1-65535" in capsys.readouterr().err
+    assert main(["serve", *option]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1

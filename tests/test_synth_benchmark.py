@@ -13,10 +13,12 @@ import soundfile as sf
 
 from spoofrl.cli import main
 from spoofrl.data.manifest import read_manifest
-from spoofrl.errors import ConfigError
+from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.synth import splits
 from spoofrl.synth.generate import generate
+from spoofrl.synth.sources import espeak, same_espeak_speaker
 from spoofrl.synth.splits import (DESIGN, OOD_ATTACKS, OOD_CHANNELS, OOD_VOICES, POSTTRAIN_VOICES, PRESETS,
-                                  TARGET_VOICES, check_design, make_plan)
+                                  TARGET_VOICES, check_design, check_espeak_pools, make_plan, optional_voices)
 
 SUBSETS = [d.name for d in DESIGN]
 
@@ -165,20 +167,97 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert "--workers must be at least 1" in err and err.count("\n") == 1
 
 
-def test_readme_lists_subsets_and_what_is_unseen(tiny):
+def test_readme_lists_subsets_sources_and_what_is_unseen(tiny):
     text = (tiny / "README.md").read_text()
     for subset in SUBSETS:
         assert f"| {subset} |" in text
-    assert "rule-based" not in text or True
-    assert "itself synthetic" in text and "not measure" in text
+    assert "almost entirely synthetic" in text and "not measure" in text
     unseen_rows = [line for line in text.splitlines() if line.startswith("| ood_attack | posttrain |")]
-    assert len(unseen_rows) == 1 and "`hnm`" in unseen_rows[0] or "`celp`" in unseen_rows[0]
+    assert len(unseen_rows) == 1
+    assert "`hnm`" in unseen_rows[0] and "`celp`" in unseen_rows[0]   # tiny: one utterance, both OOD attacks
+    engines = {json.loads(line)["engine"] for line in (tiny / "meta.jsonl").read_text().splitlines()}
+    sources = text.split("## Speech sources")[1].split("## Subsets")[0]
+    assert all(f"| {engine} |" in sources for engine in engines)
     with open(tiny / "manifest.csv", newline="") as fh:
         n_files = sum(1 for _ in csv.reader(fh)) - 1
-    assert n_files == sum(PRESETS["tiny"].bases.values()) * 3
+    missing = json.loads((tiny / "synth.json").read_text())["left_out"]
+    assert n_files == 3 * len(make_plan("tiny", 5, [v for v in optional_voices() if v.id in missing]))
+
+
+def test_espeak_pools_hold_no_near_copies_of_one_voice(monkeypatch):
+    check_espeak_pools()                                     # the shipped pools pass
+    assert same_espeak_speaker("steph", "steph2") and same_espeak_speaker("linda", "belinda")
+    assert same_espeak_speaker("john", "grandpa")             # same pitch range and formants, other name
+    assert not same_espeak_speaker("m1", "f1") and not same_espeak_speaker("klatt", "klatt2")
+    assert espeak("en-us+m3").speaker == espeak("de+m3").speaker != espeak("en-us+m4").speaker
+    monkeypatch.setitem(splits.TARGET_VOICES, "espeak-ng", [espeak("en-us-nyc+belinda")])
+    with pytest.raises(SpoofrlError, match="linda \\(post-training\\) ~ belinda \\(target\\)"):
+        check_espeak_pools()
+
+
+def test_optional_voices_are_left_out_by_plan_and_used_once():
+    everything = make_plan("demo", 0)
+    without = make_plan("demo", 0, optional_voices())
+    assert not {b.voice.engine for b in without} & {"arctic", "openjtalk"}
+    recorded = [b for b in everything if b.voice.engine == "arctic"]
+    assert sorted(b.subset for b in recorded) == ["ood_source", "posttrain"]        # one utterance each
+    assert {b.voice.speaker for b in recorded} == {"awb", "slt"}
+    japanese = [b for b in everything if b.voice.engine == "openjtalk"]
+    assert japanese and {b.subset for b in japanese} <= {"ood_source", "ood_mix"}
+    assert all(b.style == "japanese" and not b.text.isascii() for b in japanese)
+    assert all(b.text.isascii() for b in everything if b.voice.engine != "openjtalk")
+
+
+def test_missing_optional_sources_are_logged_recorded_and_guarded(tmp_path, monkeypatch, caplog):
+    import spoofrl.synth.generate as gen
+    monkeypatch.setattr(gen, "optional_voice_problems", lambda voices: {v: "not installed here" for v in voices})
+    out = tmp_path / "core_only"
+    with caplog.at_level("WARNING", logger="spoofrl.synth.generate"):
+        report = generate(out, preset="tiny", seed=5, show_progress=False)
+    left_out = sorted(v.id for v in optional_voices())
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert all(any(v in w and "not installed here" in w for w in warned) for v in left_out)
+    rows = read_manifest(out / "manifest.csv")
+    assert len(rows) == report.files == 3 * sum(PRESETS["tiny"].bases.values())
+    assert not any(r.source.split(":")[0] in ("arctic", "openjtalk") for r in rows)
+    assert json.loads((out / "synth.json").read_text())["left_out"] == left_out
+    assert "not installed here" in (out / "README.md").read_text()
+    monkeypatch.setattr(gen, "optional_voice_problems", lambda voices: {})   # now "installed": other files
+    with pytest.raises(ConfigError, match="optional voices left out"):
+        generate(out, preset="tiny", seed=5, show_progress=False)
+
+
+def test_optional_sources_speak_when_installed():
+    from spoofrl.synth.sources import Prosody, arctic, openjtalk, optional_voice_problems, synthesize
+    voices = [arctic("awb_a0007"), arctic("slt_a0009"), openjtalk()]
+    usable = [v for v in voices if v not in optional_voice_problems(voices)]
+    if not usable:
+        pytest.skip("optional speech sources not installed (pip install 'spoofrl[synth]')")
+    jobs = [(v, "明日、田中さんと駅の前で会いましょう。", Prosody(1.0, 1.0)) for v in usable]
+    for voice, x in zip(usable, synthesize(jobs)):
+        assert 1.0 < len(x) / 16000 < 6.0 and np.max(np.abs(x)) > 0.05, voice.id
+    if openjtalk() in usable:  # pitch factor reaches the voice: F0 rises by about the factor asked for
+        from spoofrl.synth import dsp
+        low, high = synthesize([(openjtalk(), "今日はとても静かです。", Prosody(1.0, p)) for p in (0.9, 1.1)])
+        f0 = [np.median(f[f > 0]) for f in (dsp.f0_track(y, 16000)[0] for y in (low, high))]
+        assert 1.12 < f0[1] / f0[0] < 1.32
 
 
 def test_unknown_voices_are_named_before_generation():
     from spoofrl.synth.sources import SourceUnavailable, check_voices, espeak, festival
     with pytest.raises(SourceUnavailable, match="espeak-ng:en-us\\+nonexistent.*festival:no_such_voice"):
         check_voices([espeak("en-us+nonexistent"), espeak("en-us+m3"), festival("no_such_voice")])
+
+
+@pytest.mark.parametrize("voice", ["espeak-ng:en-us+m3", "flite:kal16", "festival:kal_diphone"])
+def test_planned_rate_and_pitch_reach_the_synthesizer(voice):
+    """The plan varies speaking rate and pitch per utterance; each engine must really apply both."""
+    from spoofrl.synth import dsp
+    from spoofrl.synth.sources import Prosody, Voice, espeak, festival, flite, synthesize, trim_silence
+    engine, name = voice.split(":")
+    v: Voice = {"espeak-ng": espeak, "flite": flite, "festival": festival}[engine](name)
+    text = "The bright lantern was carried by the sailor today."
+    slow_low, fast_high = synthesize([(v, text, Prosody(0.9, 0.9)), (v, text, Prosody(1.25, 1.1))])
+    f0 = [np.median(f[f > 0]) for f in (dsp.f0_track(x, 16000)[0] for x in (slow_low, fast_high))]
+    assert f0[1] / f0[0] > 1.1                                   # asked for 1.1 / 0.9 = 1.22
+    assert len(trim_silence(fast_high)) < 0.85 * len(trim_silence(slow_low))   # asked for 0.9 / 1.25 = 0.72

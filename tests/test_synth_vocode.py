@@ -1,6 +1,7 @@
 """`spoofrl vocode`: spoofed copies of a user's recordings, paired in a manifest; bad inputs give clear errors."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,14 @@ def recordings(tmp_path) -> Path:
     sf.write(str(folder / "a.wav"), speechlike(seed=1), SR)
     sf.write(str(folder / "day2" / "b.flac"), speechlike(seed=2), 22050)  # other rate: resampled on input
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _console_log_on_this_tests_stderr(monkeypatch):
+    """The CLI's console log handler is made once, bound to the sys.stderr of that moment; under pytest that
+    is an earlier test's (closed) capture. Start each test without it so warnings reach capsys."""
+    logger = logging.getLogger("spoofrl")
+    monkeypatch.setattr(logger, "handlers", [h for h in logger.handlers if isinstance(h, logging.FileHandler)])
 
 
 def _run(capsys, *argv) -> tuple[int, str]:
@@ -88,6 +97,47 @@ def test_corrupt_file_is_named_and_the_others_are_processed(recordings, tmp_path
     rows = read_manifest(out / "manifest.csv")
     assert len(rows) == 4 and not any("broken" in r.path for r in rows)
     assert all(r.audio_path.is_file() for r in rows)
+
+
+def test_unusable_files_of_every_kind_are_named_and_the_others_processed(recordings, tmp_path, capsys):
+    (recordings / "empty.wav").write_bytes(b"")
+    (recordings / "notes.flac").write_text("these are my notes, not audio")
+    sf.write(str(recordings / "silent.wav"), np.zeros(SR), SR)
+    sf.write(str(recordings / "blip.wav"), speechlike(seed=3)[:400], SR)
+    out = tmp_path / "out"
+    rc, err = _run(capsys, "--in", str(recordings), "--out", str(out), "--attacks", "minphase")
+    assert rc == 2 and "4 of 6 input files failed" in err and "Traceback" not in err
+    for name, why in [("empty.wav", "file is empty"), ("notes.flac", "not a readable audio file"), ("silent.wav", "all samples are zero"),
+                      ("blip.wav", "too short")]:
+        assert f"{name}: {why}" in err, name
+    rows = read_manifest(out / "manifest.csv")
+    assert sorted(Path(r.path).name for r in rows) == ["a.flac", "a.wav", "b.flac", "b.flac"]
+    assert all(r.audio_path.is_file() for r in rows)
+
+
+def test_malformed_manifest_lines_are_named_and_good_rows_vocoded(recordings, tmp_path, capsys):
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("path,label,attack,source,condition,subset\n"
+                        "recs/a.wav,bonafide,-,me,-,train\n"
+                        "recs/day2/b.flac,real,-,me,-,train\n"          # unknown label
+                        "recs/day2/b.flac,bonafide,-,me\n"              # missing fields
+                        ",bonafide,-,me,-,train\n")                     # empty path
+    out = tmp_path / "out"
+    rc, err = _run(capsys, "--in", str(manifest), "--out", str(out), "--attacks", "minphase")
+    final = err.strip().splitlines()[-1]
+    assert rc == 2 and "3 malformed manifest lines skipped" in final and "Traceback" not in err
+    for line, why in [(3, "label must be"), (4, "expected 6 fields"), (5, "empty path")]:
+        assert f"mine.csv:{line}: {why}" in err
+    rows = read_manifest(out / "manifest.csv")
+    assert [(Path(r.path).name, r.label) for r in rows] == [("a.wav", "bonafide"), ("a.flac", "spoof")]
+    assert rows[1].audio_path.is_file()
+
+
+def test_output_that_is_a_file_is_a_one_line_error(recordings, tmp_path, capsys):
+    target = tmp_path / "taken.txt"
+    target.write_text("x")
+    rc, err = _run(capsys, "--in", str(recordings), "--out", str(target), "--attacks", "minphase")
+    assert rc == 2 and "--out must be a folder" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("setup,attacks,message", [

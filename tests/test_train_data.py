@@ -119,6 +119,44 @@ def test_noise_is_added_at_the_requested_snr(tmp_path):
     assert snr == pytest.approx(20.0, abs=0.01)                   # a 0.25 s recording tiled to 1 s
 
 
+def test_codec_round_trip_degrades_reproducibly():
+    import shutil
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (scripts/install_system.sh)")
+    from spoofrl.data.augment import CodecConfig
+    x = (0.3 * np.sin(np.arange(SR // 2) / SR * 2 * np.pi * 220)).astype(np.float32)
+    aug = Augmenter(AugmentConfig(codec=CodecConfig(prob=1.0, codecs=["mp3"], min_kbps=16, max_kbps=16)), SR)
+    y1, applied = aug(x, np.random.default_rng(1))
+    y2, _ = aug(x, np.random.default_rng(1))
+    assert applied and y1.shape == x.shape and y1.dtype == np.float32
+    np.testing.assert_array_equal(y1, y2)
+    # 16 kbit/s mp3 keeps the tone (aligned, correlated) but not bit-exactly
+    assert np.corrcoef(x, y1)[0, 1] > 0.9 and not np.allclose(y1, x, atol=1e-3)
+    with pytest.raises(ConfigError, match="unknown codec 'nope'"):
+        Augmenter(AugmentConfig(codec=CodecConfig(prob=1.0, codecs=["nope"])), SR)
+
+
+def test_class_balanced_loss_weights_follow_the_training_set(tmp_path):
+    from spoofrl.training import Trainer, load_train_config
+    manifest = write_toy_corpus(tmp_path / "c", n_train=6, n_dev=2)
+    rows = [r for r in read_manifest(manifest) if not (r.subset == "train" and r.label == "spoof"
+                                                        and r.path.endswith(("3.flac", "4.flac", "5.flac")))]
+    write_manifest(rows, manifest)                                  # train: 6 bona fide, 3 spoof
+    for objective in ("sft", "grpo"):
+        cfg = load_train_config({"data": {"manifest": str(manifest), "crop_seconds": 0.5, "batch_size": 3,
+                                          "balance": "loss"},
+                                 "objective": {"name": objective, "num_generations": 4},
+                                 "schedule": {"steps": 1}})
+        trainer = Trainer(cfg, tmp_path / objective)
+        trainer.run()
+        # N / (K n_c): spoof 9 / (2 * 3) = 1.5, bona fide 9 / (2 * 6) = 0.75
+        assert trainer.class_weights.tolist() == [1.5, 0.75]
+        if objective == "sft":
+            assert trainer.objective.class_weights.tolist() == [1.5, 0.75]   # cross-entropy weights
+        else:
+            assert trainer.sample_weights_on                                 # per-utterance GRPO loss weights
+
+
 def test_augmentation_config_errors_name_the_option(tmp_path):
     with pytest.raises(ConfigError, match="noise.folder"):
         Augmenter(AugmentConfig(noise=NoiseConfig(prob=1.0, folder=str(tmp_path / "missing"))), SR)

@@ -8,7 +8,7 @@ import torch
 
 from spoofrl.data.manifest import Utterance
 from spoofrl.errors import AudioError
-from spoofrl.inference import score_utterances, score_waveforms
+from spoofrl.inference import _length_batches, score_utterances, score_waveforms
 from spoofrl.models import build_model, load_model_preset
 
 
@@ -61,3 +61,15 @@ def test_unreadable_audio_names_the_file(model, tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"not audio at all")
     with pytest.raises(AudioError, match="bad.wav"):
         score_utterances(model, [Utterance("bad.wav", "spoof", root=tmp_path)])
+
+
+def test_exact_length_batches_never_pad(model):
+    lengths = [300, 100, 300, 200, 100, 300]
+    assert [list(b) for b in _length_batches(lengths, 2)] == [[1, 4], [3, 0], [2, 5]]  # mixes 200 with 300
+    assert [list(b) for b in _length_batches(lengths, 2, exact=True)] == [[1, 4], [3], [0, 2], [5]]
+    # A short wave batched with a long one is zero-padded, and the padded edge frames move its score;
+    # with exact_lengths its score is the one it gets alone.
+    short, long = _waves([3000, 16000], seed=2)
+    alone = score_waveforms(model, [short])[0]
+    exact = score_waveforms(model, [short, long], exact_lengths=True)[0]
+    assert exact == pytest.approx(alone, rel=1e-6, abs=1e-7)

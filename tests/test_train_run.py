@@ -68,6 +68,40 @@ def test_sft_run_folder_via_cli(manifest, tmp_path, capsys):
     assert main(["train", str(recipe), "--out", str(out), "--resume", "--set", "schedule.steps=8"]) == 0
 
 
+def test_model_safetensors_is_the_best_on_dev(manifest, tmp_path, monkeypatch):
+    # scripted dev EERs (validation at steps 4, 8, 12): the run must keep the step-8 weights, not the last
+    from spoofrl.training.trainer import Trainer
+    eers, snapshots = iter([0.30, 0.10, 0.20]), {}
+
+    def scripted_validate(self):
+        snapshots[self.step] = {k: v.detach().clone() for k, v in self.detector.state_dict().items()}
+        return next(eers)
+
+    monkeypatch.setattr(Trainer, "validate", scripted_validate)
+    run = train(load_train_config(small_config(manifest, objective={"name": "sft"}, schedule={"steps": 12})),
+                tmp_path / "run")
+    best = _weights(run, "model.safetensors")
+    assert all(np.array_equal(best[k].numpy(), snapshots[8][k].numpy()) for k in best)
+    assert any(not np.array_equal(best[k].numpy(), snapshots[12][k].numpy()) for k in best)
+    assert [(r["step"], r["dev_eer"]) for r in read_rows(run) if r["dev_eer"]] == [("4", "0.3"), ("8", "0.1"),
+                                                                                   ("12", "0.2")]
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["best_step"], summary["best_dev_eer"]) == (8, 0.1)
+
+
+def test_early_stop_ends_the_grpo_stage_not_the_sft_one(manifest, tmp_path, monkeypatch):
+    # dev EER worsening from the second validation on: with early_stop 1 the SFT stage still runs its 4 steps,
+    # GRPO starts, and the run stops at GRPO's first validation without a better EER (step 8 of 12)
+    from spoofrl.training.trainer import Trainer
+    eers = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(eers))
+    cfg = small_config(manifest, objective={"name": "sft_then_grpo", "sft_steps": 4, "num_generations": 8},
+                       schedule={"steps": 12, "eval_every": 2, "early_stop": 1})
+    run = train(load_train_config(cfg), tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 8 and (summary["best_step"], summary["best_dev_eer"]) == (6, 0.3)
+
+
 def _weights(run: Path, name: str = "last/model.safetensors") -> dict:
     return load_file(str(run / name))
 
@@ -125,6 +159,24 @@ def test_grpo_with_init_uses_the_initial_model_as_reference(manifest, tmp_path):
     assert json.loads((run / "summary.json").read_text())["init"] == str(base.resolve())
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_runs_on_cuda_and_falls_back_to_fp32_on_cpu(manifest, tmp_path, precision):
+    import torch
+    from spoofrl.training.trainer import Trainer
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = load_train_config(small_config(manifest, objective={"name": "grpo", "num_generations": 8,
+                                                              "old_policy_refresh_steps": 2},
+                                         schedule={"steps": 4}), [f"precision={precision}", f"device={device}"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.run()
+    rows = read_rows(tmp_path / "run")
+    assert all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
+    with trainer.autocast():
+        active = torch.is_autocast_enabled("cuda")
+    assert active == (device == "cuda")                                   # autocast on CUDA only
+    assert trainer.scaler.is_enabled() == (device == "cuda" and precision == "fp16")  # scaler for fp16 only
+
+
 def test_ctrl_c_saves_a_resumable_checkpoint(manifest, tmp_path):
     recipe = tmp_path / "long.yaml"
     recipe.write_text(yaml.safe_dump(small_config(manifest, objective={"name": "sft"},
@@ -150,6 +202,68 @@ def test_ctrl_c_saves_a_resumable_checkpoint(manifest, tmp_path):
     state = json.loads((out / "last/state.json").read_text())
     assert state["step"] >= 1 and not (out / "summary.json").exists()
     assert "interrupted" in err and "Traceback" not in err
+
+
+def _copy_corpus(manifest: Path, dest: Path) -> Path:
+    import shutil
+    shutil.copytree(manifest.parent, dest)
+    return dest / manifest.name
+
+
+@pytest.mark.parametrize("broken", ["train_spoof_5.flac", "dev_bonafide_1.flac"], ids=["train-file", "dev-file"])
+def test_bad_audio_keeps_the_steps_done_and_resume_reaches_the_same_result(manifest, tmp_path, broken):
+    # A file that turns out unreadable mid-run (training batch, or the dev set at a validation) stops the run
+    # with its AudioError; last/ keeps the steps done (and the pending validation), and once the file is
+    # fixed --resume ends exactly where an uninterrupted run ends.
+    from spoofrl.errors import AudioError
+    cfg = small_config(manifest, objective={"name": "grpo", "num_generations": 8, "old_policy_refresh_steps": 3})
+    full = train(load_train_config(cfg), tmp_path / "full")
+    bad_manifest = _copy_corpus(manifest, tmp_path / "corpus")
+    good = (bad_manifest.parent / broken).read_bytes()
+    (bad_manifest.parent / broken).write_bytes(b"not audio")
+    cfg["data"]["manifest"] = str(bad_manifest)
+    run = tmp_path / "run"
+    with pytest.raises(AudioError, match=broken):
+        train(load_train_config(cfg, ["data.workers=1"]), run)  # the error crosses from a loader worker
+    state = json.loads((run / "last/state.json").read_text())
+    assert state["step"] >= 1 and not (run / "summary.json").exists()
+    if broken.startswith("dev"):
+        assert state["step"] == 4 and state["pending_eval"]["loss"] is not None  # the first validation failed
+    (bad_manifest.parent / broken).write_bytes(good)
+    train(load_train_config(cfg), run, resume=True)
+    for name in ("model.safetensors", "last/model.safetensors"):
+        a, b = _weights(full, name), _weights(run, name)
+        assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a), name
+    assert (full / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
+
+
+def test_bad_audio_in_a_loader_worker_is_one_line(manifest, tmp_path, capsys):
+    bad_manifest = _copy_corpus(manifest, tmp_path / "corpus")
+    (bad_manifest.parent / "train_bonafide_2.flac").write_bytes(b"")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(small_config(bad_manifest, objective={"name": "sft"},
+                                                  data={"workers": 1})))
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("spoofrl train: error: ") and "train_bonafide_2.flac" in err[-1], err
+    assert not any("Traceback" in line for line in err), "\n".join(err)
+
+
+def test_resume_takes_the_init_of_the_run(manifest, tmp_path):
+    base = train(load_train_config(small_config(manifest, objective={"name": "sft"},
+                                                schedule={"steps": 2, "eval_every": 0})), tmp_path / "base")
+    # the config names another architecture than the --init model: the run uses the --init one
+    cfg = small_config(manifest, model={"preset": "resnet-logmel"},
+                       objective={"name": "grpo", "num_generations": 8, "estimator": "exact"})
+    run = tmp_path / "run"
+    train(load_train_config(cfg), run, init=base, stop_after=4)
+    from spoofrl.errors import ConfigError
+    with pytest.raises(ConfigError, match="started with --init"):
+        train(load_train_config(cfg), run, init=base / "last", resume=True)  # another model folder
+    train(load_train_config(cfg), run, resume=True)  # --init may be left out on resume
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 10 and summary["init"] == str(base.resolve())
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["backend"]["name"] == "pool-linear"
 
 
 def test_user_errors_are_one_line(tmp_path, capsys, manifest):

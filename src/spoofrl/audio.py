@@ -1,11 +1,18 @@
 """Audio input: any file soundfile reads (wav, flac, ogg, mp3 with recent libsndfile) and, through
-ffmpeg when it is installed, anything ffmpeg decodes (m4a, opus, aac, ...). Always returns mono
+ffmpeg when it is installed, anything ffmpeg decodes (m4a, opus, aac, webm, ...). Always returns mono
 float32 at the requested rate. Every failure is an `AudioError` naming the file and the reason.
+
+One decoding path serves both `load_audio` (whole file) and `iter_chunks` (streaming): blocks are read
+from soundfile or an ffmpeg pipe, resampled as one continuous stream (no seams at block edges) and
+checked as they come (NaN, truncation), so memory stays flat and a too-long file is refused early.
 """
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +25,19 @@ DEFAULT_SR = 16000
 # Files longer than this are refused by `load_audio`; use `iter_chunks` to stream them instead.
 DEFAULT_MAX_SECONDS = 3 * 3600.0
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".webm", ".aiff", ".aif", ".au"}
+# A file decoding to less than this share of the frames its header announces is truncated (compressed
+# formats, e.g. mp3 with a Xing header, announce a length that may be off by a frame or two).
+MIN_DECODED_SHARE = 0.99
+# `load_audio` reads this many seconds at a time (bounds memory before the length limit is checked).
+LOAD_BLOCK_SECONDS = 60.0
+_SF_ERRORS = (sf.LibsndfileError, RuntimeError)
+# libsndfile logs e.g. "data : 44100 (should be 22028)" when a WAV/AIFF header promises more than the file holds.
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Sizes that streaming writers (ffmpeg or sox into a pipe) put in a header they cannot seek back to fix.
+_UNKNOWN_SIZE_MIN = 0x7FFFF000
 
+
+# --------------------------------------------------------------------------------------------- checks
 
 def _check_path(path: Path) -> None:
     if not path.exists():
@@ -29,9 +48,36 @@ def _check_path(path: Path) -> None:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
+def _soundfile_info(path: Path):
+    """soundfile's header info, or None when libsndfile cannot read the format (ffmpeg may)."""
+    try:
+        return sf.info(str(path))
+    except _SF_ERRORS:
+        return None
+
+
+def _check_header(path: Path, info) -> None:
+    """Refuse what the header alone shows: no samples, or a WAV/AIFF cut short of its announced data."""
+    if info.frames == 0:
+        raise AudioError(path, "contains no samples (zero-length audio)")
+    short = _SHORT_CHUNK.search(info.extra_info or "")
+    if short:
+        announced, present = int(short.group(1)), int(short.group(2))
+        if 0 < announced < _UNKNOWN_SIZE_MIN and present < announced * MIN_DECODED_SHARE:
+            raise AudioError(path, f"truncated: the header announces {announced} bytes of audio, the file holds "
+                                   f"{present}")
+
+
+def _check_finite(path: Path, x: np.ndarray, start_seconds: float) -> None:
+    if not np.all(np.isfinite(x)):
+        raise AudioError(path, f"contains NaN or infinite samples (at {start_seconds:.1f} s)")
+
+
 def _to_mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1) if x.ndim == 2 else x
 
+
+# --------------------------------------------------------------------------------------------- resampling
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Band-limited resampling (soxr, high quality)."""
@@ -41,44 +87,97 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(x.astype(np.float32, copy=False), sr_in, sr_out, quality="HQ").astype(np.float32)
 
 
-def _decode_ffmpeg(path: Path, sr: int) -> np.ndarray:
-    if shutil.which("ffmpeg") is None:
-        raise AudioError(path, "not readable by soundfile and ffmpeg is not installed to decode it")
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(sr), "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        reason = msg[-1] if msg else "ffmpeg failed"
-        raise AudioError(path, f"not a readable audio file ({reason})")
-    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+def _resample_stream(blocks: Iterator[np.ndarray], sr_in: int, sr_out: int) -> Iterator[np.ndarray]:
+    """Resample consecutive blocks as one signal (same output as resampling the whole file at once)."""
+    if sr_in == sr_out:
+        yield from blocks
+        return
+    import soxr
+    stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        out = stream.resample_chunk(block)
+        if out.size:
+            yield out
+    tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+    if tail.size:
+        yield tail
 
 
-def _stream_ffmpeg(path: Path, sr: int, chunk: int) -> Iterator[tuple[float, np.ndarray]]:
-    """(start s, chunk) pieces decoded by ffmpeg into a pipe: memory stays flat for hour-long m4a/opus/webm."""
-    import tempfile
+def _fixed_size(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of blocks into pieces of exactly `size` samples (the last one may be shorter)."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for block in blocks:
+        pending.append(block)
+        held += block.size
+        if held < size:
+            continue
+        joined = np.concatenate(pending)
+        cut = held - held % size
+        yield from (joined[i:i + size] for i in range(0, cut, size))
+        pending, held = [joined[cut:]], held - cut
+    if held:
+        yield np.concatenate(pending)
+
+
+# --------------------------------------------------------------------------------------------- decoders
+
+def _soundfile_blocks(path: Path, info, block_seconds: float) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at the file's own rate. A read that ends early is a truncated file."""
+    block = max(1, int(round(block_seconds * info.samplerate)))
+    done = 0
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            while True:
+                # Why not sf.blocks: it sizes blocks from the header and pads a short read with stale data.
+                raw = fh.read(block, dtype="float32", always_2d=True)
+                if len(raw):
+                    yield _to_mono(raw)
+                    done += len(raw)
+                if len(raw) < block:
+                    break
+    except _SF_ERRORS as err:
+        raise AudioError(path, f"corrupt or truncated audio after {done / info.samplerate:.1f} s ({err})") from None
+    # An MP3 header's frame count is only an estimate (libsndfile issue #1001): no truncation check there.
+    if info.format != "MP3" and done < info.frames * MIN_DECODED_SHARE:
+        raise AudioError(path, f"truncated: the header announces {info.frames} frames, only {done} could be read")
+
+
+def _ffmpeg_reason(path: Path, stderr: bytes) -> str:
+    """ffmpeg's complaint as a short reason (its lines repeat the file name, which our message already has)."""
+    lines = [line.replace(f"{path}: ", "").strip() for line in stderr.decode(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    text = "\n".join(lines)
+    if "does not contain any stream" in text or "Output file is empty" in text:
+        return "no audio stream in the file (not an audio file)"
+    codec = re.search(r"Decoder \(codec ([^)]*)\) not found", text)
+    if codec:
+        named = f" ({codec.group(1)})" if codec.group(1) != "none" else ""
+        return f"unreadable codec{named}: ffmpeg has no decoder for it"
+    return f"not a readable audio file ({lines[-1] if lines else 'ffmpeg failed'})"
+
+
+def _ffmpeg_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `sr` decoded by ffmpeg into a pipe: memory stays flat for hour-long files."""
     if shutil.which("ffmpeg") is None:
-        raise AudioError(path, "not readable by soundfile and ffmpeg is not installed to decode it")
+        raise AudioError(path, "not readable by soundfile, and ffmpeg (needed for mp3/m4a/opus/...) is not installed")
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(sr), "-"]
+    block_bytes = 4 * max(1, int(round(block_seconds * sr)))
     # stderr goes to a file, not a pipe: a chatty decoder could otherwise fill the pipe and block.
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
-        start = 0
+        done = 0
         try:
-            while block := proc.stdout.read(4 * chunk):
-                x = np.frombuffer(block[:len(block) // 4 * 4], dtype=np.float32).copy()
-                if not np.all(np.isfinite(x)):
-                    raise AudioError(path, f"contains NaN or infinite samples (at {start / sr:.1f} s)")
-                yield start / sr, x
-                start += len(x)
+            while data := proc.stdout.read(block_bytes):
+                x = np.frombuffer(data[:len(data) // 4 * 4], dtype=np.float32).copy()
+                yield x
+                done += x.size
             if proc.wait() != 0:
                 errors.seek(0)
-                lines = errors.read().decode(errors="replace").strip().splitlines()
-                reason = lines[-1] if lines else "ffmpeg failed"
-                if start == 0:
-                    raise AudioError(path, f"not a readable audio file ({reason})")
-                raise AudioError(path, f"corrupt or truncated audio after {start / sr:.1f} s ({reason})")
-            if start == 0:
-                raise AudioError(path, "contains no samples (zero-length audio)")
+                reason = _ffmpeg_reason(path, errors.read())
+                if done:
+                    raise AudioError(path, f"corrupt or truncated audio after {done / sr:.1f} s ({reason})")
+                raise AudioError(path, reason)
         finally:  # also when the caller stops early (e.g. a length limit): do not leave ffmpeg running
             if proc.poll() is None:
                 proc.kill()
@@ -86,89 +185,118 @@ def _stream_ffmpeg(path: Path, sr: int, chunk: int) -> Iterator[tuple[float, np.
             proc.stdout.close()
 
 
-def _validate_samples(path: Path, x: np.ndarray, allow_silent: bool) -> np.ndarray:
-    if x.size == 0:
-        raise AudioError(path, "contains no samples (zero-length audio)")
-    if not np.all(np.isfinite(x)):
-        raise AudioError(path, "contains NaN or infinite samples")
-    if not allow_silent and not np.any(x):
-        raise AudioError(path, "all samples are zero (silent file)")
-    return x
+def _decoded_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `sr` (variable sizes), from soundfile when it reads the file, else ffmpeg.
+
+    MP3 goes to ffmpeg when it is installed: libsndfile 1.2 decodes MP3 wrongly when read in blocks
+    (the samples depend on the block size) and prints libmpg123 noise on stderr; without ffmpeg,
+    libsndfile reads it in one piece, which is correct.
+    """
+    info = _soundfile_info(path)
+    if info is None or (info.format == "MP3" and shutil.which("ffmpeg") is not None):
+        return _ffmpeg_blocks(path, sr, block_seconds)
+    _check_header(path, info)
+    if info.format == "MP3":
+        block_seconds = info.frames / info.samplerate + 3600.0  # more than the whole file: one read
+    return _resample_stream(_soundfile_blocks(path, info, block_seconds), info.samplerate, sr)
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+def _ffprobe_info(path: Path) -> tuple[float, int, int] | None:
+    """(duration, rate, channels) from ffprobe's reading of the container, None if it cannot tell."""
+    if shutil.which("ffprobe") is None:
+        return None
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+           "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise AudioError(path, _ffmpeg_reason(path, proc.stderr))
+    probe = json.loads(proc.stdout or b"{}")
+    streams = probe.get("streams") or []
+    if not streams:
+        raise AudioError(path, "no audio stream in the file (not an audio file)")
+    duration = streams[0].get("duration") or (probe.get("format") or {}).get("duration")
+    try:
+        return float(duration), int(streams[0]["sample_rate"]), int(streams[0]["channels"])
+    except (KeyError, TypeError, ValueError):
+        return None  # e.g. a raw stream without a duration: count the samples instead
 
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
-    """(duration in seconds, sample rate, channels) without decoding the whole file."""
+    """(duration in seconds, sample rate, channels) from the header, without decoding wav/flac/ogg/mp3.
+
+    Formats only ffmpeg reads are probed with ffprobe (or decoded and counted, in flat memory, when it
+    cannot tell). Zero-length, header-truncated and unreadable files raise `AudioError`.
+    """
     path = Path(path)
     _check_path(path)
-    try:
-        info = sf.info(str(path))
+    info = _soundfile_info(path)
+    if info is not None:
+        _check_header(path, info)
         return info.frames / info.samplerate, info.samplerate, info.channels
-    except (sf.LibsndfileError, RuntimeError):
-        x = _decode_ffmpeg(path, DEFAULT_SR)
-        return len(x) / DEFAULT_SR, DEFAULT_SR, 1
+    probed = _ffprobe_info(path)
+    if probed is not None:
+        return probed
+    samples = sum(x.size for x in _ffmpeg_blocks(path, DEFAULT_SR, LOAD_BLOCK_SECONDS))
+    if samples == 0:
+        raise AudioError(path, "contains no samples (zero-length audio)")
+    return samples / DEFAULT_SR, DEFAULT_SR, 1
 
 
 def load_audio(path: str | Path, sr: int = DEFAULT_SR, *, allow_silent: bool = False,
                max_seconds: float | None = DEFAULT_MAX_SECONDS) -> np.ndarray:
-    """Read `path` as mono float32 at `sr` Hz."""
+    """Read `path` as mono float32 at `sr` Hz.
+
+    Raises `AudioError` (naming the file) when it is missing, empty, not audio, in a codec nothing here
+    decodes, truncated or corrupt, has no samples, NaN/infinite samples, only zeros (unless
+    `allow_silent`), or is longer than `max_seconds` (None: no limit).
+    """
     path = Path(path)
     _check_path(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError):
-        info = None
-    if info is not None:
-        if info.frames == 0:
-            raise AudioError(path, "contains no samples (zero-length audio)")
-        if max_seconds is not None and info.frames / info.samplerate > max_seconds:
-            raise AudioError(path, f"is {info.frames / info.samplerate / 3600:.1f} h long, over the limit of "
-                                   f"{max_seconds / 3600:.1f} h; score it in chunks (spoofrl detect streams long files)")
-        try:
-            x, file_sr = sf.read(str(path), dtype="float32", always_2d=False)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioError(path, f"corrupt or truncated audio ({err})") from None
-        if len(x) < info.frames * 0.99:
-            raise AudioError(path, f"truncated: header says {info.frames} frames, only {len(x)} could be read")
-        x = resample(_to_mono(x), file_sr, sr)
-    else:
-        x = _decode_ffmpeg(path, sr)
-        if max_seconds is not None and len(x) / sr > max_seconds:
-            raise AudioError(path, f"is longer than the limit of {max_seconds / 3600:.1f} h")
-    return _validate_samples(path, x, allow_silent)
+    info = _soundfile_info(path)
+    if info is not None and max_seconds is not None and info.frames / info.samplerate > max_seconds:
+        raise AudioError(path, f"is {info.frames / info.samplerate / 3600:.2f} h long, over the limit of "
+                               f"{max_seconds / 3600:.2f} h; score it in chunks (spoofrl detect streams long files)")
+    limit = None if max_seconds is None else int(max_seconds * sr)
+    pieces, n = [], 0
+    for block in _decoded_blocks(path, sr, LOAD_BLOCK_SECONDS):
+        _check_finite(path, block, n / sr)
+        pieces.append(block)
+        n += block.size
+        if limit is not None and n > limit:  # stop decoding: the rest could be hours of audio
+            raise AudioError(path, f"is longer than the limit of {max_seconds / 3600:.2f} h; score it in chunks "
+                                   f"(spoofrl detect streams long files)")
+    if n == 0:
+        raise AudioError(path, "contains no samples (zero-length audio)")
+    x = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    if not allow_silent and not np.any(x):
+        raise AudioError(path, "all samples are zero (silent file)")
+    return x.astype(np.float32, copy=False)
 
 
 def iter_chunks(path: str | Path, chunk_seconds: float, sr: int = DEFAULT_SR) -> Iterator[tuple[float, np.ndarray]]:
     """Stream (start time in s, mono float32 chunk at `sr`) pieces of a file, keeping memory flat.
 
-    Files soundfile cannot read are streamed through an ffmpeg pipe, chunk by chunk.
+    Every chunk holds exactly `chunk_seconds` of audio but the last. Errors (missing, not audio, NaN,
+    truncated, ...) are `AudioError`s, raised when the stream reaches them.
     """
     path = Path(path)
     _check_path(path)
-    chunk = int(round(chunk_seconds * sr))
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError):
-        info = None
-    if info is None:
-        yield from _stream_ffmpeg(path, sr, chunk)
-        return
-    if info.frames == 0:
-        raise AudioError(path, "contains no samples (zero-length audio)")
-    block = int(round(chunk_seconds * info.samplerate))
+    size = max(1, int(round(chunk_seconds * sr)))
     start = 0
-    try:
-        for raw in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-            x = resample(_to_mono(raw), info.samplerate, sr)
-            if not np.all(np.isfinite(x)):
-                raise AudioError(path, f"contains NaN or infinite samples (at {start / sr:.1f} s)")
-            yield start / sr, x
-            start += len(x)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(path, f"corrupt or truncated audio after {start / sr:.1f} s ({err})") from None
+    for piece in _fixed_size(_decoded_blocks(path, sr, chunk_seconds), size):
+        _check_finite(path, piece, start / sr)
+        yield start / sr, piece
+        start += piece.size
+    if start == 0:
+        raise AudioError(path, "contains no samples (zero-length audio)")
 
+
+# --------------------------------------------------------------------------------------------- helpers
 
 def crop_or_pad(x: np.ndarray, length: int, *, random: np.random.Generator | None = None) -> np.ndarray:
-    """Fixed-length view for batching: random (training) or centre-free leading crop, repeat-padding short clips."""
+    """Fixed-length view for batching: a random (training) or leading crop; short clips are repeat-padded."""
     n = len(x)
     if n == length:
         return x
@@ -180,15 +308,20 @@ def crop_or_pad(x: np.ndarray, length: int, *, random: np.random.Generator | Non
 
 
 def chunk_signal(x: np.ndarray, chunk: int, hop: int | None = None, min_last: int | None = None) -> list[tuple[int, np.ndarray]]:
-    """Cut a signal into (start sample, piece) windows; a short tail shorter than `min_last` joins the previous piece."""
+    """Cut a signal into (start sample, piece) windows of `chunk` samples every `hop` (default `chunk`).
+
+    The windows cover the whole signal: a tail shorter than `min_last` (default chunk / 4) is appended
+    to the previous window rather than scored on its own, so no sample is dropped.
+    """
     hop = hop or chunk
     min_last = chunk // 4 if min_last is None else min_last
-    pieces = []
+    pieces: list[tuple[int, np.ndarray]] = []
     for start in range(0, max(len(x), 1), hop):
-        piece = x[start:start + chunk]
-        if pieces and len(piece) < min_last:
+        if pieces and len(x) - start < min_last:
+            first = pieces[-1][0]
+            pieces[-1] = (first, x[first:])
             break
-        pieces.append((start, piece))
+        pieces.append((start, x[start:start + chunk]))
         if start + chunk >= len(x):
             break
     return pieces

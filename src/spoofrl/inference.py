@@ -1,9 +1,12 @@
 """Scoring many waveforms or manifest utterances with a detector, in batches.
 
 Scores are raw log-odds of bona fide (`logits[:, 1] - logits[:, 0]`, natural log): higher = more bona fide.
-Waveforms are sorted by length and batched with their neighbours so that padding stays small; the
-model sees the true lengths, so padding changes a score at most marginally (edge frames). Used by training validation, `detect`,
-experiments and the server.
+Waveforms are sorted by length and batched with their neighbours so that padding stays small. The model
+sees the true lengths, but the frames at a padded wave's end still see zeros instead of the STFT's reflect
+padding, and pooled statistics (std, deltas) can move by a few tenths on a short wave. Where a score must
+not depend on what else happens to be in the batch (`detect`, the server: the same file must always get
+the same score), `exact_lengths=True` batches only waves of identical length, so nothing is padded.
+Used by training validation, `detect`, experiments and the server.
 """
 from __future__ import annotations
 
@@ -44,18 +47,21 @@ def pad_batch(waves: Sequence[np.ndarray], device: torch.device) -> tuple[torch.
     return (torch.from_numpy(batch).to(device), torch.tensor(lengths, dtype=torch.long, device=device))
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Index groups of similar length (stable sort, so ties keep their input order)."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def _length_batches(lengths: Sequence[int], batch_size: int, exact: bool = False) -> list[np.ndarray]:
+    """Index groups of similar length (stable sort, so ties keep their input order); with `exact`, each
+    group holds a single length (no padding at all)."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1) if exact else [order]
+    return [g[i:i + batch_size] for g in groups for i in range(0, len(g), batch_size)]
 
 
 @torch.no_grad()
 def _score_sorted(model: torch.nn.Module, waves: Sequence[np.ndarray], device: torch.device,
-                  batch_size: int, on_batch=None) -> np.ndarray:
+                  batch_size: int, on_batch=None, exact_lengths: bool = False) -> np.ndarray:
     detector = _unwrap(model)
     out = np.empty(len(waves), dtype=np.float64)
-    for idx in _length_batches([len(w) for w in waves], batch_size):
+    for idx in _length_batches([len(w) for w in waves], batch_size, exact_lengths):
         wave, lengths = pad_batch([waves[i] for i in idx], device)
         logits = detector(wave, lengths).float()
         out[idx] = (logits[:, 1] - logits[:, 0]).double().cpu().numpy()
@@ -87,15 +93,18 @@ class _EvalMode:
 
 
 def score_waveforms(model: torch.nn.Module, waves: list[np.ndarray], *, device=None,
-                    batch_size: int = 16) -> np.ndarray:
-    """Raw log-odds of bona fide (float64, one per wave, input order). Waves must be at the model's rate."""
+                    batch_size: int = 16, exact_lengths: bool = False) -> np.ndarray:
+    """Raw log-odds of bona fide (float64, one per wave, input order). Waves must be at the model's rate.
+
+    `exact_lengths`: batch only equal-length waves, so a score never depends on the other waves."""
     _check_inputs(waves, batch_size)
     if not waves:
         return np.empty(0, dtype=np.float64)
     device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)
     with _EvalMode(model):
-        return _score_sorted(model, [np.asarray(w, dtype=np.float32) for w in waves], device, batch_size)
+        return _score_sorted(model, [np.asarray(w, dtype=np.float32) for w in waves], device, batch_size,
+                             exact_lengths=exact_lengths)
 
 
 def score_utterances(model: torch.nn.Module, utts: list[Utterance], *, device=None, batch_size: int = 16,

@@ -10,16 +10,33 @@ T = TypeVar("T")
 LOG = logging.getLogger("spoofrl")
 
 
+class ConsoleHandler(logging.StreamHandler):
+    """Writes each record to sys.stderr as it is now, not as it was at set-up: a replaced stderr (pytest's
+    capture, a redirect) may have been closed since, which made every later record a 'Logging error'."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass  # always the current sys.stderr
+
+
 def setup_logging(level: int = logging.INFO, logfile: str | None = None) -> None:
-    """Console (stderr) logging, plus an optional file (e.g. a run's train.log)."""
+    """Console (stderr) logging, plus an optional file (e.g. a run's train.log). Calling it again (several
+    commands in one process) keeps one console handler and applies the new level."""
     root = logging.getLogger("spoofrl")
     root.setLevel(min(level, logging.INFO) if logfile else level)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(fmt)
-        console.setLevel(level)
+    console = next((h for h in root.handlers if isinstance(h, ConsoleHandler)), None)
+    if console is None:
+        console = ConsoleHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(console)
+    console.setLevel(level)
     if logfile:
         add_file_handler(logfile)
 

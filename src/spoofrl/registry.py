@@ -41,7 +41,14 @@ class Registry:
             raise RegistryError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names())}")
         target = self._entries[name]
         if isinstance(target, str):
-            module, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module), attr)
+            target = self._import(name, target)
             self._entries[name] = target
         return target
+
+    def _import(self, name: str, target: str) -> Any:
+        module, _, attr = target.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:  # a wrong entry, or an optional dependency missing
+            raise RegistryError(f"{self.kind} '{name}' is registered as '{target}', which cannot be imported "
+                                f"({type(err).__name__}: {err})") from None

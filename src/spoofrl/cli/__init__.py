@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # One line per subcommand, in the order `spoofrl --help` lists them.
@@ -33,26 +34,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    """`spoofrl data import`, not just `spoofrl data`, in messages."""
+    sub = getattr(args, "data_command", None)
+    return f"spoofrl {args.command}" + (f" {sub}" if sub else "")
+
+
+def _os_error_message(err: OSError) -> str:
+    """`FILE: reason` for a file the user named that cannot be read or written (full disk, no permission, ...)."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from spoofrl.log import setup_logging
     setup_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     from spoofrl.errors import SpoofrlError
+    name = _command_name(args)
     try:
         return int(args.func(args) or 0)
     except SpoofrlError as err:
         if args.debug:
             raise
-        print(f"spoofrl {args.command}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"spoofrl {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+    except OSError as err:  # reading or writing a path the user gave failed: their setup, not a bug
+        if args.debug:
+            raise
+        print(f"{name}: error: {_os_error_message(err)}", file=sys.stderr)
+        return 2
     except Exception as err:  # an unexpected failure: one line, the traceback only with --debug
         if args.debug:
             raise
-        print(f"spoofrl {args.command}: internal error: {type(err).__name__}: {err} "
+        print(f"{name}: internal error: {type(err).__name__}: {err} "
               f"(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 

@@ -5,6 +5,9 @@ import argparse
 
 from spoofrl.cli.common import add_device_option
 
+# Raw dev scores written beside calibration.json when the command scores the manifest itself.
+DEV_SCORES_FILE = "calibration_dev_scores.tsv"
+
 DESCRIPTION = """\
 Fit a calibration that turns the model's raw scores (log-odds of bona fide) into log-likelihood ratios
 (LLRs, natural log; higher = more bona fide): llr = a * score + b, fitted by prior-weighted logistic
@@ -18,7 +21,9 @@ These "after" numbers are measured on the data the calibration was fitted on; ch
 `spoofrl metrics`.
 
 Dev scores come from scoring the manifest's subset with the model, or from --scores, a score file of the
-same model's raw scores (utt, score, label; labels may come from the manifest)."""
+same model's raw scores (utt, score, label; labels may come from the manifest). When the command scores
+the manifest itself, it saves those raw scores as RUN_DIR/calibration_dev_scores.tsv first, so a refit
+(e.g. another --prior) can reuse them with --scores."""
 
 
 def register(sub):
@@ -37,22 +42,38 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def _check_both_classes(n_bona: int, n_spoof: int, where: str) -> None:
+    from spoofrl.errors import SpoofrlError
+    if n_bona == 0 or n_spoof == 0:
+        raise SpoofrlError(f"{where}: calibration needs bona fide and spoof trials; found {n_bona} bona fide "
+                           f"and {n_spoof} spoof")
+
+
 def _dev_scores_from_model(args):
-    """(bona fide scores, spoof scores, description) by scoring the manifest subset."""
+    """(bona fide scores, spoof scores, description) by scoring the manifest subset.
+
+    The raw scores are also saved as RUN_DIR/DEV_SCORES_FILE before fitting, so a refit (another --prior,
+    or after a refused fit) can reuse them with --scores instead of scoring again."""
+    from pathlib import Path
+
     from spoofrl.data.manifest import BONAFIDE, check_audio_exists, read_manifest
     from spoofrl.device import pick_device
     from spoofrl.inference import score_utterances
+    from spoofrl.metrics.scorefile import write_scores
     from spoofrl.models import load_model
     utts = read_manifest(args.manifest, subsets=[args.subset])
+    is_bona = [u.label == BONAFIDE for u in utts]
+    _check_both_classes(sum(is_bona), len(is_bona) - sum(is_bona), f"{args.manifest} (subset {args.subset})")
     check_audio_exists(utts, args.manifest)
     device = pick_device(args.device)
     model = load_model(args.run_dir, device)
     scores = score_utterances(model, utts, device=device, batch_size=args.batch_size, max_seconds=args.max_seconds,
                               desc=f"scoring {args.subset}")
-    is_bona = [u.label == BONAFIDE for u in utts]
+    saved = write_scores(Path(args.run_dir) / DEV_SCORES_FILE, [u.utt for u in utts], scores,
+                         [u.label for u in utts], [u.attack for u in utts], [u.condition for u in utts])
     bona = [s for s, b in zip(scores, is_bona) if b]
     spoof = [s for s, b in zip(scores, is_bona) if not b]
-    return bona, spoof, {"manifest": str(args.manifest), "subset": args.subset}
+    return bona, spoof, {"manifest": str(args.manifest), "subset": args.subset, "scores": str(saved)}
 
 
 def _dev_scores_from_file(args):
@@ -85,10 +106,9 @@ def calibrate(bona, spoof, prior: float, source: dict):
     from spoofrl.errors import SpoofrlError
     from spoofrl.metrics import C_FA, C_MISS, P_SPOOF, evaluate
     from spoofrl.metrics.calibration import fit_calibration
-    where = source.get("scores") or f"{source.get('manifest')} (subset {source.get('subset')})"
-    if len(bona) == 0 or len(spoof) == 0:
-        raise SpoofrlError(f"{where}: calibration needs bona fide and spoof trials; found {len(bona)} bona fide "
-                           f"and {len(spoof)} spoof")
+    where = (f"{source['manifest']} (subset {source.get('subset')})" if "manifest" in source
+             else source.get("scores"))
+    _check_both_classes(len(bona), len(spoof), where)
     cal = fit_calibration(bona, spoof, prior)
     before = evaluate(bona, spoof)
     if cal.a <= 0:
@@ -116,5 +136,7 @@ def run(args) -> int:
     for name, m in (("before", before), ("after", after)):
         print(f"{name:8}{m['act_dcf']:9.4f}{m['cllr']:9.4f}{m['min_dcf']:9.4f}")
     print(f"act_dcf on calibrated scores: {after['act_dcf']:.4f} (ASVspoof 5 costs; measured on the fitting set)")
+    if "manifest" in source:
+        print(f"raw dev scores: {source['scores']} (refit without scoring again: --scores {source['scores']})")
     print(f"saved {path}")
     return 0

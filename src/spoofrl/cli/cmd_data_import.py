@@ -41,7 +41,8 @@ def register(sub):
     p.add_argument("--out", required=True, metavar="MANIFEST.csv", help="manifest to write")
     p.add_argument("--subset", "--split", dest="subsets", type=_csv_list, default=None, metavar="NAME[,NAME]",
                    help="keep only these subsets: train/dev/eval (asvspoof2019-la, asvspoof5), eval/progress/"
-                        "hidden (asvspoof2021-la/df); default: all")
+                        "hidden (asvspoof2021-la/df), or 'all'; default: all, except asvspoof2021-la/df: eval "
+                        "(the official evaluation subset)")
     p.add_argument("--subset-name", default=None, metavar="NAME",
                    help="subset written for corpora without official splits (in-the-wild: eval, folders: split "
                         "folder or 'all', wavefake/mlaad: 'all')")

@@ -24,21 +24,11 @@ verdict 'error' with the reason; the others are still scored.
 Without --model, the small default model bundled with spoofrl is used: it was trained on synthetic
 data only (spoofrl's built-in benchmark) and is a demonstration, not a production detector.
 
-Exit status: 0 all files scored; 1 some files failed (verdict 'error'); 2 nothing could be run."""
+Ctrl-C stops scoring; the report of the files finished so far is still written (the others get
+verdict 'error', reason 'interrupted') and the exit status is 130.
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+Exit status: 0 all files scored; 1 some files failed (verdict 'error'); 2 nothing could be run;
+130 interrupted."""
 
 
 def register(sub):
@@ -55,45 +45,79 @@ def register(sub):
                    help="verdict is bonafide when score >= T (default 0: even odds on log-odds or LLR; for an "
                         "LLR the Bayes threshold for a prior and costs is ln(Cfa*P(spoof) / (Cmiss*P(bona fide))), "
                         "e.g. ln(10*0.05 / (1*0.95)) = -0.642 for ASVspoof 5's costs)")
-    p.add_argument("--chunk-seconds", type=_positive_float, default=4.0, metavar="S",
-                   help="length of the scored chunks and timeline steps (default 4; use about the training "
-                        "crop length)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="chunks per forward pass")
+    p.add_argument("--chunk-seconds", type=float, default=4.0, metavar="S",
+                   help="length of the scored chunks and timeline steps, 0.5 to 600 (default 4; use about the "
+                        "training crop length)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="chunks per forward pass (default 16)")
     add_device_option(p)
     p.set_defaults(func=run)
 
 
-def _write(text: str, output: str | None) -> None:
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
+def _check_output(output: str | None) -> None:
+    """Refuse an unusable --output before any scoring, so no work is lost to a typo in the path."""
+    import os
     from pathlib import Path
+
+    from spoofrl.errors import SpoofrlError
+    if output is None:
+        return
     path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    if path.is_dir():
+        raise SpoofrlError(f"--output {output}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpoofrlError(f"--output {output}: cannot create its folder ({err.strerror or err})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SpoofrlError(f"--output {output}: not writable")
+
+
+def _write(text: str, output: str | None) -> None:
+    """Write the report; if the file cannot be written after all, print it so the scores are not lost."""
+    from pathlib import Path
+
+    from spoofrl.errors import SpoofrlError
+    text = text if text.endswith("\n") else text + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    path = Path(output)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)  # never leave a half-written report behind
+    except OSError as err:
+        sys.stdout.write(text)
+        raise SpoofrlError(f"--output {output}: could not write the report ({err.strerror or err}); "
+                           f"it was printed to stdout instead") from None
+
+
+def _render(loaded, results, opts, fmt: str) -> str:
+    import json
+
+    from spoofrl.detect import format_csv, format_table, report_dict
+    if fmt == "json":
+        return json.dumps(report_dict(loaded, results, opts), indent=2)
+    return format_csv(loaded, results, opts) if fmt == "csv" else format_table(loaded, results, opts)
 
 
 def run(args) -> int:
-    import json
-    import math
-
-    from spoofrl.detect import (DetectOptions, detect_files, expand_inputs, format_csv, format_table,
-                                load_detection_model, report_dict)
-    from spoofrl.errors import SpoofrlError
-    if not math.isfinite(args.threshold):
-        raise SpoofrlError(f"--threshold must be a finite number, got {args.threshold}")
+    from spoofrl.detect import DetectInterrupted, DetectOptions, detect_files, expand_inputs, load_detection_model
+    opts = DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds,
+                         batch_size=args.batch_size).validate()
+    _check_output(args.output)
     inputs = expand_inputs(args.paths)
     loaded = load_detection_model(args.model, args.device)
-    opts = DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds, batch_size=args.batch_size)
-    results = detect_files(loaded, inputs, opts)
-    if args.format == "json":
-        text = json.dumps(report_dict(loaded, results, opts), indent=2)
-    elif args.format == "csv":
-        text = format_csv(loaded, results, opts)
-    else:
-        text = format_table(loaded, results, opts)
-    _write(text, args.output)
+    try:
+        results, interrupted = detect_files(loaded, inputs, opts), False
+    except DetectInterrupted as stop:
+        results, interrupted = stop.results, True
+    _write(_render(loaded, results, opts, args.format), args.output)
     failed = [r for r in results if r.failed]
+    if interrupted:
+        print(f"spoofrl detect: interrupted; the report holds the {len(results) - len(failed)} file(s) scored "
+              f"before Ctrl-C", file=sys.stderr)
+        return 130
     if failed:
         print(f"spoofrl detect: {len(failed)} of {len(results)} file(s) could not be scored (verdict 'error')",
               file=sys.stderr)

@@ -20,9 +20,9 @@ def register(sub):
     p.add_argument("run_dir", metavar="RUN_DIR", help="run or model folder (model.safetensors + config.yaml)")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
     p.add_argument("--seconds", type=float, default=4.0,
-                   help="length of the example input traced at export (default 4; the only accepted length "
-                        "for models without a dynamic time axis)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+                   help="length of the example input traced at export (default 4, at least 0.1; the only "
+                        "accepted length for models without a dynamic time axis)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version, 14 to 20 (default 17)")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="largest accepted absolute difference between onnxruntime and PyTorch logits/scores "
                         "(default 1e-3)")

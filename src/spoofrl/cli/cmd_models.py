@@ -43,21 +43,35 @@ def _preset_note(path) -> str:
     return ""
 
 
-def _size(cfg) -> tuple[str, str]:
-    """(parameters, trainable) of a model config, or a reason it cannot be built here."""
-    from spoofrl.errors import SpoofrlError
-    from spoofrl.models import build_model, count_parameters
+def build_for_counting(cfg):
+    """(model, note) for parameter counts. An SSL preset that names no checkpoint folder is built with an
+    encoder of a reference size (XLS-R 300M) on the meta device (no memory, no weights); note says so."""
+    import dataclasses
+
+    import torch
+
+    from spoofrl.features.ssl import REFERENCE_ENCODER, CheckpointNeeded
+    from spoofrl.models import build_model
     try:
-        model = build_model(cfg)
-    except SpoofrlError as err:
-        if "frontend.path" in str(err):
-            return "needs path", "-"
-        raise
-    return f"{count_parameters(model):,}", f"{count_parameters(model, trainable_only=True):,}"
+        return build_model(cfg), ""
+    except CheckpointNeeded:
+        name, architecture = REFERENCE_ENCODER
+        sized = dataclasses.replace(cfg, frontend={**cfg.frontend, "config": architecture})
+        with torch.device("meta"):
+            return build_model(sized), f"with an encoder of {name} size (set frontend.path for yours)"
+
+
+def _size(cfg) -> tuple[str, str]:
+    """(parameters, trainable) of a model config; '*' marks a count made with the reference SSL encoder."""
+    from spoofrl.models import count_parameters
+    model, note = build_for_counting(cfg)
+    mark = "*" if note else ""
+    return f"{count_parameters(model):,}{mark}", f"{count_parameters(model, trainable_only=True):,}{mark}"
 
 
 def list_all() -> str:
     from spoofrl.config import config_dir
+    from spoofrl.errors import SpoofrlError
     from spoofrl.models import load_model_preset
     from spoofrl.models.registry import BACKENDS, FRONTENDS
     lines = ["Front-ends (model.frontend.name):"]
@@ -65,14 +79,19 @@ def list_all() -> str:
     lines += ["", "Back-ends (model.backend.name):"]
     lines += [f"  {k:<12} {_first_line(BACKENDS.get(k).__doc__)}" for k in BACKENDS.names()]
     lines += ["", "Presets (configs/models/; `model: {preset: NAME}` in a training config):",
-              f"  {'name':<20} {'front-end':<10} {'back-end':<12} {'parameters':>12} {'trainable':>12}  about"]
+              f"  {'name':<20} {'front-end':<10} {'back-end':<12} {'parameters':>13} {'trainable':>13}  about"]
     for path in sorted((config_dir() / "models").glob("*.yaml")):
-        cfg = load_model_preset(str(path))
-        total, trainable = _size(cfg)
-        lines.append(f"  {path.stem:<20} {cfg.frontend['name']:<10} {cfg.backend['name']:<12} {total:>12} "
-                     f"{trainable:>12}  {_preset_note(path)}")
-    lines += ["", "'needs path': an SSL preset; set model.frontend.path to a local checkpoint folder "
-              "(config.json + weights).",
+        try:
+            cfg = load_model_preset(str(path))
+            total, trainable = _size(cfg)
+        except SpoofrlError:  # one broken preset file must not hide the others
+            lines.append(f"  {path.stem:<20} invalid preset: `spoofrl models --describe {path.stem}` says why")
+            continue
+        lines.append(f"  {path.stem:<20} {cfg.frontend['name']:<10} {cfg.backend['name']:<12} {total:>13} "
+                     f"{trainable:>13}  {_preset_note(path)}")
+    from spoofrl.features.ssl import REFERENCE_ENCODER
+    lines += ["", f"*: an SSL preset naming no checkpoint, counted with an encoder of {REFERENCE_ENCODER[0]} size; "
+              "set model.frontend.path to a local checkpoint folder (config.json + weights).",
               "Scores: log-odds of bona fide (logits[1] - logits[0]); higher = more bona fide.",
               "Options of a component or preset: spoofrl models --describe NAME"]
     return "\n".join(lines)
@@ -93,21 +112,18 @@ def describe_component(name: str, markdown: bool) -> str | None:
 def describe_preset(name: str, overrides: list[str]) -> str:
     import yaml
 
-    from spoofrl.config import to_dict
-    from spoofrl.errors import SpoofrlError
-    from spoofrl.models import build_model, count_parameters, load_model_preset
+    from spoofrl.config import resolve_preset, to_dict
+    from spoofrl.errors import ConfigError
+    from spoofrl.models import count_parameters, load_model_preset
     cfg = load_model_preset(name, overrides)
     try:
-        model = build_model(cfg)
-    except SpoofrlError as err:
-        if "frontend.path" not in str(err):
-            raise
-        return (yaml.safe_dump(to_dict(cfg.resolved()), sort_keys=False) +
-                "\nparameters: unknown until model.frontend.path names a local checkpoint folder "
-                "(--set frontend.path=/models/NAME)")
-    text = yaml.safe_dump(to_dict(model.resolved_config()), sort_keys=False)
+        model, note = build_for_counting(cfg)
+    except ConfigError as err:  # build-time checks (e.g. layers an encoder does not have): name the file
+        raise ConfigError(f"{resolve_preset('models', name)}: {err}") from None
+    # A reference-size stand-in has no real encoder config to show: print the preset as resolved instead.
+    text = yaml.safe_dump(to_dict(cfg.resolved() if note else model.resolved_config()), sort_keys=False)
     return (f"{text}\nparameters: {count_parameters(model):,} "
-            f"(trainable {count_parameters(model, trainable_only=True):,})\n"
+            f"(trainable {count_parameters(model, trainable_only=True):,}){' ' + note if note else ''}\n"
             f"front-end frozen: {model.frontend_is_frozen}; feature cache recommended: "
             f"{model.frontend_cache_recommended}")
 

@@ -13,7 +13,7 @@ Serve a detector over HTTP (FastAPI + uvicorn):
   GET  /healthz     status, model information and limits
 Higher score = more bona fide (log-odds, or an LLR when the model folder has calibration.json).
 Errors are JSON {"error", "detail"}: 413 upload too large, 415 not audio, 422 audio that cannot be scored
-(empty, silent, longer than --max-seconds, ...).
+(empty, silent, truncated, longer than --max-seconds, ...), 404/405 unknown path or method.
 
 Without --model the bundled default model is served: it was trained on synthetic data only.
 The default host 127.0.0.1 is reachable from this machine only; use --host 0.0.0.0 to expose it."""
@@ -27,19 +27,24 @@ def register(sub):
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="larger uploads are refused with 413 (default 25)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="longer audio is refused with 422 (default 600)")
-    p.add_argument("--chunk-seconds", type=float, default=4.0, help="scored chunk length / timeline step (default 4)")
+    p.add_argument("--chunk-seconds", type=float, default=4.0, help="scored chunk length / timeline step, 0.5 to 600 (default 4)")
     p.add_argument("--threshold", type=float, default=0.0, help="verdict bonafide when score >= T (default 0)")
     add_device_option(p)
     p.set_defaults(func=run)
 
 
 def _check(args) -> None:
+    import math
+
+    from spoofrl.detect import DetectOptions
     from spoofrl.errors import SpoofrlError
     if not 0 < args.port < 65536:
         raise SpoofrlError(f"--port must be 1-65535, got {args.port}")
-    for name in ("max_upload_mb", "max_seconds", "chunk_seconds"):
-        if not getattr(args, name) > 0:
-            raise SpoofrlError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    for name in ("max_upload_mb", "max_seconds"):
+        value = getattr(args, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise SpoofrlError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds).validate()
 
 
 def run(args) -> int:

@@ -18,7 +18,9 @@ finetune) or a YAML path; `spoofrl config train` lists every option.
 The run folder gets config.yaml (fully resolved), model.safetensors (best on the dev set by EER; the
 model scores as log-odds of bona fide: higher = more bona fide), last/ (resumable checkpoint), metrics.csv,
 train.log, tb/ (TensorBoard) and, when training ends, summary.json.
-Ctrl-C saves last/ and stops; `--resume` continues to the same result as an uninterrupted run.
+Ctrl-C saves last/ and stops; `--resume` continues to the same result as an uninterrupted run. A file that
+turns out unreadable mid-run stops it with one line naming the file; last/ keeps the steps done, so fix the
+file and `--resume`.
 Several processes / GPUs: torchrun --nproc_per_node N --no-python spoofrl train CONFIG ..."""
 
 
@@ -29,7 +31,8 @@ def register(sub) -> None:
     add_set_option(p)
     p.add_argument("--init", metavar="RUN_DIR", help="start from this model folder's weights (e.g. a post-training "
                                                      "run); its architecture is used and it is the GRPO reference")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint "
+                                                         "(same config; --init may be left out)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--manifest", metavar="CSV", help="shortcut for --set data.manifest=CSV")
     p.add_argument("--device", help="shortcut for --set device=... ('auto', 'cpu', 'cuda')")

@@ -10,8 +10,9 @@ recordings can train a detector. Inputs are read at 16 kHz mono; spoofs are writ
 OUT/audio/<attack>/. OUT/manifest.csv keeps the original rows (bona fide, absolute paths) and adds one
 spoof row per (recording, attack) with an `origin` column naming the recording it was made from.
 
-Unreadable inputs are reported by name at the end; the others are still processed and the manifest is
-written, then the command exits with status 2. Rerunning skips spoofs that already exist.
+Unreadable inputs and malformed manifest lines are reported by name (and line) at the end; the others
+are still processed and the manifest is written, then the command exits with status 2. Rerunning skips
+spoofs that already exist.
 """
 
 
@@ -47,9 +48,14 @@ def run(args) -> int:
     ok = report.inputs - len(report.failed)
     print(f"{report.out_dir}: {ok} recordings x {len(attacks)} attacks: {report.spoofs_written} spoofs written, "
           f"{report.spoofs_skipped} already there; manifest: {report.out_dir / 'manifest.csv'}")
-    if report.failed:
-        shown = "; ".join(f"{path}: {why}" for path, why in report.failed[:5])
-        more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
-        raise SpoofrlError(f"{len(report.failed)} of {report.inputs} input files failed ({shown}{more}); "
-                           f"the manifest lists the others")
+    problems = [f"{path}: {why}" for path, why in report.failed] + report.bad_lines
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        counts = []
+        if report.failed:
+            counts.append(f"{len(report.failed)} of {report.inputs} input files failed")
+        if report.bad_lines:
+            counts.append(f"{len(report.bad_lines)} malformed manifest line{'s' * (len(report.bad_lines) > 1)} skipped")
+        raise SpoofrlError(f"{' and '.join(counts)} ({shown}{more}); the manifest lists the others")
     return 0

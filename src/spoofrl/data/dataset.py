@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch
 from spoofrl.audio import audio_info, load_audio
 from spoofrl.data.augment import Augmenter
 from spoofrl.data.manifest import LABEL_INDEX, Utterance
-from spoofrl.errors import ConfigError
+from spoofrl.errors import AudioError, ConfigError, SpoofrlError
 
 NUM_CLASSES = len(LABEL_INDEX)
 
@@ -39,6 +39,11 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         return Batch(*(t.to(device, non_blocking=True) for t in (self.wave, self.lengths, self.targets, self.index,
                                                                   self.start, self.augmented)))
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies, so that `to(cuda, non_blocking=True)` overlaps with compute (DataLoader calls it)."""
+        return Batch(*(t.pin_memory() for t in (self.wave, self.lengths, self.targets, self.index, self.start,
+                                                 self.augmented)))
 
     def subset(self, rows: torch.Tensor) -> "Batch":
         """The rows `rows` (bool mask or indices), trimmed to their longest length."""
@@ -88,7 +93,14 @@ class TrainDataset(torch.utils.data.Dataset):
         return 0, x
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        index, epoch = key
+        try:
+            return self._item(*key)
+        except SpoofrlError as err:
+            # A loader worker's exception reaches the training process re-wrapped in a RuntimeError with the
+            # worker's traceback; a failure sent as data keeps the one-line message (see load_batches).
+            return {"failure": LoadFailure.of(err, self.utts[key[0]].audio_path)}
+
+    def _item(self, index: int, epoch: int) -> dict:
         utt = self.utts[index]
         rng = item_rng(self.seed, epoch, index)
         x = load_audio(utt.audio_path, self.sample_rate)
@@ -100,7 +112,27 @@ class TrainDataset(torch.utils.data.Dataset):
                 "index": index, "start": start, "augmented": augmented}
 
 
-def collate(items: list[dict]) -> Batch:
+@dataclass
+class LoadFailure:
+    """Why an item could not be made (picklable, unlike AudioError): the file and the reason."""
+
+    path: str
+    reason: str
+
+    @classmethod
+    def of(cls, err: SpoofrlError, path) -> "LoadFailure":
+        if isinstance(err, AudioError):
+            return cls(err.path, err.reason)
+        return cls(str(path), f"cannot prepare it for training ({err})")  # e.g. a codec round trip failed
+
+    def error(self) -> AudioError:
+        return AudioError(self.path, self.reason)
+
+
+def collate(items: list[dict]) -> Batch | LoadFailure:
+    failures = [it["failure"] for it in items if "failure" in it]
+    if failures:
+        return failures[0]
     lengths = [len(it["wave"]) for it in items]
     wave = np.zeros((len(items), max(lengths)), dtype=np.float32)
     for i, it in enumerate(items):
@@ -216,16 +248,26 @@ class BatchPlanner:
 
 def make_loader(dataset: TrainDataset, planner: BatchPlanner, epoch: int, first: int, workers: int
                 ) -> torch.utils.data.DataLoader:
-    """Loader over `planner`'s batches of `epoch` from position `first` on."""
+    """Loader over `planner`'s batches of `epoch` from position `first` on (items that failed come as a
+    LoadFailure instead of a Batch; load_batches raises them)."""
     batches = [[(i, epoch) for i in b] for b in planner.batches(epoch)[first:]]
     return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
                                        worker_init_fn=_worker_init if workers else None,
                                        pin_memory=torch.cuda.is_available())
 
 
+def load_batches(dataset: TrainDataset, planner: BatchPlanner, epoch: int, first: int, workers: int
+                 ) -> Iterator[Batch]:
+    """The batches of make_loader; an unusable file raises its AudioError (naming the file) in this process."""
+    for batch in make_loader(dataset, planner, epoch, first, workers):
+        if isinstance(batch, LoadFailure):
+            raise batch.error()
+        yield batch
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # loader workers decode audio; leave the cores to the model
 
 
-__all__ = ["Batch", "TrainDataset", "collate", "BatchPlanner", "make_loader", "inverse_frequency_weights",
-           "class_counts", "utterance_durations", "item_rng", "NUM_CLASSES"]
+__all__ = ["Batch", "TrainDataset", "collate", "BatchPlanner", "make_loader", "load_batches", "LoadFailure",
+           "inverse_frequency_weights", "class_counts", "utterance_durations", "item_rng", "NUM_CLASSES"]

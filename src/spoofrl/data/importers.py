@@ -18,17 +18,17 @@ Every malformed protocol line raises `ProtocolError` with file:line and the line
 """
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from spoofrl.audio import AUDIO_SUFFIXES
 from spoofrl.config import option
-from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, normalise_label
+from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, csv_records, normalise_label, text_lines
 from spoofrl.errors import ProtocolError
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ LABEL_FOLDERS = {"real": BONAFIDE, "bonafide": BONAFIDE, "bona-fide": BONAFIDE, 
 class ImportOptions:
     """Options shared by the importers; each importer reads the ones that apply to its corpus."""
     subsets: list[str] | None = option(None, "keep only these subsets (2019 LA / ASVspoof 5: train, dev, eval; "
-                                             "2021 LA / DF: eval, progress, hidden); None keeps all")
+                                             "2021 LA / DF: eval, progress, hidden); ['all'] keeps every subset; "
+                                             "None: the format's default (all, but only the official evaluation "
+                                             "subset 'eval' for 2021 LA / DF)")
     subset_name: str | None = option(None, "subset written for corpora without official splits (default: eval "
                                            "for in-the-wild, the split folder or 'all' for folders, 'all' for "
                                            "wavefake / mlaad)")
@@ -57,14 +59,17 @@ class ImportOptions:
 # --------------------------------------------------------------------------------------------- helpers
 
 def _protocol_fields(path: Path) -> Iterator[tuple[int, str, list[str]]]:
-    """(line number, line, whitespace-separated fields) of every non-blank line."""
+    """(line number, line, whitespace-separated fields) of every non-blank line; an empty file fails."""
     if not path.is_file():
-        raise ProtocolError(path, "protocol file not found")
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            fields = line.split()
-            if fields:
-                yield lineno, line, fields
+        raise ProtocolError(path, "protocol file not found" if not path.exists() else "is a folder, not a protocol file")
+    empty = True
+    for lineno, line in text_lines(path, "protocol file"):
+        fields = line.split()
+        if fields:
+            empty = False
+            yield lineno, line, fields
+    if empty:
+        raise ProtocolError(path, "empty protocol file (no trials)")
 
 
 def _expect_width(path: Path, lineno: int, line: str, fields: list[str], width: int, layout: str) -> None:
@@ -80,10 +85,12 @@ def _key_label(path: Path, lineno: int, line: str, raw: str) -> str:
 
 
 def _attack_for(path: Path, lineno: int, line: str, label: str, raw: str) -> str:
-    """Bona fide rows get attack `-`; a spoof row must name its attack."""
+    """Bona fide rows get attack `-` (protocols write `-` or `bonafide` there); a spoof row must name its attack."""
     if label == BONAFIDE:
+        if raw not in ("-", BONAFIDE):
+            raise ProtocolError(path, f"bona fide trial with attack id {raw!r} (columns shifted?)", lineno, line)
         return "-"
-    if raw in ("-", "", "bonafide"):
+    if raw in ("-", "", BONAFIDE):
         raise ProtocolError(path, f"spoof trial without an attack id ({raw!r})", lineno, line)
     return raw
 
@@ -181,34 +188,42 @@ def parse_asvspoof5(path: Path, split: str) -> Iterator[Utterance]:
                                "attack_tag": f[6]})
 
 
+def _itw_file_name(path: Path, lineno: int, text: str, raw: str) -> str:
+    """The `file` cell: a name relative to meta.csv's folder (the release lists `0.wav`, `1.wav`, ...)."""
+    name = raw.strip()
+    if not name:
+        raise ProtocolError(path, "empty file name", lineno, text)
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ProtocolError(path, f"file {name!r} must be a name relative to the folder of {path.name}", lineno, text)
+    return name
+
+
 def parse_in_the_wild(path: Path, subset: str = "eval") -> Iterator[Utterance]:
     if not path.is_file():
-        raise ProtocolError(path, "protocol file not found")
+        raise ProtocolError(path, "protocol file not found" if not path.exists() else "is a folder, not a protocol file")
     seen = _Seen(path)
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip().lower() for h in next(reader, [])]
-        if "file" not in header or "label" not in header:
-            raise ProtocolError(path, "expected a CSV header with columns file,speaker,label", 1, ",".join(header))
-        col = {name: header.index(name) for name in header}
-        for lineno, cells in enumerate(reader, start=2):
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            text = ",".join(cells)
-            if len(cells) != len(header):
-                raise ProtocolError(path, f"expected {len(header)} fields ({','.join(header)}), found {len(cells)}",
-                                    lineno, text)
-            name = cells[col["file"]].strip()
-            if not name:
-                raise ProtocolError(path, "empty file name", lineno, text)
-            seen.check(name, lineno, text)
-            label = normalise_label(cells[col["label"]])
-            if label is None:
-                raise ProtocolError(path, f"label must be 'spoof' or 'bona-fide', found {cells[col['label']]!r}",
-                                    lineno, text)
-            speaker = cells[col["speaker"]].strip() if "speaker" in col else "-"
-            yield Utterance(name, label, "-" if label == BONAFIDE else UNKNOWN_ATTACK, "in-the-wild", "-", subset,
-                            extra={"speaker": speaker})
+    records = csv_records(path, "In-the-Wild meta.csv (file,speaker,label)")
+    lineno, header = next(records, (1, []))
+    header = [h.strip().lower() for h in header]
+    if "file" not in header or "label" not in header:
+        raise ProtocolError(path, "expected a CSV header with columns file,speaker,label", lineno, ",".join(header))
+    col = {name: header.index(name) for name in header}
+    for lineno, cells in records:
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        text = ",".join(cells)
+        if len(cells) != len(header):
+            raise ProtocolError(path, f"expected {len(header)} fields ({','.join(header)}), found {len(cells)}",
+                                lineno, text)
+        name = _itw_file_name(path, lineno, text, cells[col["file"]])
+        seen.check(name, lineno, text)
+        label = normalise_label(cells[col["label"]])
+        if label is None:
+            raise ProtocolError(path, f"label must be 'spoof' or 'bona-fide', found {cells[col['label']]!r}",
+                                lineno, text)
+        speaker = cells[col["speaker"]].strip() if "speaker" in col else "-"
+        yield Utterance(name, label, "-" if label == BONAFIDE else UNKNOWN_ATTACK, "in-the-wild", "-", subset,
+                        extra={"speaker": speaker})
 
 
 def read_protocol_key(path: str | Path) -> dict[str, Utterance]:
@@ -300,10 +315,9 @@ def _import_2021(root: Path, protocols: list[Path], opts: ImportOptions, track: 
             raise ProtocolError(root, f"no keys/{track}/CM/trial_metadata.txt found (from {track}-keys-full.tar.gz); "
                                       f"pass it with --protocol")
     audio_dir = root / f"ASVspoof2021_{track}_eval" / "flac"
-    for u in parse(proto):
-        if _wanted(opts, u.subset):
-            u.path = str(audio_dir / f"{u.path}.flac")
-            yield u
+    for u in parse(proto):  # every subset: import_corpus filters them (and counts what it skips)
+        u.path = str(audio_dir / f"{u.path}.flac")
+        yield u
 
 
 def import_asvspoof2021_la(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
@@ -446,6 +460,9 @@ def import_mlaad(root: Path, protocols: list[Path], opts: ImportOptions) -> Iter
 class Importer:
     func: Callable[[Path, list[Path], ImportOptions], Iterable[Utterance]]
     summary: str
+    # Subsets kept when the user names none. ASVspoof 2021 results are reported on the SUBSET `eval` only
+    # (progress was the leaderboard phase, hidden the hidden-track analysis), so that is the default there.
+    default_subsets: tuple[str, ...] | None = None
 
 
 # Adding a corpus: write one function above and add one entry here (its summary is the CLI's --help text).
@@ -457,11 +474,13 @@ IMPORTERS: dict[str, Importer] = {
     "asvspoof2021-la": Importer(import_asvspoof2021_la,
         "keys/LA/CM/trial_metadata.txt, audio ASVspoof2021_LA_eval/flac. condition = codec (none, alaw, pstn, "
         "g722, ulaw, gsm, opus), subset = SUBSET column (eval/progress/hidden); transmission, trim, speaker as "
-        "extra columns."),
+        "extra columns. Default: subset eval only (--subset all keeps progress and hidden).",
+        ("eval",)),
     "asvspoof2021-df": Importer(import_asvspoof2021_df,
         "keys/DF/CM/trial_metadata.txt, audio ASVspoof2021_DF_eval/flac (any part layout). condition = "
         "compression (nocodec, low_mp3, ...), source = asvspoof / vcc2018 / vcc2020, subset = SUBSET column; "
-        "vocoder, trim, speaker as extra columns."),
+        "vocoder, trim, speaker as extra columns. Default: subset eval only (--subset all keeps progress and "
+        "hidden).", ("eval",)),
     "asvspoof5": Importer(import_asvspoof5,
         "ASVspoof5.train.tsv, ASVspoof5.dev.track_1.tsv, ASVspoof5.eval.track_1.tsv (space-separated), audio "
         "flac_T / flac_D / flac_E_eval. attack = ATTACK_LABEL, condition = CODEC ('-' = no codec), subset = "
@@ -527,16 +546,36 @@ def _manifest_path(audio: Path, manifest_dir: Path | None) -> str:
     return audio.as_posix()
 
 
+def _missing_listing(out: Path) -> Path:
+    return out.with_name(out.name + ".missing.txt")
+
+
 def _report_missing(missing: list[Path], total: int, root: Path, out: Path | None) -> None:
     listing = None
     if out is not None:
-        listing = out.with_name(out.name + ".missing.txt")
+        listing = _missing_listing(out)
         listing.parent.mkdir(parents=True, exist_ok=True)
         listing.write_text("".join(f"{p}\n" for p in missing))
     shown = "; ".join(str(p) for p in missing[:5])
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
     where = f" (full list in {listing})" if listing else ""
     raise ProtocolError(root, f"{len(missing)} of {total} audio files missing: {shown}{more}{where}")
+
+
+def _resolve_subsets(fmt: str, opts: ImportOptions) -> ImportOptions:
+    """`all` -> every subset; no choice -> the format's default subsets."""
+    if opts.subsets is not None and "all" in opts.subsets:
+        return replace(opts, subsets=None)
+    default = IMPORTERS[fmt].default_subsets
+    if opts.subsets is None and default is not None:
+        return replace(opts, subsets=list(default))
+    return opts
+
+
+def _check_protocol_files(protocols: list[Path]) -> None:
+    for p in protocols:
+        if not p.is_file():
+            raise ProtocolError(p, "protocol file not found" if not p.exists() else "is a folder, not a protocol file")
 
 
 def import_corpus(fmt: str, root: str | Path, *, protocols: Iterable[str | Path] = (),
@@ -549,17 +588,20 @@ def import_corpus(fmt: str, root: str | Path, *, protocols: Iterable[str | Path]
         raise ProtocolError(fmt, f"unknown corpus format; choose one of {', '.join(IMPORTERS)}")
     root = Path(os.path.abspath(root))
     if not root.is_dir():
-        raise ProtocolError(root, "corpus folder not found")
-    opts = options or ImportOptions()
+        raise ProtocolError(root, "corpus folder not found" if not root.exists() else "not a folder")
+    protocols = [Path(p) for p in protocols]
+    _check_protocol_files(protocols)
+    opts = _resolve_subsets(fmt, options or ImportOptions())
     out_path = Path(os.path.abspath(out)) if out is not None else None
     manifest_dir = out_path.parent if out_path is not None else None
     locator = _AudioLocator(root)
     rows, missing = [], []
+    skipped: Counter[str] = Counter()
     seen: dict[str, int] = {}
     from spoofrl.log import progress
-    for u in progress(IMPORTERS[fmt].func(root, [Path(p) for p in protocols], opts), desc=f"import {fmt}",
-                      unit="file"):
+    for u in progress(IMPORTERS[fmt].func(root, protocols, opts), desc=f"import {fmt}", unit="file"):
         if not _wanted(opts, u.subset):
+            skipped[u.subset] += 1
             continue
         audio = locator.find(Path(u.path))
         if audio is None:
@@ -570,18 +612,24 @@ def import_corpus(fmt: str, root: str | Path, *, protocols: Iterable[str | Path]
             raise ProtocolError(root, f"{u.path} would appear twice in the manifest")
         seen[u.path] = len(rows)
         rows.append(u)
+    if skipped:
+        LOG.info("%s: kept subset(s) %s; skipped %s (--subset all keeps every subset)", fmt, ", ".join(opts.subsets),
+                 ", ".join(f"{n} {name}" for name, n in sorted(skipped.items())))
     if missing:
         _report_missing(missing, len(rows) + len(missing), root, out_path)
-    _check_subsets_present(rows, opts, root)
+    if out_path is not None:
+        _missing_listing(out_path).unlink(missing_ok=True)  # a listing left by an earlier failed run is stale
+    _check_subsets_present(rows, opts, root, skipped)
     return rows
 
 
-def _check_subsets_present(rows: list[Utterance], opts: ImportOptions, root: Path) -> None:
+def _check_subsets_present(rows: list[Utterance], opts: ImportOptions, root: Path, skipped: Counter) -> None:
+    others = f"; the protocol has {', '.join(f'{n} {name}' for name, n in sorted(skipped.items()))}" if skipped else ""
     if not rows:
-        raise ProtocolError(root, "no utterances imported" + (f" for subset(s) {', '.join(opts.subsets)}"
+        raise ProtocolError(root, "no utterances imported" + (f" for subset(s) {', '.join(opts.subsets)}{others}"
                                                               if opts.subsets else ""))
     if opts.subsets is not None:
         absent = sorted(set(opts.subsets) - {r.subset for r in rows})
         if absent:
             raise ProtocolError(root, f"no utterances in subset(s) {', '.join(absent)} "
-                                      f"(found: {', '.join(sorted({r.subset for r in rows}))})")
+                                      f"(found: {', '.join(sorted({r.subset for r in rows}))}{others})")

@@ -7,20 +7,23 @@ CSV with header `path,label,attack,source,condition,subset`:
 - `source`: where the audio comes from (corpus, speaker source, TTS voice, ...);
 - `condition`: channel / codec condition (`clean`, `mp3`, `alaw`, ...; `-` if unknown);
 - `subset`: split name (`train`, `dev`, `eval`, `posttrain`, `ood_attack`, ...).
-Extra columns are kept in `Utterance.extra`. The utterance id used in score files is `path` as written.
+Empty attack/source/condition/subset cells read as `-` (unknown). Extra columns are kept in
+`Utterance.extra`. The utterance id used in score files is `path` as written. The file is UTF-8
+(a spreadsheet's BOM is accepted).
 """
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from spoofrl.errors import ProtocolError
 
 COLUMNS = ["path", "label", "attack", "source", "condition", "subset"]
 LABELS = ("bonafide", "spoof")
 BONAFIDE, SPOOF = "bonafide", "spoof"
+UNKNOWN = "-"  # attack of bona fide rows; any unknown attack/source/condition/subset
 # Class indices used by every model: logits[..., 0] = spoof, logits[..., 1] = bona fide.
 LABEL_INDEX = {SPOOF: 0, BONAFIDE: 1}
 
@@ -60,42 +63,138 @@ def normalise_label(raw: str) -> str | None:
     return None
 
 
+# Binary files are told by a NUL byte in their first block (text never has one).
+_SNIFF_BYTES = 8192
+
+
+def text_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file, a leading BOM dropped (spreadsheets write one).
+
+    Binary or non-UTF-8 content raises a `ProtocolError` naming the file and line, instead of a
+    decoding error or a screenful of garbage; `what` says what the file should have been.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if b"\x00" in head:
+        raise ProtocolError(path, f"binary data, not a text {what}", head[:head.index(b"\x00")].count(b"\n") + 1)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:  # fast path: the decoder works in big blocks
+            yield from enumerate(fh, start=1)
+    except UnicodeDecodeError:
+        _raise_decode_error(path, what)
+
+
+def _raise_decode_error(path: Path, what: str) -> None:
+    """Find the first line that is not UTF-8 and name it (only run once decoding has failed)."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise ProtocolError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                                          f"save the {what} as UTF-8", lineno,
+                                    raw.decode("utf-8", errors="replace")) from None
+    raise ProtocolError(path, f"not UTF-8 text; save the {what} as UTF-8")
+
+
+def csv_records(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of every CSV record; the number is the record's last physical line."""
+    lines = (text for _, text in text_lines(path, what))
+    reader = csv.reader(lines)
+    try:
+        for cells in reader:
+            yield reader.line_num, cells
+    except csv.Error as err:
+        raise ProtocolError(path, f"malformed CSV ({err})", reader.line_num + 1) from None
+
+
+def _read_header(path: Path, records: Iterator[tuple[int, list[str]]]) -> list[str]:
+    first = next(records, None)
+    if first is None:
+        raise ProtocolError(path, "empty manifest (no header)")
+    header = [h.strip() for h in first[1]]
+    text = ",".join(first[1])
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise ProtocolError(path, f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                                  f"(header must include {','.join(COLUMNS)})", first[0], text)
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise ProtocolError(path, f"header repeats column {', '.join(repeated)}", first[0], text)
+    return header
+
+
+class _RowParser:
+    """Checks one data row and returns its Utterance (column positions resolved once from the header)."""
+
+    def __init__(self, path: Path, header: list[str], root: Path):
+        self.path, self.root, self.width = path, root, len(header)
+        self.index = [header.index(c) for c in COLUMNS]
+        self.extra = [(c, i) for i, c in enumerate(header) if c not in COLUMNS]
+
+    def fail(self, reason: str, lineno: int, cells: list[str]) -> None:
+        raise ProtocolError(self.path, reason, lineno, ",".join(cells))
+
+    def parse(self, lineno: int, cells: list[str]) -> Utterance:
+        if len(cells) != self.width:
+            self.fail(f"expected {self.width} fields, found {len(cells)}", lineno, cells)
+        path, label, attack, source, condition, subset = (cells[i].strip() for i in self.index)
+        if label not in LABELS:
+            self.fail(f"label must be 'bonafide' or 'spoof', found {label!r}", lineno, cells)
+        if not path:
+            self.fail("empty path", lineno, cells)
+        attack = attack or UNKNOWN  # an empty cell means unknown, written `-`
+        if label == BONAFIDE and attack != UNKNOWN:
+            self.fail(f"a bona fide row must have attack '-', found {attack!r}", lineno, cells)
+        extra = {c: cells[i].strip() for c, i in self.extra}
+        return Utterance(path, label, attack, source or UNKNOWN, condition or UNKNOWN, subset or UNKNOWN,
+                         extra=extra, root=self.root)
+
+
+class _DuplicateCheck:
+    """The same path twice is an error when the two rows disagree on the label (a score key could not tell
+    which is right) or are in the same subset (counted twice); one file in two subsets is allowed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.first: dict[str, tuple[int, str]] = {}
+        self.pairs: set[tuple[str, str]] = set()
+
+    def check(self, row: Utterance, lineno: int, cells: list[str]) -> None:
+        where = self.first.setdefault(row.path, (lineno, row.label))
+        if where[0] != lineno and where[1] != row.label:
+            raise ProtocolError(self.path, f"{row.path!r} is {where[1]} on line {where[0]} but {row.label} here",
+                                lineno, ",".join(cells))
+        key = (row.path, row.subset)
+        if key in self.pairs:
+            raise ProtocolError(self.path, f"{row.path!r} listed twice in subset {row.subset!r} (first on line "
+                                           f"{where[0]})", lineno, ",".join(cells))
+        self.pairs.add(key)
+
+
 def read_manifest(path: str | Path, subsets: Iterable[str] | None = None) -> list[Utterance]:
-    """Read a manifest, optionally keeping only some subsets. Errors name file and line."""
+    """Read a manifest, optionally keeping only some subsets. Errors name file and line.
+
+    Empty attack/source/condition/subset cells read as `-`; a bona fide row naming an attack, a label
+    other than bonafide/spoof, a wrong field count or a duplicated path (see `_DuplicateCheck`) fail.
+    """
     path = Path(path)
     if not path.is_file():
         raise ProtocolError(path, "manifest not found")
     wanted = set(subsets) if subsets is not None else None
+    records = csv_records(path, "manifest (CSV path,label,attack,source,condition,subset)")
+    parser = _RowParser(path, _read_header(path, records), path.parent.resolve())
+    duplicates = _DuplicateCheck(path)
     rows: list[Utterance] = []
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ProtocolError(path, "empty manifest (no header)") from None
-        header = [h.strip() for h in header]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ProtocolError(path, f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                                      f"(header must include {','.join(COLUMNS)})", line=1, text=",".join(header))
-        idx = {c: header.index(c) for c in header}
-        for lineno, cells in enumerate(reader, start=2):
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                raise ProtocolError(path, f"expected {len(header)} fields, found {len(cells)}", lineno, ",".join(cells))
-            rec = {c: cells[i].strip() for c, i in idx.items()}
-            if rec["label"] not in LABELS:
-                raise ProtocolError(path, f"label must be 'bonafide' or 'spoof', found {rec['label']!r}", lineno, ",".join(cells))
-            if not rec["path"]:
-                raise ProtocolError(path, "empty path", lineno, ",".join(cells))
-            if wanted is not None and rec["subset"] not in wanted:
-                continue
-            extra = {c: v for c, v in rec.items() if c not in COLUMNS}
-            rows.append(Utterance(**{c: rec[c] for c in COLUMNS}, extra=extra, root=path.parent.resolve()))
+    for lineno, cells in records:
+        if not any(c.strip() for c in cells):
+            continue  # blank line
+        row = parser.parse(lineno, cells)
+        duplicates.check(row, lineno, cells)
+        if wanted is None or row.subset in wanted:
+            rows.append(row)
     if wanted is not None:
-        present = {r.subset for r in rows}
-        absent = sorted(wanted - present)
+        absent = sorted(wanted - {r.subset for r in rows})
         if absent:
             raise ProtocolError(path, f"no utterances in subset{'s' if len(absent) > 1 else ''} {', '.join(absent)}")
     return rows

@@ -14,6 +14,7 @@ timeline shows where its spoofed parts are.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -22,13 +23,17 @@ import numpy as np
 from spoofrl.audio import iter_chunks
 from spoofrl.detect.inputs import InputFile
 from spoofrl.detect.model import LoadedModel
-from spoofrl.errors import AudioError
+from spoofrl.errors import AudioError, SpoofrlError
 
 BONAFIDE, SPOOF, ERROR = "bonafide", "spoof", "error"
 # Shorter files are refused: a few STFT frames say nothing about a generator (and some encoders need more).
 MIN_SECONDS = 0.05
 # A tail shorter than this fraction of a chunk is merged into the previous chunk.
 MIN_TAIL_FRACTION = 0.25
+# Chunk length bounds. Below half a second a chunk holds too few frames for a detector trained on
+# seconds-long crops (scores become noise); above ten minutes one chunk stops being "streaming".
+MIN_CHUNK_SECONDS, MAX_CHUNK_SECONDS = 0.5, 600.0
+INTERRUPTED = "not scored: interrupted (Ctrl-C) before this file was finished"
 
 
 @dataclass
@@ -38,6 +43,26 @@ class DetectOptions:
     batch_size: int = 16  # chunks scored per forward pass
     max_seconds: float | None = None  # refuse longer files (the HTTP service sets this)
     show_progress: bool = True
+
+    def validate(self) -> "DetectOptions":
+        """Refuse settings that would give meaningless scores (named as the CLI options are)."""
+        if not math.isfinite(self.threshold):
+            raise SpoofrlError(f"--threshold must be a finite number, got {self.threshold}")
+        if not MIN_CHUNK_SECONDS <= self.chunk_seconds <= MAX_CHUNK_SECONDS:
+            raise SpoofrlError(f"--chunk-seconds must be between {MIN_CHUNK_SECONDS:g} and "
+                               f"{MAX_CHUNK_SECONDS:g}, got {self.chunk_seconds:g}")
+        if self.batch_size < 1:
+            raise SpoofrlError(f"--batch-size must be >= 1, got {self.batch_size}")
+        return self
+
+
+class DetectInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `detect_files`, carrying the results: scores of the files finished before it, the
+    INTERRUPTED error for the others. Still a KeyboardInterrupt, so callers that do not care stop as usual."""
+
+    def __init__(self, results: list["FileResult"]):
+        super().__init__("interrupted")
+        self.results = results
 
 
 @dataclass
@@ -70,6 +95,7 @@ class _FileState:
     raw: list[float | None] = field(default_factory=list)
     heard_sound: bool = False
     error: str | None = None
+    finished: bool = False  # every chunk read (and queued for scoring, unless the file failed)
 
 
 def _round(x: float, digits: int = 6) -> float:
@@ -116,7 +142,8 @@ class _BatchScorer:
         from spoofrl.inference import score_waveforms
         waves = [wave for _, _, wave in self.pending]
         with self.loaded.lock:
-            raw = score_waveforms(self.loaded.model, waves, device=self.loaded.device, batch_size=self.batch_size)
+            raw = score_waveforms(self.loaded.model, waves, device=self.loaded.device, batch_size=self.batch_size,
+                                  exact_lengths=True)  # a file's score must not depend on its batch-mates
         for (state, index, _), value in zip(self.pending, raw):
             state.raw[index] = float(value)
         self.pending = []
@@ -166,6 +193,7 @@ def _read_file(state: _FileState, scorer: _BatchScorer, opts: DetectOptions, sr:
         state.error = _whole_file_problem(state)
     if state.error is not None:
         scorer.forget(state)
+    state.finished = True
 
 
 def _verdict(score: float, threshold: float) -> str:
@@ -176,7 +204,8 @@ def _finish(state: _FileState, loaded: LoadedModel, opts: DetectOptions) -> File
     result = FileResult(path=state.item.path, score_type=loaded.score_type)
     if state.error is not None:
         result.error = state.error
-        result.duration = _round(state.ends[-1], 6) if state.ends else None
+        # How much was read, except for an interrupted file, whose partial length would look like its duration.
+        result.duration = _round(state.ends[-1], 6) if state.ends and state.error != INTERRUPTED else None
         return result
     weights = np.array(state.ends) - np.array(state.starts)
     raw = np.array(state.raw, dtype=np.float64)
@@ -194,17 +223,33 @@ def _finish(state: _FileState, loaded: LoadedModel, opts: DetectOptions) -> File
     return result
 
 
+def _keep_finished_files(states: list[_FileState], scorer: _BatchScorer) -> None:
+    """After Ctrl-C: files not yet read through get the INTERRUPTED error; the chunks of finished files
+    still waiting in the batch are scored, so no finished work is thrown away."""
+    for state in states:
+        if not state.finished:
+            state.error = INTERRUPTED
+            scorer.forget(state)
+    scorer.flush()
+
+
 def detect_files(loaded: LoadedModel, inputs: Iterable[InputFile | str], opts: DetectOptions | None = None
                  ) -> list[FileResult]:
-    """Score every input; failures are results with verdict 'error', never exceptions."""
+    """Score every input; failures are results with verdict 'error', never exceptions.
+
+    Ctrl-C raises DetectInterrupted with the results so far, so a caller can still write a partial report."""
     from spoofrl.log import progress
     opts = opts or DetectOptions()
     items = [i if isinstance(i, InputFile) else InputFile(str(i)) for i in inputs]
     scorer = _BatchScorer(loaded, opts.batch_size)
     states = [_FileState(item) for item in items]
-    for state in progress(states, desc="detect", unit="file", disable=None if opts.show_progress else True):
-        _read_file(state, scorer, opts, loaded.sample_rate)
-    scorer.flush()
+    try:
+        for state in progress(states, desc="detect", unit="file", disable=None if opts.show_progress else True):
+            _read_file(state, scorer, opts, loaded.sample_rate)
+        scorer.flush()
+    except KeyboardInterrupt:
+        _keep_finished_files(states, scorer)
+        raise DetectInterrupted([_finish(state, loaded, opts) for state in states]) from None
     return [_finish(state, loaded, opts) for state in states]
 
 

@@ -322,9 +322,29 @@ def load_experiment_config(source: str | Path | dict, overrides: list[str] | Non
     data = apply_overrides(data, overrides)
     try:
         cfg = from_dict(ExperimentConfig, data)
+        check_presets(resolve_paths(cfg, base, beside))
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return resolve_paths(cfg, base, beside)
+    return cfg
+
+
+def check_presets(cfg: ExperimentConfig) -> None:
+    """Every named detector and recipe exists (and a detector is a valid model config), so a typo fails
+    with the option's name now rather than as a train-config error later."""
+    from spoofrl.models.detector import load_model_preset
+    for preset in cfg.detectors:
+        try:
+            load_model_preset(preset)
+        except ConfigError as err:
+            raise ConfigError(f"detectors: {err}") from None
+    recipes = {"posttrain.recipe": cfg.posttrain.recipe, "finetune.recipe": cfg.finetune.recipe}
+    recipes.update({f"arms.{name}.stages[{i}].recipe": stage.recipe
+                    for name, arm in cfg.arms.items() for i, stage in enumerate(arm.stages) if stage.recipe})
+    for key, recipe in recipes.items():
+        try:
+            resolve_preset("train", recipe)
+        except ConfigError as err:
+            raise ConfigError(f"{key}: {err}") from None
 
 
 def split_manifest(cfg: ExperimentConfig, split: SplitConfig, what: str) -> str:

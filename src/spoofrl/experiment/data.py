@@ -8,11 +8,12 @@ import filecmp
 import hashlib
 import logging
 import math
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 from spoofrl.data.manifest import LABELS, Utterance, check_audio_exists, read_manifest, write_manifest
-from spoofrl.errors import ConfigError, ProtocolError
+from spoofrl.errors import AudioError, ConfigError, ProtocolError
 from spoofrl.experiment.config import ExperimentConfig, SplitConfig, split_manifest
 from spoofrl.experiment.layout import Layout
 
@@ -98,16 +99,50 @@ def build_training_manifests(cfg: ExperimentConfig, layout: Layout) -> dict[str,
     return out
 
 
+def _check_trials(rows: list[Utterance], manifest: str, what: str) -> None:
+    """A test set needs both classes, and each trial once (a score file holds one score per utterance)."""
+    labels = {r.label for r in rows}
+    if len(labels) < 2:
+        raise ProtocolError(manifest, f"data.{what}: only {labels.pop()} utterances; a test set needs both classes")
+    repeated = [path for path, n in Counter(r.path for r in rows).items() if n > 1]
+    if repeated:
+        shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
+        raise ProtocolError(manifest, f"data.{what}: {len(repeated)} utterance(s) listed more than once "
+                                      f"({shown}); each test trial must appear once")
+
+
+def _header_readable(path: Path) -> bool:
+    """Files whose header soundfile reads quickly (wav, flac, ogg, mp3, ...); others need an ffprobe each."""
+    import soundfile
+    return path.suffix.lstrip(".").upper() in soundfile.available_formats()
+
+
+def check_test_audio(rows: list[Utterance], manifest: str, what: str) -> None:
+    """Read the header of every test file soundfile knows: an empty, truncated or non-audio file fails now,
+    listed with the others, instead of when the first run scores it (after post-training). Files only ffmpeg
+    decodes, and problems only decoding shows (silence, NaN), are found when scored."""
+    from spoofrl.audio import audio_info
+    bad = []
+    for row in rows:
+        if _header_readable(row.audio_path):
+            try:
+                audio_info(row.audio_path)
+            except AudioError as err:
+                bad.append(str(err))
+    if bad:
+        more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ProtocolError(manifest, f"data.{what}: {len(bad)} unusable audio file(s): {'; '.join(bad[:3])}{more}")
+
+
 def read_test_sets(cfg: ExperimentConfig) -> dict[str, list[Utterance]]:
-    """Every test set, in table order, checked for both classes and existing audio."""
+    """Every test set, in table order, checked for both classes, single trials and readable audio."""
     sets = {}
     for name, split in cfg.test_sets().items():
         what = "target_eval" if name == cfg.data.in_domain_name else f"ood.{name}"
         rows = read_split(cfg, split, what)
-        labels = {r.label for r in rows}
-        if len(labels) < 2:
-            raise ProtocolError(split_manifest(cfg, split, what),
-                                f"data.{what}: only {labels.pop()} utterances; a test set needs both classes")
+        manifest = split_manifest(cfg, split, what)
+        _check_trials(rows, manifest, what)
+        check_test_audio(rows, manifest, what)
         sets[name] = rows
     return sets
 

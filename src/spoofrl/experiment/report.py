@@ -57,19 +57,23 @@ def _arm_description(cfg: ExperimentConfig, arm: str) -> str:
     return f"{start} → " + " → ".join(parts)
 
 
+def _ci(interval: list | None, scale: float, digits: int) -> str:
+    return f" [{interval[0] * scale:.{digits}f}, {interval[1] * scale:.{digits}f}]" if interval else ""
+
+
 def _run_details(results: dict, detector: str) -> str:
     """Per-run table: EER with its bootstrap CI on every set, and the training summary."""
     sets = results["test_sets"]
-    head = ["arm", "seed"] + [f"{s} EER % [CI]" for s in sets] + ["best step", "best dev EER %", "train s (total)"]
+    head = (["arm", "seed"] + [f"{s}: EER % [CI]; minDCF [CI]" for s in sets]
+            + ["best step", "best dev EER %", "train s (total)"])
     rows = [head]
     for info in results["detectors"][detector]["arms"].values():
         for run in info["runs"]:
             cells = [info["label"], str(run["seed"])]
             for name in sets:
                 m = run["sets"][name]
-                ci = m.get("eer_ci")
                 cells.append(f'<a href="{html.escape(m["scores"])}">{m["eer"] * 100:.2f}</a>'
-                             + (f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else ""))
+                             + _ci(m.get("eer_ci"), 100, 1) + f"; {m['min_dcf']:.3f}" + _ci(m.get("min_dcf_ci"), 1, 3))
             last = run["training"][-1] if run["training"] else {}
             dev = last.get("best_dev_eer")
             cells += [str(last.get("best_step", "–")), f"{dev * 100:.2f}" if isinstance(dev, (int, float)) else "–",

@@ -2,7 +2,8 @@
 
 Every number comes from a score file through `spoofrl.metrics.summary.summarize`, the function behind
 `spoofrl metrics FILE --json --ci`, with the same settings; results.json records the command that recomputes
-each one. Aggregation over seeds: mean and sample standard deviation (n - 1 in the denominator; none for a
+each one. The minDCF's bootstrap interval (`min_dcf_ci`), which that command does not print, uses the same
+replicates as its EER interval. Aggregation over seeds: mean and sample standard deviation (n - 1 in the denominator; none for a
 single run). The OOD average of a run is the mean of its OOD test sets' values; the table's OOD average is the
 mean ± std over seeds of those per-run averages.
 """
@@ -14,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
+
+import numpy as np
 
 from spoofrl.errors import SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
@@ -49,9 +52,35 @@ class MetricSettings:
 
 # ------------------------------------------------------------------------------------------ one score file
 
+CACHE_VERSION = 2  # bump when the cached metrics gain or change keys
+
+
 def _fingerprint(path: Path, settings: MetricSettings) -> dict:
     stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "settings": asdict(settings)}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "settings": asdict(settings),
+            "version": CACHE_VERSION}
+
+
+def bootstrap_ci(bona: np.ndarray, spoof: np.ndarray, statistic, settings: MetricSettings) -> list[float]:
+    """Percentile bootstrap (1 - alpha) interval of statistic(bona, spoof), drawing the replicates as
+    `spoofrl metrics --ci` draws them for the EER (bona fide indices, then spoof indices, from one
+    default_rng(seed)): with compute_eer as the statistic it gives that command's eer_ci exactly."""
+    rng = np.random.default_rng(settings.seed)
+    values = np.empty(settings.bootstrap)
+    for r in range(settings.bootstrap):
+        ib = rng.integers(0, bona.size, bona.size)
+        is_ = rng.integers(0, spoof.size, spoof.size)
+        values[r] = statistic(bona[ib], spoof[is_])
+    lo, hi = np.quantile(values, [settings.alpha / 2.0, 1.0 - settings.alpha / 2.0])
+    return [float(lo), float(hi)]
+
+
+def min_dcf_ci(bona: np.ndarray, spoof: np.ndarray, settings: MetricSettings) -> list[float]:
+    """Bootstrap interval of the normalised minDCF with the experiment's costs (`spoofrl metrics` gives the
+    EER's interval only)."""
+    from spoofrl.metrics.official import min_dcf
+    costs = {"p_spoof": settings.p_spoof, "c_miss": settings.c_miss, "c_fa": settings.c_fa}
+    return bootstrap_ci(bona, spoof, lambda b, s: min_dcf(b, s, **costs)[0], settings)
 
 
 def score_file_metrics(path: Path, settings: MetricSettings) -> dict:
@@ -70,6 +99,7 @@ def score_file_metrics(path: Path, settings: MetricSettings) -> dict:
     table = read_scores(path)
     metrics = summarize(table, ci=True, n_boot=settings.bootstrap, alpha=settings.alpha, seed=settings.seed,
                         p_spoof=settings.p_spoof, c_miss=settings.c_miss, c_fa=settings.c_fa)
+    metrics["min_dcf_ci"] = min_dcf_ci(table.bonafide_scores(), table.spoof_scores(), settings)
     tmp = cache.with_name(cache.name + ".tmp")
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
     tmp.replace(cache)
@@ -137,12 +167,23 @@ def training_summary(layout: Layout, cfg: ExperimentConfig, detector: str, arm: 
     return stages
 
 
-def collect_run(layout: Layout, cfg: ExperimentConfig, settings: MetricSettings, detector: str, arm: str,
+def _scores_are_current(layout: Layout, cfg: ExperimentConfig, preset: str, arm: str, seed: int) -> bool:
+    """False when the run's score files were written by a model that has been retrained since (and not
+    rescored yet, e.g. killed in between); a folder without the record (older outputs) is trusted."""
+    from spoofrl.experiment.runner import SCORES_MODEL, final_model, model_identity, recorded_score_model
+    folder = layout.run(detector_name(preset), arm, seed) / "scores"
+    if not (folder / SCORES_MODEL).is_file():
+        return True
+    return recorded_score_model(folder) == model_identity(final_model(cfg, layout, preset, arm, seed))
+
+
+def collect_run(layout: Layout, cfg: ExperimentConfig, settings: MetricSettings, preset: str, arm: str,
                 seed: int) -> dict | None:
-    """Metrics of one arm run on every test set, or None while any of its score files is missing."""
+    """Metrics of one arm run on every test set, or None while any of its score files is missing or stale."""
+    detector = detector_name(preset)
     test_names = list(cfg.test_sets())
     paths = {name: layout.scores(detector, arm, seed, name) for name in test_names}
-    if not all(p.is_file() for p in paths.values()):
+    if not all(p.is_file() for p in paths.values()) or not _scores_are_current(layout, cfg, preset, arm, seed):
         return None
     sets = {}
     for name, path in paths.items():
@@ -169,7 +210,7 @@ def collect_results(cfg: ExperimentConfig, layout: Layout, arms: list[str] | Non
         for arm in arms:
             runs = []
             for seed in cfg.arm_seeds(arm):
-                run = collect_run(layout, cfg, settings, det, arm, seed)
+                run = collect_run(layout, cfg, settings, preset, arm, seed)
                 if run is None:
                     missing.append(f"{det}/{arm}/seed{seed}")
                 else:
@@ -185,7 +226,10 @@ def collect_results(cfg: ExperimentConfig, layout: Layout, arms: list[str] | Non
         "ood": ood,
         "test_sets": test_names,
         "metric_settings": {**asdict(settings), "recompute": settings.command(),
-                            "units": "eer, min_dcf, act_dcf as fractions; cllr in bits; eer_ci [lo, hi] fractions",
+                            "units": "eer, min_dcf, act_dcf as fractions; cllr in bits; eer_ci, min_dcf_ci [lo, hi]",
+                            "min_dcf_ci": "not printed by `spoofrl metrics`: the same bootstrap replicates "
+                                          "(--n-boot, --seed) applied to the minDCF (spoofrl.experiment."
+                                          "results.min_dcf_ci)",
                             "aggregation": "mean and sample std (n-1) over seeds; ood_avg = mean over the OOD sets "
                                            "of each run, then mean/std over seeds"},
         "detectors": detectors,

@@ -3,21 +3,26 @@
 Caching and resumption:
 - a training stage is finished when its run folder holds `summary.json` (written last by the trainer); a
   finished stage is never re-run, an unfinished one resumes from its `last/` checkpoint;
-- each stage folder records the train config and starting model it was made with (`experiment_stage.json`);
-  a later invocation whose config differs for that stage stops with an error instead of mixing results;
-- a score file is kept when it scores exactly the test set's utterances; a run whose model was (re)trained
-  in this invocation is re-scored.
+- each stage folder records the train config and the starting model (folder and identity) it was made with
+  (`experiment_stage.json`); a later invocation whose config differs for that stage, or whose starting model
+  was retrained since, stops with an error instead of mixing results;
+- a run's score files are kept while they score exactly the test set's utterances with the same model
+  (`scores/model.json` holds the identity of the model that wrote them).
 So a killed experiment, rerun with the same command, continues where it stopped; adding seeds, arms or test
-sets runs only what is new.
+sets runs only what is new. Paths inside the output folder are recorded relative to it, so a copied or moved
+output folder can be continued.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +36,8 @@ LOG = logging.getLogger(__name__)
 
 STAGE_SPEC = "experiment_stage.json"
 SUMMARY = "summary.json"
+WEIGHTS = "model.safetensors"
+SCORES_MODEL = "model.json"           # in a run's scores/ folder: the model its score files come from
 # Keys of a train config that do not change what is learned (a run may resume on another device).
 NON_SEMANTIC_KEYS = ("device",)
 
@@ -42,6 +49,7 @@ class StagePlan:
     folder: Path
     train_config: dict                 # resolved TrainConfig as a plain dict
     init: Path | None                  # model folder the stage starts from (None: fresh initialisation)
+    root: Path                         # the experiment's output folder (paths under it are stored relative)
 
     def finished(self) -> bool:
         return (self.folder / SUMMARY).is_file()
@@ -119,7 +127,7 @@ def plan_posttraining(cfg: ExperimentConfig, layout: Layout, manifests: dict[str
         for seed in seeds:
             train_cfg = resolve_train_config(cfg.posttrain.recipe, cfg.posttrain.overrides, preset,
                                              manifests["posttrain"], seed, cfg.device, "posttrain")
-            plans.append(StagePlan(posttrained_model(cfg, layout, preset, seed), train_cfg, None))
+            plans.append(StagePlan(posttrained_model(cfg, layout, preset, seed), train_cfg, None, layout.root))
     return plans
 
 
@@ -143,17 +151,62 @@ def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path],
                     train_cfg = resolve_train_config(stage.recipe or cfg.finetune.recipe, overrides, preset,
                                                      manifests["target"], seed, cfg.device, where)
                     folder = layout.stage(det, arm, seed, i)
-                    run.stages.append(StagePlan(folder, train_cfg, init))
+                    run.stages.append(StagePlan(folder, train_cfg, init, layout.root))
                     init = folder
                 runs.append(run)
     return runs
 
 
+# ------------------------------------------------------------------------------------------ model identity
+
+_WHOLE_FILE_HASHES: dict[tuple, str] = {}
+
+
+def _file_sha1(path: Path) -> str:
+    """SHA-1 of a file, memoised per (path, size, mtime) in this process (large weights are read once)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _WHOLE_FILE_HASHES:
+        digest = hashlib.sha1()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(block)
+        _WHOLE_FILE_HASHES[key] = digest.hexdigest()
+    return _WHOLE_FILE_HASHES[key]
+
+
+def model_identity(folder: Path | None) -> str | None:
+    """What tells one trained model from another (None: no model there yet).
+
+    A training run's model is identified by its summary.json, written once when training ends (it holds the
+    run's timing, so a retrained model differs) - cheap, and unchanged when the output folder is copied. A
+    model folder without one (posttrain.from_model) is identified by the hash of its weights."""
+    if folder is None or not (folder / WEIGHTS).is_file():
+        return None
+    summary = folder / SUMMARY
+    if summary.is_file():
+        return hashlib.sha1(summary.read_bytes()).hexdigest()
+    return _file_sha1(folder / WEIGHTS)
+
+
 # ------------------------------------------------------------------------------------------ stages
+
+def _portable(value, root: Path):
+    """Paths inside the output folder written as 'OUT/...', so a moved output folder keeps its fingerprints."""
+    if isinstance(value, dict):
+        return {k: _portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v, root) for v in value]
+    prefix = str(root)
+    if isinstance(value, str) and (value == prefix or value.startswith(prefix + os.sep)):
+        return "OUT" + value[len(prefix):]
+    return value
+
 
 def _fingerprint(stage: StagePlan) -> dict:
     semantic = {k: v for k, v in stage.train_config.items() if k not in NON_SEMANTIC_KEYS}
-    return {"train_config": semantic, "init": str(stage.init) if stage.init else None}
+    return _portable({"train_config": semantic, "init": str(stage.init) if stage.init else None,
+                      "init_model": model_identity(stage.init)}, stage.root)
 
 
 def _flatten(d, prefix=""):
@@ -174,15 +227,23 @@ def _describe_change(old: dict, new: dict) -> str:
 
 
 def check_stage_spec(stage: StagePlan) -> None:
-    """Refuse to continue or reuse a stage folder made with another config."""
+    """Refuse to continue or reuse a stage folder made with another config or from another starting model."""
     path = stage.folder / STAGE_SPEC
     if not path.is_file():
         return
-    old = json.loads(path.read_text())
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ConfigError(f"{path}: damaged (not JSON); delete {stage.folder} to redo that stage") from None
     new = json.loads(json.dumps(_fingerprint(stage)))  # same JSON types as the stored copy
-    if old != new:
-        raise ConfigError(f"{stage.folder}: made with a different configuration ({_describe_change(old, new)}); "
-                          f"delete that folder to redo it, or write the experiment to another --out")
+    old.setdefault("init_model", new["init_model"])  # written before spoofrl recorded it: nothing to compare
+    if old == new:
+        return
+    redo = f"delete {stage.folder} to redo it, or write the experiment to another --out"
+    if {k for k in new if old.get(k) != new[k]} == {"init_model"}:
+        what = "is gone" if new["init_model"] is None else "was retrained or replaced since"
+        raise ConfigError(f"{stage.folder}: trained from a model that {what} ({stage.init}); {redo}")
+    raise ConfigError(f"{stage.folder}: made with a different configuration ({_describe_change(old, new)}); {redo}")
 
 
 def ensure_stage(stage: StagePlan) -> bool:
@@ -191,7 +252,7 @@ def ensure_stage(stage: StagePlan) -> bool:
     if stage.finished():
         return False
     from spoofrl.training import load_train_config, train
-    if stage.init is not None and not (stage.init / "model.safetensors").is_file():
+    if stage.init is not None and not (stage.init / WEIGHTS).is_file():
         raise SpoofrlError(f"{stage.init}: no model.safetensors to start {stage.folder} from")
     resume = (stage.folder / "last").is_dir()
     if stage.folder.exists() and not resume:
@@ -219,15 +280,33 @@ def _scores_match(path: Path, utts: list) -> bool:
     return sorted(zip(table.utt, table.label)) == sorted((u.utt, u.label) for u in utts)
 
 
-def score_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan, retrained: bool) -> list[str]:
+def recorded_score_model(scores_folder: Path) -> str | None:
+    """The identity of the model a run's score files come from (None: not recorded, or unreadable)."""
+    try:
+        return json.loads((scores_folder / SCORES_MODEL).read_text()).get("identity")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _scores_of_current_model(folder: Path, identity: str | None) -> None:
+    """Empty a run's scores/ folder when its files come from another model than `identity` (a stage redone
+    since, then killed before scoring); then record `identity` there."""
+    if recorded_score_model(folder) == identity:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / SCORES_MODEL).write_text(json.dumps({"identity": identity}) + "\n")
+
+
+def score_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan) -> list[str]:
     """Write the run's score file of every test set that lacks an up-to-date one. Returns the sets scored."""
     from spoofrl.device import pick_device
+    from spoofrl.errors import AudioError
     from spoofrl.inference import score_utterances
     from spoofrl.metrics.scorefile import write_scores
     from spoofrl.models import load_model
     test_sets = read_test_sets_quick(cfg)
-    if retrained:
-        shutil.rmtree(run.folder / "scores", ignore_errors=True)
+    _scores_of_current_model(run.folder / "scores", model_identity(run.model_folder()))
     todo = {n: u for n, u in test_sets.items()
             if not _scores_match(layout.scores(run.detector, run.arm, run.seed, n), u)}
     if not todo:
@@ -235,8 +314,11 @@ def score_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan, retrained: bo
     device = pick_device(cfg.device)
     model = load_model(run.model_folder(), device)
     for name, utts in todo.items():
-        scores = score_utterances(model, utts, device=device, batch_size=cfg.scoring.batch_size,
-                                  max_seconds=cfg.scoring.max_seconds or None, desc=f"{run.key} {name}")
+        try:
+            scores = score_utterances(model, utts, device=device, batch_size=cfg.scoring.batch_size,
+                                      max_seconds=cfg.scoring.max_seconds or None, desc=f"{run.key} {name}")
+        except AudioError as err:  # say which test set holds the file (the score files written so far stay)
+            raise SpoofrlError(f"test set '{name}': {err}") from None
         write_scores(layout.scores(run.detector, run.arm, run.seed, name), [u.utt for u in utts], scores,
                      [u.label for u in utts], [u.attack for u in utts], [u.condition for u in utts])
     return list(todo)
@@ -254,18 +336,19 @@ def execute_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan) -> dict:
     """Train the run's stages (cached), score its test sets (cached). Picklable entry point for workers."""
     t0 = time.time()
     trained = False
-    if run.start is not None and not (run.start / "model.safetensors").is_file():
-        raise SpoofrlError(f"{run.start}: the starting model of {run.key} has no model.safetensors")
+    if run.start is not None and not (run.start / WEIGHTS).is_file():
+        raise SpoofrlError(f"{run.start}: the starting model of {run.key} has no {WEIGHTS}")
     for stage in run.stages:
         trained |= ensure_stage(stage)
-    scored = score_run(cfg, layout, run, trained)
+    scored = score_run(cfg, layout, run)
     return {"key": run.key, "seconds": time.time() - t0, "trained": trained, "scored": scored}
 
 
 def execute_stage(stage: StagePlan) -> dict:
     t0 = time.time()
     trained = ensure_stage(stage)
-    return {"key": str(stage.folder), "seconds": time.time() - t0, "trained": trained, "scored": []}
+    key = Layout(stage.root).relative(stage.folder)  # e.g. 'lfcc-ffn/posttrain'
+    return {"key": key, "seconds": time.time() - t0, "trained": trained, "scored": []}
 
 
 # ------------------------------------------------------------------------------------------ scheduling
@@ -277,14 +360,43 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_init(threads: int, level: int, logfile: str) -> None:
+def _picklable(err: BaseException) -> BaseException:
+    """`err`, or a plain exception with its message when it cannot cross the process boundary (an exception
+    whose constructor takes other arguments than its message fails to unpickle, and the pool then hangs)."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:
+        kind = SpoofrlError if isinstance(err, SpoofrlError) else RuntimeError
+        return kind(str(err) if kind is SpoofrlError else f"{type(err).__name__}: {err}")
+
+
+def _in_worker(fn, *args) -> dict:
+    """Runs a task in a worker process. A signal (Ctrl-C, or the pool terminating its workers) stops the
+    trainer, which saves its checkpoint and raises KeyboardInterrupt: the worker then exits, so that it
+    takes no further task and the pool can shut down."""
+    try:
+        return fn(*args)
+    except KeyboardInterrupt:
+        logging.shutdown()
+        os._exit(130)
+    except Exception as err:
+        raise _picklable(err) from None
+
+
+def _worker_init(threads: int, console_level: int, logfile: str) -> None:
     import torch
 
-    from spoofrl.log import add_file_handler, setup_logging
+    from spoofrl.log import setup_logging
     torch.set_num_threads(threads)
     os.environ["SPOOFRL_NO_PROGRESS"] = "1"  # bars of several processes would interleave
-    setup_logging(level)
-    add_file_handler(logfile)
+    setup_logging(console_level, logfile)  # the console as in the parent (-q, -v); the log file gets progress
+
+
+def _console_level() -> int:
+    from spoofrl.log import ConsoleHandler
+    handlers = [h for h in logging.getLogger("spoofrl").handlers if isinstance(h, ConsoleHandler)]
+    return handlers[0].level if handlers else logging.WARNING
 
 
 class Progress:
@@ -314,8 +426,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def run_all(tasks: list[tuple], workers: int, what: str) -> None:
-    """Run (function, *args) tasks, in this process or in `workers` processes; stop at the first failure."""
+def run_all(tasks: list[tuple], workers: int, what: str, logfile: Path) -> None:
+    """Run (function, *args) tasks, in this process or in `workers` processes (logging to `logfile`); stop at
+    the first failure."""
     if not tasks:
         return
     progress = Progress(len(tasks), min(workers, len(tasks)), what)
@@ -328,21 +441,21 @@ def run_all(tasks: list[tuple], workers: int, what: str) -> None:
     threads = max(1, available_cores() // n)
     LOG.info("running %d %s in %d processes of %d thread%s each", len(tasks), what, n, threads,
              "s" if threads > 1 else "")
-    logfile = next((h.baseFilename for h in logging.getLogger("spoofrl").handlers
-                    if isinstance(h, logging.FileHandler)), os.devnull)
     ctx = multiprocessing.get_context("spawn")  # fork after torch threads started can deadlock
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
-                             initargs=(threads, logging.getLogger("spoofrl").getEffectiveLevel(), logfile)) as pool:
-        pending = {pool.submit(fn, *args) for fn, *args in tasks}
+    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
+                               initargs=(threads, _console_level(), str(logfile)))
+    try:
+        pending = {pool.submit(_in_worker, fn, *args) for fn, *args in tasks}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)  # report each as it ends
             for fut in done:
-                err = fut.exception()
-                if err is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise err
-                progress.finished(fut.result())
+                progress.finished(fut.result())  # a failed task raises here
+    except BrokenProcessPool:
+        raise SpoofrlError(f"a worker process of the {what} died (killed, or out of memory?); rerun the same "
+                           f"command to continue: finished runs are kept, interrupted ones resume") from None
+    finally:
+        # on a failure or Ctrl-C: start nothing new; the runs in progress end (or save their checkpoint)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------------------------------ entry point
@@ -380,14 +493,18 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, arms: list[str
     layout = Layout(Path(out_dir).resolve())
     layout.root.mkdir(parents=True, exist_ok=True)
     arms = select_arms(cfg, arms)
-    handler = add_file_handler(str(layout.log))
+    package_log = logging.getLogger("spoofrl")
+    level = package_log.level
+    package_log.setLevel(min(package_log.getEffectiveLevel(), logging.INFO))  # the log file gets progress
+    handler = add_file_handler(str(layout.log))                              # even with --quiet
     try:
         save_yaml(cfg, layout.config)
         if not report_only:
             _run_stages(cfg, layout, arms)
         return build_report(cfg, layout, arms)
     finally:
-        logging.getLogger("spoofrl").removeHandler(handler)
+        package_log.removeHandler(handler)
+        package_log.setLevel(level)
         handler.close()
 
 
@@ -404,10 +521,10 @@ def _run_stages(cfg: ExperimentConfig, layout: Layout, arms: list[str]) -> None:
         check_stage_spec(stage)  # a changed config fails now, not after hours of other runs
     LOG.info("experiment %s: %d detector(s), %d arm(s), %d run(s), %d post-training run(s); output %s",
              cfg.name, len(cfg.detectors), len(arms), len(runs), len(posttrain), layout.root)
-    run_all([(execute_stage, s) for s in posttrain], cfg.workers, "post-training runs")
+    run_all([(execute_stage, s) for s in posttrain], cfg.workers, "post-training runs", layout.log)
     levels = sub.arm_levels()
     for level in sorted(set(levels.values())):  # an arm starting from another arm's model waits for it
         batch = [r for r in runs if levels[r.arm] == level]
         what = "arm runs" if level == 0 else "arm runs starting from another arm's model"
-        run_all([(execute_run, sub, layout, r) for r in batch], cfg.workers, what)
+        run_all([(execute_run, sub, layout, r) for r in batch], cfg.workers, what, layout.log)
     LOG.info("all runs finished in %s", _duration(time.time() - t0))

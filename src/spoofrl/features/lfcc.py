@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from spoofrl.config import ConfigError, option
-from spoofrl.features.spectral import check_stft_options, delta_kernel, deltas, power_spectrogram
-from spoofrl.models.base import Frontend, samples_to_frames
+from spoofrl.features.spectral import (check_no_empty_filters, check_stft_options, delta_kernel, deltas,
+                                       power_spectrogram)
+from spoofrl.models.base import Frontend, check_positive, samples_to_frames
 
 
 def linear_filterbank(n_filters: int, n_fft: int, sample_rate: int, f_min: float, f_max: float) -> torch.Tensor:
@@ -62,6 +63,9 @@ class LFCC(Frontend):
                 raise ConfigError(f"delta_order must be 0, 1 or 2, got {self.delta_order}")
             if self.delta_width < 1:
                 raise ConfigError(f"delta_width must be >= 1, got {self.delta_width}")
+            check_positive(log_floor=self.log_floor)
+            check_no_empty_filters(linear_filterbank(self.n_filters, self.n_fft, self.sample_rate, self.f_min,
+                                                     self.f_max), "linear", self.n_fft)
 
     def __init__(self, cfg: "LFCC.Config"):
         super().__init__()

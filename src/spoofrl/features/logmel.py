@@ -1,14 +1,24 @@
 """Log-mel filterbank front-end on torch.stft (batched, on the model's device)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import librosa
 import torch
 
 from spoofrl.config import option
-from spoofrl.features.spectral import check_stft_options, power_spectrogram
-from spoofrl.models.base import Frontend, samples_to_frames
+from spoofrl.features.spectral import check_no_empty_filters, check_stft_options, power_spectrogram
+from spoofrl.models.base import Frontend, check_positive, samples_to_frames
+
+
+def mel_filterbank(cfg: "LogMel.Config") -> torch.Tensor:
+    """[n_mels, n_fft // 2 + 1] Slaney-style mel filters (librosa's default)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa warns about empty filters; check_no_empty_filters says why
+        fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min,
+                                 fmax=cfg.f_max)
+    return torch.tensor(fb, dtype=torch.float32)
 
 
 class LogMel(Frontend):
@@ -28,13 +38,14 @@ class LogMel(Frontend):
         def validate(self):
             check_stft_options(self.n_fft, self.win_length, self.hop_length, self.f_min, self.f_max,
                                self.sample_rate)
+            check_positive(n_mels=self.n_mels, log_floor=self.log_floor)
+            check_no_empty_filters(mel_filterbank(self), "mel", self.n_fft)
 
     def __init__(self, cfg: "LogMel.Config"):
         super().__init__()
         self.cfg = cfg
         self.out_dim = cfg.n_mels
-        fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
-        self.register_buffer("mel_fb", torch.tensor(fb, dtype=torch.float32), persistent=False)
+        self.register_buffer("mel_fb", mel_filterbank(cfg), persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.win_length), persistent=False)
 
     def encode(self, wave, lengths):

@@ -61,6 +61,9 @@ class SincFilterbank(Frontend):
                 raise ConfigError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
             if self.n_filters < 1 or self.pool < 1:
                 raise ConfigError("n_filters and pool must be >= 1")
+            if not (self.min_low_hz >= 0 and self.min_band_hz > 0):
+                raise ConfigError(f"need min_low_hz >= 0 and min_band_hz > 0 (a band of zero width divides by "
+                                  f"zero), got {self.min_low_hz} and {self.min_band_hz}")
             if self.min_low_hz + self.min_band_hz >= self.sample_rate / 2:
                 raise ConfigError("min_low_hz + min_band_hz must stay below sample_rate / 2")
 

@@ -21,6 +21,15 @@ def check_stft_options(n_fft: int, win_length: int, hop_length: int, f_min: floa
                           f"sample_rate={sample_rate}")
 
 
+def check_no_empty_filters(filters: torch.Tensor, what: str, n_fft: int) -> None:
+    """ConfigError when a filter covers no FFT bin: its log energy would be a constant (the log floor), a
+    dimension that carries nothing, a sign of too many bands for the FFT size or a too narrow band range."""
+    empty = int((filters.sum(dim=1) <= 0).sum())
+    if empty:
+        raise ConfigError(f"{empty} of {filters.shape[0]} {what} filters cover no FFT bin with n_fft={n_fft}; "
+                          f"use fewer filters, a larger n_fft or a wider f_min..f_max")
+
+
 def power_spectrogram(wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int,
                       window: torch.Tensor) -> torch.Tensor:
     """|STFT|^2 of a batch [B, T] -> [B, n_fft // 2 + 1, frames] (centred frames, reflect padding).

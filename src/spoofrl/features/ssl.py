@@ -27,6 +27,7 @@ The encode/head split (see models/base.py): `encode` returns the selected hidden
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -48,8 +49,17 @@ FAMILIES = {
     "wavlm": ("WavLMConfig", "WavLMModel"),
     "hubert": ("HubertConfig", "HubertModel"),
 }
+# The architecture of XLS-R 300M (also MMS-300M): wav2vec 2.0 Large, pre-norm. `spoofrl models` sizes SSL presets
+# that name no checkpoint folder with it (on the meta device: no weights are made).
+REFERENCE_ENCODER = ("XLS-R 300M", {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                                    "intermediate_size": 4096, "do_stable_layer_norm": True,
+                                    "feat_extract_norm": "layer", "conv_bias": True})
 # Hugging Face config keys that describe a file rather than the architecture; not saved, not validated.
 _META_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures"}
+
+
+class CheckpointNeeded(ConfigError):
+    """An SSL front-end names neither a checkpoint folder (`path`) nor an architecture (`config`)."""
 
 
 def parse_layers(spec: list[int] | str) -> list[int]:
@@ -177,7 +187,10 @@ class SSLEncoder(Frontend):
         elif cfg.freeze_feature_encoder:
             self.ssl.feature_extractor.requires_grad_(False)
         if cfg.gradient_checkpointing and not cfg.frozen:
-            self.ssl.gradient_checkpointing_enable()
+            # transformers 5 renamed the method; the old name still works there, with a deprecation warning
+            enable = getattr(self.ssl, "activation_checkpointing_enable", None) or \
+                self.ssl.gradient_checkpointing_enable
+            enable()
 
     def train(self, mode: bool = True):
         """A frozen encoder stays in eval mode (no dropout, no masking), so its outputs are deterministic."""
@@ -255,7 +268,10 @@ def hf_config_dict(hf_config) -> dict[str, Any]:
 
 
 def _family_classes(family: str):
-    import transformers
+    try:
+        import transformers
+    except ImportError:
+        raise ConfigError("the 'ssl' front-end needs Hugging Face transformers: pip install 'spoofrl[ssl]'") from None
     config_name, model_name = FAMILIES[family]
     return getattr(transformers, config_name), getattr(transformers, model_name)
 
@@ -305,12 +321,16 @@ def build_encoder(cfg: "SSLEncoder.Config"):
     where = "model.frontend(ssl)"
     if not cfg.path:
         if not cfg.config:
-            raise ConfigError(f"{where}: set model.frontend.path to a local checkpoint folder (config.json + "
-                              f"weights), or give model.frontend.config for a randomly initialised encoder")
+            raise CheckpointNeeded(f"{where}: set model.frontend.path to a local checkpoint folder (config.json + "
+                                   f"weights), or give model.frontend.config for a randomly initialised encoder")
         family = _resolve_family(cfg, None, where)
         config_cls, model_cls = _family_classes(family)
         hf_config = _make_hf_config(config_cls, {}, cfg.config, f"{where}.config")
-        return family, hf_config, model_cls(hf_config)
+        try:
+            return family, hf_config, model_cls(hf_config)
+        except (ValueError, RuntimeError, TypeError) as err:  # e.g. hidden_size not divisible by the heads
+            raise ConfigError(f"{where}.config: cannot build a {family} encoder from it "
+                              f"({' '.join(str(err).split())[:200]})") from None
     folder = Path(cfg.path).expanduser()
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{folder}: not a Hugging Face model folder (no config.json); set "
@@ -320,12 +340,32 @@ def build_encoder(cfg: "SSLEncoder.Config"):
     config_cls, model_cls = _family_classes(family)
     hf_config = _make_hf_config(config_cls, folder_config, cfg.config, f"{where}.config")
     try:
-        model, info = model_cls.from_pretrained(str(folder), config=hf_config, local_files_only=True,
-                                                dtype=torch.float32, output_loading_info=True)
+        with _quiet_transformers():
+            model, info = model_cls.from_pretrained(str(folder), config=hf_config, local_files_only=True,
+                                                    output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:
         raise ConfigError(f"{folder}: cannot load a {family} encoder ({' '.join(str(err).split())[:300]})") from None
     _check_loading(folder, model, info)
-    return family, hf_config, model
+    # Computation and saved weights are float32 whatever the checkpoint holds (half-precision checkpoints
+    # convert exactly); casting here works with every transformers version, whatever its default dtype.
+    return family, hf_config, model.float()
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' loading report and progress bar; `_check_loading` reports in one line instead.
+    (Its report lists every checkpoint tensor the bare encoder does not use, e.g. a pre-training quantizer or
+    a CTC head, which is expected here.)"""
+    from transformers.utils import logging as hf_logging
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def _check_loading(folder: Path, model: nn.Module, info: dict) -> None:
@@ -338,3 +378,7 @@ def _check_loading(folder: Path, model: nn.Module, info: dict) -> None:
     if missing:
         log.warning("%s: %d tensors not in the checkpoint, left randomly initialised: %s", folder,
                     len(missing), ", ".join(missing[:5]))
+    unused = list(info.get("unexpected_keys") or [])
+    log.info("%s: loaded a %s with %d tensors%s", folder, type(model).__name__, total - len(missing),
+             f"; {len(unused)} checkpoint tensors outside the encoder ignored (e.g. {', '.join(sorted(unused)[:3])})"
+             if unused else "")

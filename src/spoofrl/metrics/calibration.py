@@ -65,6 +65,9 @@ class Calibration:
             raise SpoofrlError(f"{source}: not a spoofrl calibration (needs numbers 'a', 'b', 'prior'; {err})") from None
         if not (math.isfinite(a) and math.isfinite(b)) or not 0.0 < prior < 1.0:
             raise SpoofrlError(f"{source}: invalid calibration values a={a}, b={b}, prior={prior}")
+        if a <= 0:  # a zero or negative slope would flatten or invert every verdict
+            raise SpoofrlError(f"{source}: calibration slope a={a} must be positive (higher raw score = more "
+                               f"bona fide); refit it with `spoofrl calibrate`")
         return cls(a=a, b=b, prior=prior, n_bonafide=int(data.get("n_bonafide", 0)),
                    n_spoof=int(data.get("n_spoof", 0)))
 

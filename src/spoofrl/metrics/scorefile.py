@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, normalise_label
+from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, normalise_label, text_lines
 from spoofrl.errors import ProtocolError, SpoofrlError
 
 LOG = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ LOG = logging.getLogger(__name__)
 REQUIRED = ("utt", "score")
 OPTIONAL = ("label", "attack", "condition")
 UNKNOWN = "-"
+SCORE_FILE = "score file (TSV utt, score, label)"
 
 
 @dataclass
@@ -147,38 +148,37 @@ def _read_rows(path: Path) -> ScoreTable:
     seen: dict[str, int] = {}
     label_of: dict[str, str] = {}  # raw label -> normalised (few distinct values; parse each once)
     names: list[str] | None = None
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    for lineno, line in text_lines(path, SCORE_FILE):
+        if not line.strip():
+            continue
+        if names is None:
+            names, has_header = _parse_header(path, line, lineno)
+            index = {name: names.index(name) for name in names}
+            optional = [(name, index.get(name)) for name in OPTIONAL]
+            tabbed = has_header and "\t" in line
+            if has_header:
                 continue
-            if names is None:
-                names, has_header = _parse_header(path, line, lineno)
-                index = {name: names.index(name) for name in names}
-                optional = [(name, index.get(name)) for name in OPTIONAL]
-                tabbed = has_header and "\t" in line
-                if has_header:
-                    continue
-            # A tab-separated header fixes tabs for every line (utts may hold spaces); else ASVspoof-style whitespace.
-            cells = line.rstrip("\r\n").split("\t") if tabbed else _split_line(line)
-            if len(cells) != len(names):
-                raise ProtocolError(path, f"expected {len(names)} fields ({', '.join(names)}), found {len(cells)}",
-                                    lineno, line)
-            utt = cells[index["utt"]].strip()
-            if not utt:
-                raise ProtocolError(path, "empty utt", lineno, line)
-            if utt in seen:
-                raise ProtocolError(path, f"utt {utt!r} is scored twice (first on line {seen[utt]})", lineno, line)
-            seen[utt] = lineno
-            utts.append(utt)
-            raw_scores.append(cells[index["score"]])
-            lines.append(lineno)
-            for name, i in optional:
-                raw = cells[i].strip() if i is not None else UNKNOWN
-                if name == "label":
-                    if raw not in label_of:
-                        label_of[raw] = _parse_label(path, raw, lineno, line)
-                    raw = label_of[raw]
-                cols[name].append(raw or UNKNOWN)
+        # A tab-separated header fixes tabs for every line (utts may hold spaces); else ASVspoof-style whitespace.
+        cells = line.rstrip("\r\n").split("\t") if tabbed else _split_line(line)
+        if len(cells) != len(names):
+            raise ProtocolError(path, f"expected {len(names)} fields ({', '.join(names)}), found {len(cells)}",
+                                lineno, line)
+        utt = cells[index["utt"]].strip()
+        if not utt:
+            raise ProtocolError(path, "empty utt", lineno, line)
+        if utt in seen:
+            raise ProtocolError(path, f"utt {utt!r} is scored twice (first on line {seen[utt]})", lineno, line)
+        seen[utt] = lineno
+        utts.append(utt)
+        raw_scores.append(cells[index["score"]])
+        lines.append(lineno)
+        for name, i in optional:
+            raw = cells[i].strip() if i is not None else UNKNOWN
+            if name == "label":
+                if raw not in label_of:
+                    label_of[raw] = _parse_label(path, raw, lineno, line)
+                raw = label_of[raw]
+            cols[name].append(raw or UNKNOWN)
     if not utts:
         raise ProtocolError(path, "no scores in file" + (" (header only)" if names else " (empty file)"))
     scores = _parse_scores(path, raw_scores, lines)
@@ -220,8 +220,7 @@ def load_key(path: str | Path) -> dict[str, Utterance]:
     path = Path(path)
     if not path.is_file():
         raise ProtocolError(path, "key file not found")
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
+    first = next(text_lines(path, "key (manifest or protocol file)"), (1, ""))[1]
     header = [c.strip().lower() for c in first.split(",")]
     if "path" in header and "label" in header:
         from spoofrl.data.manifest import read_manifest

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from spoofrl.errors import ProtocolError
-from spoofrl.metrics.official import C_FA, C_MISS, P_SPOOF, bootstrap_eer_ci, evaluate
 import numpy as np
 
-from spoofrl.metrics.scorefile import ScoreTable, group_masks
+from spoofrl.errors import ProtocolError
+from spoofrl.metrics.official import C_FA, C_MISS, P_SPOOF, bootstrap_eer_ci, evaluate
+from spoofrl.metrics.scorefile import UNKNOWN, ScoreTable, group_masks
 
 LOG = logging.getLogger(__name__)
 
@@ -21,6 +21,16 @@ def _check_both_classes(table: ScoreTable, is_bona: np.ndarray) -> None:
         only = "spoof" if n_bona == 0 else "bona fide"
         raise ProtocolError(table.path, f"all {len(table)} scores are {only}: metrics need both bona fide and "
                                         f"spoof scores")
+
+
+def _check_breakdown_known(table: ScoreTable, by: str, is_bona: np.ndarray) -> None:
+    """A breakdown needs the column: otherwise it would print one group `-` equal to the pooled result."""
+    values = np.asarray(getattr(table, by), dtype=object)
+    relevant = values[~is_bona] if by == "attack" else values  # bona fide have attack `-` by definition
+    if (relevant == UNKNOWN).all():
+        rows = "spoof row" if by == "attack" else "row"
+        raise ProtocolError(table.path, f"cannot break results down by {by}: every {rows} has {by} '-' (unknown); "
+                                        f"add a column {by!r} or use a key (manifest or protocol) that has one")
 
 
 def _metrics(bona: np.ndarray, spoof: np.ndarray, ci: bool, n_boot: int, alpha: float, seed: int, dcf: dict) -> dict:
@@ -42,6 +52,7 @@ def summarize(table: ScoreTable, by: str | None = None, *, ci: bool = False, n_b
     dcf = {"p_spoof": p_spoof, "c_miss": c_miss, "c_fa": c_fa}
     result = _metrics(table.score[is_bona], table.score[~is_bona], ci, n_boot, alpha, seed, dcf)
     if by is not None:
+        _check_breakdown_known(table, by, is_bona)
         breakdown = {}
         for name, mask in group_masks(table, by):
             bona, spoof = table.score[mask & is_bona], table.score[mask & ~is_bona]

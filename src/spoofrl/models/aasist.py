@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spoofrl.config import ConfigError, option
-from spoofrl.models.base import Backend, frame_mask, pooled_lengths
+from spoofrl.models.base import Backend, check_dropout, frame_mask, pooled_lengths
 
 
 def _pairwise_products(x: torch.Tensor) -> torch.Tensor:
@@ -178,6 +178,11 @@ class AASIST(Backend):
                 raise ConfigError("gat_dims needs 2 entries, pool_ratios and temperatures 4 each")
             if not all(0 < r <= 1 for r in self.pool_ratios):
                 raise ConfigError(f"pool_ratios must be in (0, 1], got {self.pool_ratios}")
+            if self.input_proj < 0 or min(self.channels) < 1 or min(self.gat_dims) < 1 or min(self.time_pool) < 1:
+                raise ConfigError("input_proj must be >= 0; channels, gat_dims and time_pool entries >= 1")
+            if not all(t > 0 for t in self.temperatures):
+                raise ConfigError(f"temperatures must be > 0, got {self.temperatures}")
+            check_dropout(dropout=self.dropout, branch_dropout=self.branch_dropout)
 
     def __init__(self, cfg: "AASIST.Config", in_dim: int):
         super().__init__()

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from spoofrl.config import to_dict
+from spoofrl.errors import ConfigError
 
 
 class Frontend(nn.Module):
@@ -75,6 +76,20 @@ class Backend(nn.Module):
 
     def resolved_options(self) -> dict[str, Any]:
         return to_dict(self.cfg)
+
+
+def check_positive(**values: float) -> None:
+    """ConfigError unless every value is > 0 (NaN fails too); for option validation."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+def check_dropout(**probabilities: float) -> None:
+    """ConfigError unless every value is a dropout probability in [0, 1) (NaN fails too)."""
+    for name, p in probabilities.items():
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {p}")
 
 
 def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ Two-stage use for frozen front-ends (e.g. a frozen SSL encoder whose hidden stat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +44,21 @@ class ModelConfig:
         fe_name, fe_opts = _split_spec(self.frontend, "frontend")
         be_name, be_opts = _split_spec(self.backend, "backend")
         fe_cls, be_cls = FRONTENDS.get(fe_name), BACKENDS.get(be_name)
+        fe_opts = self._with_model_sample_rate(fe_cls, fe_name, fe_opts)
         return (fe_cls, from_dict(fe_cls.Config, fe_opts, prefix=f"model.frontend({fe_name})"),
                 be_cls, from_dict(be_cls.Config, be_opts, prefix=f"model.backend({be_name})"))
+
+    def _with_model_sample_rate(self, fe_cls, fe_name: str, fe_opts: dict[str, Any]) -> dict[str, Any]:
+        """A front-end with a `sample_rate` option analyses audio at the model's rate: filled in from
+        `sample_rate` here, and an explicit, different value is refused (its filters would sit at the wrong
+        frequencies)."""
+        if "sample_rate" not in {f.name for f in dataclasses.fields(fe_cls.Config)}:
+            return fe_opts
+        own = fe_opts.get("sample_rate", self.sample_rate)
+        if own != self.sample_rate:
+            raise ConfigError(f"model.frontend({fe_name}).sample_rate is {own} but model.sample_rate is "
+                              f"{self.sample_rate}; set model.sample_rate only")
+        return {**fe_opts, "sample_rate": self.sample_rate}
 
     def validate(self):
         if self.sample_rate < 1000:

@@ -24,6 +24,13 @@ from spoofrl.errors import SpoofrlError
 
 log = logging.getLogger(__name__)
 
+# Opsets accepted: from 14 (the first with the scaled-dot-product attention of SSL encoders) to 20, the newest
+# that torch's TorchScript-based exporter supports.
+OPSETS = range(14, 21)
+# The traced length must exceed what the front-ends treat as a "very short input" (a spectral front-end pads
+# inputs shorter than half its FFT first): tracing that branch would bake the padding into the graph.
+MIN_EXPORT_SECONDS = 0.1
+
 
 class _ScoringGraph(nn.Module):
     """(wave, lengths) -> (logits, score), the exported signature."""
@@ -59,9 +66,16 @@ def supports_dynamic_time(model) -> bool:
 
 def export_onnx(model, path: str | Path, *, seconds: float = 4.0, opset: int = 17) -> ExportReport:
     """Trace `model` (eval mode, CPU) into an ONNX file at `path`; see the module doc for its signature."""
+    if opset not in OPSETS:
+        raise SpoofrlError(f"ONNX opset {opset} is not supported; use {OPSETS.start}..{OPSETS.stop - 1}")
+    if not seconds >= MIN_EXPORT_SECONDS:
+        raise SpoofrlError(f"export length {seconds} s is too short; use at least {MIN_EXPORT_SECONDS} s")
     model = getattr(model, "module", model).to("cpu").eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpoofrlError(f"{path.parent}: cannot create the output folder ({err.strerror})") from None
     samples = int(round(seconds * model.cfg.sample_rate))
     dynamic_time = supports_dynamic_time(model)
     example = (torch.randn(2, samples) * 0.1, torch.tensor([samples, samples - samples // 5]))
@@ -73,6 +87,8 @@ def export_onnx(model, path: str | Path, *, seconds: float = 4.0, opset: int = 1
             torch.onnx.export(_ScoringGraph(model), example, str(path), dynamo=False, opset_version=opset,
                               input_names=["wave", "lengths"], output_names=["logits", "score"],
                               dynamic_axes=axes, do_constant_folding=True)
+        except OSError as err:
+            raise SpoofrlError(f"{path}: cannot write the ONNX file ({err.strerror or err})") from None
         except Exception as err:  # the exporter raises many types for unsupported operators
             raise SpoofrlError(f"ONNX export failed: {type(err).__name__}: {' '.join(str(err).split())[:400]}") \
                 from None

@@ -8,7 +8,7 @@ from typing import Literal
 from torch import nn
 
 from spoofrl.config import ConfigError, option
-from spoofrl.models.base import Backend
+from spoofrl.models.base import Backend, check_dropout
 from spoofrl.models.pooling import POOLING_DOC, Pooling, PoolingName
 
 
@@ -26,8 +26,7 @@ class FFN(Backend):
         def validate(self):
             if not self.hidden or any(h < 1 for h in self.hidden):
                 raise ConfigError(f"hidden must list positive sizes, got {self.hidden}")
-            if not 0.0 <= self.dropout < 1.0:
-                raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+            check_dropout(dropout=self.dropout)
 
     def __init__(self, cfg: "FFN.Config", in_dim: int):
         super().__init__()

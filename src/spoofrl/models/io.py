@@ -93,7 +93,8 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Detector:
-    """Rebuild a saved detector on `device` ('cpu', 'cuda', 'cuda:1', a torch.device), in eval mode.
+    """Rebuild a saved detector on `device` ('cpu', 'cuda', 'cuda:1', 'auto' = CUDA when present, a
+    torch.device), in eval mode.
 
     No pickle is involved: the architecture comes from config.yaml, the tensors from model.safetensors
     (read on the CPU, then moved, so a GPU-trained folder loads on a CPU-only machine and vice versa)."""
@@ -104,7 +105,11 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Detect
     if not weights.is_file():
         raise SpoofrlError(f"{folder}: no {WEIGHTS} in the model folder")
     target = _checked_device(device)
-    model = build_model(read_model_config(folder))
+    cfg = read_model_config(folder)
+    try:
+        model = build_model(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{folder / CONFIG}: {err}") from None
     state = _read_weights(weights)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -118,6 +123,9 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Detect
 
 
 def _checked_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        from spoofrl.device import pick_device
+        return pick_device("auto")
     try:
         device = torch.device(device)
     except RuntimeError as err:

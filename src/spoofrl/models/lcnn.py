@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from spoofrl.config import ConfigError, option
-from spoofrl.models.base import Backend, masked_mean, pooled_lengths, zero_padding
+from spoofrl.models.base import Backend, check_dropout, masked_mean, pooled_lengths, zero_padding
 from spoofrl.models.cnn_blocks import InputNorm, image_to_frames
 
 _LAYOUT = [
@@ -48,10 +48,9 @@ class LCNN(Backend):
         input_norm: bool = option(True, "batch-normalise each input feature dimension first")
 
         def validate(self):
-            if self.width <= 0:
+            if not self.width > 0:
                 raise ConfigError(f"width must be > 0, got {self.width}")
-            if not 0.0 <= self.dropout < 1.0:
-                raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+            check_dropout(dropout=self.dropout)
 
     def __init__(self, cfg: "LCNN.Config", in_dim: int):
         super().__init__()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from spoofrl.config import option
-from spoofrl.models.base import Backend, masked_mean
+from spoofrl.models.base import Backend, check_dropout, masked_mean
 
 
 class PoolLinear(Backend):
@@ -16,6 +16,9 @@ class PoolLinear(Backend):
     class Config:
         dropout: float = option(0.0, "dropout on the pooled vector")
         normalize: bool = option(True, "layer-normalise frame features before pooling (log-mel scales vary)")
+
+        def validate(self):
+            check_dropout(dropout=self.dropout)
 
     def __init__(self, cfg: "PoolLinear.Config", in_dim: int):
         super().__init__()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from spoofrl.config import ConfigError, option
-from spoofrl.models.base import Backend, pooled_lengths, zero_padding
+from spoofrl.models.base import Backend, check_dropout, check_positive, pooled_lengths, zero_padding
 from spoofrl.models.cnn_blocks import InputNorm, image_to_frames
 from spoofrl.models.pooling import POOLING_DOC, Pooling, PoolingName
 
@@ -51,6 +51,8 @@ class ResNet(Backend):
                                   f"{self.blocks}")
             if any(c < 1 for c in self.channels) or any(b < 1 for b in self.blocks):
                 raise ConfigError("channels and blocks must be positive")
+            check_positive(embed_dim=self.embed_dim)
+            check_dropout(dropout=self.dropout)
 
     def __init__(self, cfg: "ResNet.Config", in_dim: int):
         super().__init__()

@@ -4,13 +4,15 @@ One upload per request (multipart field `file`). The answer is the JSON report o
 --format json` for that one file (model info, settings, `files: [ {...} ]`, summary), plus the file's
 spectrogram as a PNG data URL when `?spectrogram=true`. Errors are JSON `{"error": code, "detail": reason}`:
 413 upload too large, 415 not audio (neither soundfile nor ffmpeg decodes it), 422 audio that cannot be
-scored (empty, silent, too long, too short, corrupt part-way) or a malformed request.
+scored (empty, silent, too long, too short, truncated, corrupt part-way) or a malformed request, 404/405 an
+unknown path or method.
 
 Requests run in FastAPI's thread pool: decoding happens in parallel, inference is serialised by the model's
 lock, and every request keeps its own state (temp folder, result), so concurrent requests cannot mix.
 """
 import base64
 import re
+from http import HTTPStatus
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -145,6 +147,7 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None):
     from fastapi import FastAPI, File, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from spoofrl import __version__
     from spoofrl.serve.limits import BodySizeLimit
@@ -157,11 +160,20 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None):
     async def _problem(_: Request, exc: _RequestProblem):
         return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        # 404 / 405 and friends in the same {"error", "detail"} shape as every other error of the API.
+        code = re.sub(r"\W+", "_", HTTPStatus(exc.status_code).phrase.lower()).strip("_")
+        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
-        fields = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in exc.errors())
-        return JSONResponse({"error": "bad_request", "detail": f"{fields} (send the audio as multipart field "
-                                                               f"'file')"}, status_code=422)
+        errors = exc.errors()
+        detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in errors)
+        if any(e.get("loc", ("",))[0] == "body" for e in errors):
+            detail += " (send the audio as multipart field 'file')"
+        return JSONResponse({"error": "bad_request", "detail": detail}, status_code=422)
 
     @app.get("/healthz")
     def healthz():

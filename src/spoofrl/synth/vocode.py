@@ -7,7 +7,9 @@ others are processed and the manifest is written first), then the command fails.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -17,7 +19,7 @@ import numpy as np
 
 from spoofrl.audio import AUDIO_SUFFIXES, load_audio
 from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, read_manifest, write_manifest
-from spoofrl.errors import AudioError, ConfigError, SpoofrlError
+from spoofrl.errors import AudioError, ConfigError, ProtocolError, SpoofrlError
 from spoofrl.synth.attacks import ATTACKS, get_attack
 from spoofrl.synth.generate import write_flac_atomic
 from spoofrl.synth.sources import SR
@@ -48,6 +50,7 @@ class VocodeReport:
     spoofs_written: int
     spoofs_skipped: int
     failed: list[tuple[str, str]] = field(default_factory=list)
+    bad_lines: list[str] = field(default_factory=list)     # malformed manifest lines ("file:line: reason")
 
 
 def parse_attacks(text: str) -> list[str]:
@@ -73,16 +76,48 @@ def _key_for(rel: Path, used: set[str]) -> str:
     return key
 
 
-def collect_jobs(inp: str | Path, subset: str, exclude: Path | None = None) -> tuple[list[Utterance], list[Job]]:
-    """(rows to keep in the output manifest, bona fide recordings to vocode) from a folder, a manifest
-    or one audio file. Files under `exclude` (the output folder, when it lies inside the input folder)
-    are not inputs: a rerun must not vocode its own spoofs."""
+def read_manifest_lenient(path: Path) -> tuple[list[Utterance], list[ProtocolError]]:
+    """The rows of a manifest plus one error per malformed line, instead of failing at the first one: a
+    user's manifest with a few bad lines should still get its good rows vocoded. A missing column or an
+    unreadable header is still fatal (no row could be trusted)."""
+    try:
+        return read_manifest(path), []                  # the usual case: one pass, nothing malformed
+    except ProtocolError as err:
+        if err.line is None or err.line == 1:
+            raise
+    text = path.read_text(errors="replace").splitlines(keepends=True)
+    if not text:
+        raise ProtocolError(path, "empty manifest (no header)")
+    header = text[0]
+    rows: list[Utterance] = []
+    errors: list[ProtocolError] = []
+    with tempfile.TemporaryDirectory(prefix="spoofrl-manifest-") as tmp:
+        # each line is checked by the one manifest reader (same rules, same messages), then renumbered
+        probe = Path(tmp) / path.name
+        for lineno, line in enumerate(text[1:], start=2):
+            probe.write_text(header + line)
+            try:
+                found = read_manifest(probe)
+            except ProtocolError as err:
+                if err.line is None or err.line == 1:
+                    raise ProtocolError(path, err.reason, err.line, header if err.line == 1 else None) from None
+                errors.append(ProtocolError(path, err.reason, lineno, line))
+                continue
+            rows += [dataclasses.replace(r, root=path.parent.resolve()) for r in found]
+    return rows, errors
+
+
+def collect_jobs(inp: str | Path, subset: str,
+                 exclude: Path | None = None) -> tuple[list[Utterance], list[Job], list[ProtocolError]]:
+    """(rows to keep in the output manifest, bona fide recordings to vocode, malformed manifest lines)
+    from a folder, a manifest or one audio file. Files under `exclude` (the output folder, when it lies
+    inside the input folder) are not inputs: a rerun must not vocode its own spoofs."""
     inp = Path(inp)
     if not inp.exists():
         raise SpoofrlError(f"{inp}: not found (give a folder of audio files or a manifest .csv)")
     used: set[str] = set()
     if inp.is_file() and inp.suffix.lower() == ".csv":
-        rows = read_manifest(inp)
+        rows, bad_lines = read_manifest_lenient(inp)
         kept = []
         jobs = []
         for r in rows:
@@ -93,8 +128,9 @@ def collect_jobs(inp: str | Path, subset: str, exclude: Path | None = None) -> t
                 rel = Path(r.path.lstrip("/"))
                 jobs.append(Job(absolute, _key_for(rel, used)))
         if not jobs:
-            raise SpoofrlError(f"{inp}: no bona fide rows to vocode")
-        return kept, jobs
+            detail = f" ({len(bad_lines)} malformed line{'s' * (len(bad_lines) > 1)}, first: {bad_lines[0]})" if bad_lines else ""
+            raise SpoofrlError(f"{inp}: no bona fide rows to vocode{detail}")
+        return kept, jobs, bad_lines
     if inp.is_file():
         files, root = [inp], inp.parent
     else:
@@ -110,7 +146,7 @@ def collect_jobs(inp: str | Path, subset: str, exclude: Path | None = None) -> t
                         condition="-", subset=subset)
         kept.append(row)
         jobs.append(Job(row, _key_for(f.relative_to(root), used)))
-    return kept, jobs
+    return kept, jobs, []
 
 
 # ------------------------------------------------------------------------------------------ processing
@@ -179,13 +215,17 @@ def vocode(inp: str | Path, out_dir: str | Path, attacks: list[str], seed: int =
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     out = Path(out_dir)
-    kept, jobs = collect_jobs(inp, subset, exclude=out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --out must be a folder")
+    kept, jobs, bad_lines = collect_jobs(inp, subset, exclude=out)
     out.mkdir(parents=True, exist_ok=True)
     args = [(job, attacks, str(out), seed) for job in jobs]
     from spoofrl.log import progress
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) if workers > 1 else None
     results = pool.map(_process_star, args) if pool is not None else map(_process_star, args)
-    report = VocodeReport(out, len(jobs), 0, 0)
+    report = VocodeReport(out, len(jobs), 0, 0, bad_lines=[str(e) for e in bad_lines])
+    for line_error in bad_lines:
+        log.warning("skipped %s", line_error)
     bad: set[str] = set()
     try:
         for job, (written, skipped, error) in progress(zip(jobs, results), desc="vocode", total=len(jobs), unit="file",

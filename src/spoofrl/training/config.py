@@ -93,7 +93,8 @@ class ObjectiveConfig:
     reward_wrong: float = option(0.0, "GRPO: reward of a wrong label (0 in the study)")
     scale_rewards: Literal["group", "batch", "none"] = option(
         "batch", "GRPO advantage normalisation: group = mean/std over each utterance's G samples (the paper's "
-                 "formula, DeepSeekMath arXiv 2402.03300); batch = over the whole batch (the study's code); none = "
+                 "formula, DeepSeekMath arXiv 2402.03300); batch = over the whole batch (the study's code; each "
+                 "process's batch under torchrun); none = "
                  "centre per utterance without std scaling (Dr. GRPO, arXiv 2503.20783)")
     negative: bool = option(True, "GRPO: false = the study's 'w/o negative reward' ablation: advantages are the raw "
                                   "rewards (no centring or scaling; scale_rewards is ignored), i.e. reward x "
@@ -198,7 +199,8 @@ class ScheduleConfig:
     eval_at_start: bool = option(False, "also validate the initial model (step 0); it can then be kept as best")
     log_every: int = option(10, "write a metrics row (averages since the last row) every N steps")
     save_every: int = option(0, "write the resumable last/ checkpoint every N steps; 0 = at every validation")
-    early_stop: int = option(0, "stop after N validations without a better dev EER; 0 = never")
+    early_stop: int = option(0, "stop after N validations without a better dev EER; 0 = never (sft_then_grpo: "
+                                "in the GRPO stage; the SFT stage always runs its sft_steps)")
 
     def validate(self):
         if self.steps < 0 or self.epochs < 1:

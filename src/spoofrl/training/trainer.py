@@ -21,7 +21,7 @@ import torch
 from spoofrl.config import to_dict
 from spoofrl.data.augment import Augmenter
 from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset, inverse_frequency_weights,
-                                  make_loader, utterance_durations)
+                                  load_batches, utterance_durations)
 from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.training import distributed
@@ -53,10 +53,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
     a, b = _flatten(old), _flatten(new)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in NON_SEMANTIC_KEYS)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
+    return [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in keys]
 
 
 def lr_factor(local_step: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
@@ -108,6 +113,8 @@ class Trainer:
         self.interrupt = _Interrupt()
         self._log_handler: logging.Handler | None = None
         self.metrics: MetricsWriter | None = None
+        self.pending_eval: dict | None = None  # the metrics row of a validation under way (or failed)
+        self.saved_step = 0                     # step of the last/ checkpoint on disk
 
     # ------------------------------------------------------------------------------------------ entry
     def run(self) -> Path:
@@ -197,13 +204,30 @@ class Trainer:
                      self.init, init_model.get("preset") or "custom")
         return init_model
 
+    def _init_of_resumed_run(self, checkpoint) -> None:
+        """--resume continues with the run's own --init: it may be left out (the checkpoint has the weights and the
+        architecture; the folder need not exist any more), but not changed."""
+        recorded = checkpoint["state"].get("init")
+        if self.init is None:
+            self.init = Path(recorded) if recorded else None
+        elif recorded is None:
+            raise ConfigError(f"{self.out}: the run was started without --init; resume it without --init")
+        elif str(self.init) != recorded:
+            raise ConfigError(f"{self.out}: the run was started with --init {recorded}; resume it with that --init "
+                              f"or none")
+
     def _build_model(self, checkpoint) -> None:
         from spoofrl.models import build_model
         from spoofrl.models.io import load_model
-        self.cfg.model = self._model_section()
+        if checkpoint is not None:
+            self._init_of_resumed_run(checkpoint)
+            if self.init is not None:
+                self.cfg.model = checkpoint["state"]["config"]["model"]
+        if checkpoint is None or self.init is None:
+            self.cfg.model = self._model_section()
         torch.manual_seed(self.cfg.seed)  # identical initialisation on every process and every resume
         detector = build_model(self.cfg.model)
-        if self.init is not None:
+        if self.init is not None and checkpoint is None:
             detector.load_state_dict(load_model(self.init).state_dict())
         if self.cfg.optim.frontend_lr_scale == 0:
             for p in detector.frontend.parameters():
@@ -263,6 +287,10 @@ class Trainer:
             if len({u.label for u in self.dev_utts}) < 2:
                 raise ConfigError(f"{manifest}: the dev subsets {', '.join(d.dev_subsets)} need both bonafide and "
                                   f"spoof utterances to compute an EER")
+            shared = {u.audio_path for u in self.train_utts} & {u.audio_path for u in self.dev_utts}
+            if shared:  # e.g. train_subsets: [] (every row) takes the dev rows too
+                LOG.warning("%d file(s) are in both the training and the dev data (e.g. %s): the dev EER that picks "
+                            "the best model will be optimistic", len(shared), min(shared))
         crop = int(round(d.crop_seconds * sr))
         augmenter = Augmenter(d.augment, sr) if d.augment.enabled() else None
         self.dataset = TrainDataset(self.train_utts, sr, crop_samples=crop, crop=d.crop, pad=d.pad,
@@ -311,8 +339,7 @@ class Trainer:
         """(global step, epoch, position in epoch, batch) from `step` to the end of the schedule."""
         epoch, pos = self.planner.locate(step)
         while step < self.total_steps:
-            loader = make_loader(self.dataset, self.planner, epoch, pos, self.cfg.data.workers)
-            for batch in loader:
+            for batch in load_batches(self.dataset, self.planner, epoch, pos, self.cfg.data.workers):
                 yield step, epoch, pos, batch
                 step, pos = step + 1, pos + 1
                 if step >= self.total_steps:
@@ -429,7 +456,7 @@ class Trainer:
     def _state(self) -> dict:
         return {"step": self.step, "stage": self.stage, "best_eer": self.best_eer, "best_step": self.best_step,
                 "evals_since_best": self.evals_since_best, "init": str(self.init) if self.init else None,
-                "log_sums": self.log_sums, "log_count": self.log_count,
+                "log_sums": self.log_sums, "log_count": self.log_count, "pending_eval": self.pending_eval,
                 "seconds": self.seconds_before + (time.time() - self._t0), "config": self.saved_config}
 
     def _restore(self, ckpt: dict) -> None:
@@ -455,7 +482,9 @@ class Trainer:
         self.best_eer, self.best_step = state["best_eer"], state["best_step"]
         self.evals_since_best = state["evals_since_best"]
         self.log_sums, self.log_count = state["log_sums"], state["log_count"]
+        self.pending_eval = state.get("pending_eval")
         self.seconds_before = state.get("seconds", 0.0)
+        self.saved_step = self.step
         LOG.info("resumed %s at step %d", self.out, self.step)
 
     def _save_last(self) -> None:
@@ -467,17 +496,42 @@ class Trainer:
                      "scaler": self.scaler.state_dict()}
             save_checkpoint(self.out, detector=self.detector, config=self.saved_config, optim_state=optim,
                             state=self._state(), tensors=tensors)
+        self.saved_step = self.step
         distributed.barrier(self.dist)
+
+    def _save_after_error(self) -> None:
+        """Keep the steps done before a user error (an unreadable audio file, a non-finite loss): last/ is written
+        so that, the cause fixed, --resume goes on from there. Errors strike between optimizer steps, so the state
+        is consistent. Not under torchrun: the other processes wait in a collective call and cannot join a save."""
+        if self.dist.enabled or self.step <= self.saved_step:
+            return
+        self._save_last()
+        LOG.warning("stopped by an error at step %d; last/ holds the steps done: fix the cause and continue with "
+                    "--resume (same --out)", self.step)
 
     # ------------------------------------------------------------------------------------------ loop
     def _loop(self, t0: float) -> bool:
         """Train to the end of the schedule; False when stopped early by --stop-after (no summary)."""
         from spoofrl.log import progress
         self._t0 = t0
-        if self.step == self.stage_start and self.cfg.schedule.eval_at_start and self.dev_utts:
-            self._evaluate_and_log({})
         bar = progress(range(self.step, self.total_steps), desc=f"train {self.cfg.objective.name}",
                        total=self.total_steps - self.step, unit="step", disable=None if self.dist.is_main else True)
+        try:
+            return self._steps(bar)
+        except SpoofrlError:
+            self._save_after_error()
+            raise
+        finally:
+            if hasattr(bar, "close"):
+                bar.close()
+
+    def _steps(self, bar) -> bool:
+        if self.step == self.stage_start and self.cfg.schedule.eval_at_start and self.dev_utts:
+            self._evaluate_and_log({})
+        # a validation that failed before this --resume comes first, as it did in the uninterrupted run
+        outcome = self._end_step(self.pending_eval, True) if self.pending_eval is not None else ""
+        if outcome:
+            return outcome != "stop_after"
         for step, epoch, pos, batch in self._batches(self.step):
             if self.stage + 1 < len(self.stages) and step >= self.stages[self.stage + 1][1]:
                 self._switch_to_grpo()
@@ -501,27 +555,34 @@ class Trainer:
                     bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4f}", refresh=False)
                 if not do_eval:
                     self._write_row(row)
-            stop = False
-            if do_eval:
-                stop = self._evaluate_and_log(row)
-            interrupted = distributed.any_flag(self.dist, self.interrupt.flag)
-            save_every = self.cfg.schedule.save_every
-            if (save_every and self.step % save_every == 0) or (not save_every and do_eval) or interrupted:
-                self._save_last()
-            if interrupted:
-                LOG.warning("stopped at step %d; continue with --resume (same --out)", self.step)
-                raise KeyboardInterrupt
-            if self.stop_after is not None and self.step >= self.stop_after and self.step < self.total_steps:
-                self._save_last()
-                LOG.info("stopped after step %d as asked (--stop-after); continue with --resume", self.step)
-                return False
-            if stop:
-                LOG.info("early stop at step %d: %d validations without a better dev EER", self.step,
-                         self.evals_since_best)
-                break
-        if hasattr(bar, "close"):
-            bar.close()
+            outcome = self._end_step(row, do_eval)
+            if outcome:
+                return outcome != "stop_after"
         return True
+
+    def _end_step(self, row: dict, do_eval: bool) -> str:
+        """Validation and checkpoints after a step: '' to go on, 'early_stop' or 'stop_after' to stop."""
+        stop = False
+        if do_eval:
+            self.pending_eval = row  # saved in last/ if validation fails (a bad dev file), redone on --resume
+            stop = self._evaluate_and_log(row)
+            self.pending_eval = None
+        interrupted = distributed.any_flag(self.dist, self.interrupt.flag)
+        save_every = self.cfg.schedule.save_every
+        if (save_every and self.step % save_every == 0) or (not save_every and do_eval) or interrupted:
+            self._save_last()
+        if interrupted:
+            LOG.warning("stopped at step %d; continue with --resume (same --out)", self.step)
+            raise KeyboardInterrupt
+        if self.stop_after is not None and self.step >= self.stop_after and self.step < self.total_steps:
+            self._save_last()
+            LOG.info("stopped after step %d as asked (--stop-after); continue with --resume", self.step)
+            return "stop_after"
+        if stop:
+            LOG.info("early stop at step %d: %d validations without a better dev EER", self.step,
+                     self.evals_since_best)
+            return "early_stop"
+        return ""
 
     def _eval_due(self, end_of_epoch: bool) -> bool:
         if not self.dev_utts:
@@ -591,7 +652,9 @@ class Trainer:
         self._write_row(row)
         self._tb({"dev_eer": eer}, "dev")
         patience = self.cfg.schedule.early_stop
-        return bool(patience) and self.evals_since_best >= patience
+        # the SFT stage of sft_then_grpo always runs its sft_steps: stopping there would skip GRPO altogether
+        last_stage = self.stage == len(self.stages) - 1
+        return bool(patience) and last_stage and self.evals_since_best >= patience
 
     def _write_row(self, row: dict) -> None:
         if self.metrics is not None:
