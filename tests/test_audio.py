@@ -73,6 +73,14 @@ def test_compressed_formats_through_ffmpeg(sine_wav, tmp_path, suffix, codec):
     assert np.array_equal(streamed, x)
 
 
+@needs_ffmpeg
+def test_file_names_ffmpeg_could_misread(sine_wav, tmp_path, monkeypatch):
+    odd = _ffmpeg(sine_wav, tmp_path / "a.m4a", "-c:a", "aac").rename(tmp_path / "-odd:name.m4a")
+    monkeypatch.chdir(tmp_path)  # a relative name starting with '-' must not become an ffmpeg option
+    assert _peak_hz(load_audio(odd.name), 16000) == pytest.approx(440, abs=5)
+    assert audio_info(odd.name)[1] == 22050
+
+
 def test_iter_chunks_are_exact_and_seamless(tmp_path):
     x = np.random.default_rng(0).uniform(-0.5, 0.5, int(3.3 * 44100)).astype(np.float32)
     path = tmp_path / "long.flac"

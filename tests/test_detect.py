@@ -407,5 +407,6 @@ def test_default_model_recipe_runs_end_to_end(tmp_path):
     assert hashlib.sha256(bundled.read_bytes()).hexdigest() == before
     loaded = load_detection_model(run, "cpu")
     assert loaded.score_type == "llr"
-    (result,) = detect_files(loaded, [str(write(tmp_path / "a.wav", low_tone(2.0)))], DetectOptions(show_progress=False))
+    clip = write(tmp_path / "a.wav", low_tone(2.0))
+    (result,) = detect_files(loaded, [str(clip)], DetectOptions(show_progress=False))
     assert result.verdict in ("bonafide", "spoof")

@@ -19,6 +19,9 @@ from spoofrl.experiment.tables import fmt_stat
 SR = 16000
 DET = "logmel-linear"
 SUBSETS = {"posttrain": 12, "posttrain_dev": 6, "target_train": 8, "target_dev": 6, "target_eval": 8, "ood_x": 8}
+# '[3/5 arm runs] logmel-linear/sft/seed0: trained and scored in 2 s; 2 left' -> ('logmel-linear/sft/seed0',
+# 'trained and scored'); a post-training run is keyed by its folder ('logmel-linear/posttrain')
+PROGRESS = re.compile(r"\[\d+/\d+ [^\]]+\] (\S+): ((?:trained|scored|cached)(?: and scored)?) in ")
 
 
 def _wave(rng: np.random.Generator, label: str, subset: str) -> np.ndarray:
@@ -92,9 +95,13 @@ def test_tiny_experiment_writes_every_file(finished, capsys):
             assert (layout.stage(DET, arm, seed, 0) / "summary.json").is_file()
     # SFT->GRPO started from the SFT arm's model of the same seed, not from a second SFT run
     spec = json.loads((layout.stage(DET, "sft_then_grpo", 1, 0) / "experiment_stage.json").read_text())
-    assert Path(spec["init"]) == layout.stage(DET, "sft", 1, 0).resolve()
+    assert spec["init"] == f"OUT/{DET}/arms/sft/seed1/stage1"  # paths inside the output folder: relative
     results = json.loads((out / "results.json").read_text())
     assert results["missing_runs"] == [] and results["test_sets"] == ["target", "x"]
+    # the first invocation trained each run once and scored it (post-training: trained only)
+    statuses = dict(m.groups() for m in map(PROGRESS.search, (out / "experiment.log").read_text().splitlines()) if m)
+    assert statuses.pop(f"{DET}/posttrain") == "trained" and statuses.pop(f"{DET}/posttrained/seed0") == "scored"
+    assert len(statuses) == 6 and set(statuses.values()) == {"trained and scored"}, statuses
     arms = results["detectors"][DET]["arms"]
     assert [r["seed"] for r in arms["grpo"]["runs"]] == [0, 1]
     assert [r["seed"] for r in arms["posttrained"]["runs"]] == [0]
@@ -140,11 +147,6 @@ def test_report_numbers_are_recomputed_by_spoofrl_metrics(finished, capsys):
     assert html.count("data:image/png;base64,") == 3 and "SFT-&gt;GRPO" in html
 
 
-# '[3/5 arm runs] logmel-linear/sft/seed0: trained and scored in 2 s; 2 left' -> ('logmel-linear/sft/seed0',
-# 'trained and scored'); post-training runs are keyed by their folder
-PROGRESS = re.compile(r"\[\d+/\d+ [^\]]+\] (\S+): ((?:trained|scored|cached)(?: and scored)?) in ")
-
-
 def test_rerun_is_cached(finished, capsys):
     argv, out = finished
     log = out / "experiment.log"
@@ -160,6 +162,51 @@ def test_rerun_is_cached(finished, capsys):
         f"{DET}/{a}/seed{s}" for a in ("sft", "grpo", "sft_then_grpo") for s in (0, 1)}
     assert set(statuses.values()) == {"cached"}, statuses
     assert "INFO" not in capsys.readouterr().err
+
+
+DEMO_SUBSETS = ["posttrain", "posttrain_dev", "target_train", "target_dev", "target_eval", "ood_attack", "ood_source",
+                "ood_channel", "ood_mix"]
+
+
+@pytest.fixture(scope="module")
+def demo_bench(tmp_path_factory) -> Path:
+    """A tiny stand-in for the `small` benchmark: its subsets and its synth.json stamp, 8 files each."""
+    root = tmp_path_factory.mktemp("demo_bench")
+    rng = np.random.default_rng(2)
+    rows = []
+    for subset in DEMO_SUBSETS:
+        for i in range(8):
+            label = "bonafide" if i % 2 else "spoof"
+            rel = f"audio/{subset}_{i}.wav"
+            (root / rel).parent.mkdir(exist_ok=True)
+            sf.write(root / rel, _wave(rng, label, subset), SR)
+            rows.append(Utterance(rel, label, "-" if label == "bonafide" else "buzz", "tone", "clean", subset))
+    write_manifest(rows, root / "manifest.csv")
+    (root / "synth.json").write_text(json.dumps({"preset": "small", "seed": 0}))
+    return root
+
+
+def test_demo_command_on_a_reused_benchmark(demo_bench, tmp_path, capsys):
+    """`spoofrl demo --fast` end to end on a tiny prepared benchmark (reused, not generated) with a few steps:
+    the command, its five arms, the printed table and the timing file. The real run is the slow test below."""
+    steps = ["schedule.steps=2", "schedule.eval_every=2", "data.crop_seconds=0.5", "data.batch_size=4",
+             "data.workers=0", "data.augment.rawboost.algo=0", "objective.num_generations=4"]
+    out = tmp_path / "demo"
+    argv = ["demo", "--fast", "--data", str(demo_bench), "--out", str(out), "--seeds", "1", "--workers", "1",
+            "--set", f"posttrain.overrides={steps}", "--set", f"finetune.overrides={steps}",
+            "--set", "report.bootstrap=20"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for label in ("Post-trained", "SFT", "GRPO", "SFT->GRPO", "GRPO w/o neg."):
+        assert re.search(rf"^{re.escape(label)} +1 ", printed, re.M), label
+    assert "OOD avg" in printed and "wall time" in printed
+    timing = json.loads((out / "demo_timing.json").read_text())
+    assert timing["data_seconds"] == 0 and timing["variant"] == "demo-fast"
+    results = json.loads((out / "results.json").read_text())
+    assert results["missing_runs"] == [] and results["ood"] == ["attack", "source", "channel", "mix"]
+    # the full demo needs the other preset: it refuses this benchmark instead of silently using it
+    assert main(["demo", "--data", str(demo_bench), "--out", str(tmp_path / "full")]) == 2
+    assert "holds the 'small' benchmark" in capsys.readouterr().err
 
 
 @pytest.mark.slow

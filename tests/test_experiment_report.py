@@ -287,3 +287,25 @@ def test_missing_runs_are_listed_not_invented(tmp_path):
 def test_reading_with_no_comparable_arms():
     results = {"detectors": {DET: {"arms": {}}}, "in_domain": "target", "ood": []}
     assert "No pair" in write_reading(results, ["grpo vs sft"])[0]
+
+
+def test_min_dcf_interval_uses_the_replicates_of_the_eer_interval(three_seed_report):
+    """results.json's min_dcf_ci (which `spoofrl metrics` does not print) is drawn like its eer_ci: the same
+    resampling applied to the EER reproduces that command's interval."""
+    from spoofrl.experiment.results import MetricSettings, bootstrap_ci, min_dcf_ci
+    from spoofrl.metrics import compute_eer
+    from spoofrl.metrics.scorefile import read_scores
+    cfg, layout, results = three_seed_report
+    settings = MetricSettings.from_config(cfg)
+    for arm in ("posttrained", "sft"):
+        stored = results["detectors"][DET]["arms"][arm]["runs"][0]["sets"]["target"]
+        table = read_scores(layout.root / stored["scores"])
+        bona, spoof = table.bonafide_scores(), table.spoof_scores()
+        assert bootstrap_ci(bona, spoof, lambda b, s: compute_eer(b, s)[0], settings) == pytest.approx(stored["eer_ci"])
+        assert stored["min_dcf_ci"] == min_dcf_ci(bona, spoof, settings)
+        lo, hi = stored["min_dcf_ci"]
+        assert 0.0 <= lo < hi <= 1.0 + 1e-9
+    # well separated classes (posttrained in-domain d' = 0.3, sft 3.0) give clearly different intervals
+    sep = {a: results["detectors"][DET]["arms"][a]["runs"][0]["sets"]["target"]["min_dcf_ci"]
+           for a in ("posttrained", "sft")}
+    assert sep["sft"][1] < sep["posttrained"][0]

@@ -65,6 +65,7 @@ def test_export_onnx_matches_pytorch(preset, tmp_path, capsys):
     assert main(["export", str(tmp_path / "run"), "--onnx", str(out), "--seconds", "1"]) == 0
     text = capsys.readouterr().out
     assert out.is_file() and "[batch, samples]" in text and "OK" in text
+    assert "3 x 1.37 s and 3 x 0.50 s" in text  # longer and shorter than the traced length
 
     import numpy as np
     import onnxruntime as ort
@@ -88,7 +89,7 @@ def test_export_aasist_has_a_fixed_length(tmp_path, capsys):
     torch.manual_seed(0)
     model = build_model(load_model_preset("aasist-sinc", ["backend.time_pool=[3, 3, 1, 1, 1, 1]"])).eval()
     report = check_onnx(model, export_onnx(model, tmp_path / "a.onnx", seconds=0.25))
-    assert not report.dynamic_time and report.check_samples == 4000 and report.passed
+    assert not report.dynamic_time and report.check_lengths == (4000,) and report.passed
 
 
 @pytest.mark.parametrize("args, message", [
@@ -104,3 +105,16 @@ def test_export_refuses_bad_arguments_in_one_line(args, message, tmp_path, capsy
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_leaves_the_model_in_eval_mode(tmp_path):
+    """The exporter restores the training flag of what it traced; the model must stay in eval mode (dropout
+    off) so scores computed after an export are still the model's."""
+    from spoofrl.models.export import export_onnx
+    torch.manual_seed(0)
+    model = build_model(load_model_preset("ssl-tiny-linear")).eval()
+    wave = torch.randn(2, 8000) * 0.1
+    before = model.score(wave)
+    export_onnx(model, tmp_path / "m.onnx", seconds=0.5)
+    assert not any(m.training for m in model.modules())
+    torch.testing.assert_close(model.score(wave), before, rtol=0, atol=0)

@@ -312,3 +312,19 @@ def test_missing_transformers_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # what an install without the [ssl] extra sees
     with pytest.raises(ConfigError, match=r"needs Hugging Face transformers: pip install 'spoofrl\[ssl\]'"):
         ssl_model()
+
+
+def test_damaged_checkpoint_folders_name_the_folder(tmp_path):
+    _checkpoint(tmp_path / "ckpt", "wav2vec2", TINY)
+    with pytest.raises(ConfigError, match=r"ckpt: cannot load a wav2vec2 encoder \(tensor shapes"):
+        _from_folder(tmp_path / "ckpt", config={"hidden_size": 64})
+    with open(tmp_path / "ckpt" / "model.safetensors", "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(ConfigError, match=r"ckpt: cannot load a wav2vec2 encoder \(SafetensorError"):
+        _from_folder(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "model.safetensors").unlink()
+    with pytest.raises(ConfigError, match=r"ckpt: cannot load .*no file named model.safetensors"):
+        _from_folder(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ConfigError, match=r"config.json: model_type 'bert' is not supported"):
+        _from_folder(tmp_path / "ckpt")

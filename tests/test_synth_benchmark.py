@@ -243,6 +243,12 @@ def test_optional_sources_speak_when_installed():
         assert 1.12 < f0[1] / f0[0] < 1.32
 
 
+def test_every_voice_of_the_design_is_installed():
+    """Each core voice a preset may draw passes the check (a misparsed voice list once refused 'Storm')."""
+    from spoofrl.synth.sources import OPTIONAL_ENGINES, check_voices
+    check_voices([v for v in splits.all_voices() if v.engine not in OPTIONAL_ENGINES])
+
+
 def test_unknown_voices_are_named_before_generation():
     from spoofrl.synth.sources import SourceUnavailable, check_voices, espeak, festival
     with pytest.raises(SourceUnavailable, match="espeak-ng:en-us\\+nonexistent.*festival:no_such_voice"):
@@ -261,3 +267,17 @@ def test_planned_rate_and_pitch_reach_the_synthesizer(voice):
     f0 = [np.median(f[f > 0]) for f in (dsp.f0_track(x, 16000)[0] for x in (slow_low, fast_high))]
     assert f0[1] / f0[0] > 1.1                                   # asked for 1.1 / 0.9 = 1.22
     assert len(trim_silence(fast_high)) < 0.85 * len(trim_silence(slow_low))   # asked for 0.9 / 1.25 = 0.72
+
+
+def test_optional_sources_that_would_download_or_are_absent_are_refused(tmp_path, monkeypatch):
+    """Plain pyopenjtalk fetches its dictionary at first use (impossible offline): refused with the reason,
+    like an absent package, before any synthesis is tried."""
+    from spoofrl.synth import sources
+    plain = tmp_path / "pyopenjtalk"
+    plain.mkdir()
+    monkeypatch.setattr(sources, "_package_dir", lambda package: plain if package == "pyopenjtalk" else None)
+    problems = sources.optional_voice_problems([sources.openjtalk(), sources.arctic("awb_a0007")])
+    assert "no bundled dictionary" in problems[sources.openjtalk()]
+    assert "'pysptk', which is not installed" in problems[sources.arctic("awb_a0007")]
+    with pytest.raises(sources.SourceUnavailable, match="pysptk"):
+        sources.synthesize([(sources.arctic("awb_a0007"), "", sources.Prosody())])

@@ -102,6 +102,23 @@ def test_early_stop_ends_the_grpo_stage_not_the_sft_one(manifest, tmp_path, monk
     assert summary["steps"] == 8 and (summary["best_step"], summary["best_dev_eer"]) == (6, 0.3)
 
 
+def test_dynamic_batching_fills_batches_by_duration(manifest, tmp_path, monkeypatch):
+    from spoofrl.training.trainer import Trainer
+    shapes, train_step = [], Trainer._train_step
+
+    def recording_step(self, step, batch):
+        shapes.append(tuple(batch.wave.shape))
+        return train_step(self, step, batch)
+
+    monkeypatch.setattr(Trainer, "_train_step", recording_step)
+    cfg = small_config(manifest, data={"crop_seconds": 0, "batching": "dynamic", "batch_seconds": 2.5},
+                       objective={"name": "grpo", "num_generations": 8}, schedule={"steps": 0, "epochs": 1})
+    train(load_train_config(cfg), tmp_path / "run")
+    # whole files of 0.5-1 s, padded to the longest of their batch, at most 2.5 s of audio per batch
+    assert sum(b for b, _ in shapes) == 16                        # every training file once in the epoch
+    assert all(b * t <= 2.5 * 16000 for b, t in shapes) and len({b for b, _ in shapes}) > 1, shapes
+
+
 def _weights(run: Path, name: str = "last/model.safetensors") -> dict:
     return load_file(str(run / name))
 

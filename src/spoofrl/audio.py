@@ -9,6 +9,7 @@ checked as they come (NaN, truncation), so memory stays flat and a too-long file
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -49,11 +50,19 @@ def _check_path(path: Path) -> None:
 
 
 def _soundfile_info(path: Path):
-    """soundfile's header info, or None when libsndfile cannot read the format (ffmpeg may)."""
+    """soundfile's header info, or None when the file goes to ffmpeg: a format libsndfile cannot read,
+    or MP3 while ffmpeg is installed. Why MP3 goes to ffmpeg: libsndfile 1.2 decodes MP3 wrongly when it
+    is read in blocks (the samples depend on the block size), and its libmpg123 prints notes on stderr
+    for damaged files; the suffix is checked first so that ffmpeg-bound files never reach libmpg123.
+    """
+    has_ffmpeg = shutil.which("ffmpeg") is not None
+    if path.suffix.lower() == ".mp3" and has_ffmpeg:
+        return None
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except _SF_ERRORS:
         return None
+    return None if info.format == "MP3" and has_ffmpeg else info
 
 
 def _check_header(path: Path, info) -> None:
@@ -143,9 +152,16 @@ def _soundfile_blocks(path: Path, info, block_seconds: float) -> Iterator[np.nda
         raise AudioError(path, f"truncated: the header announces {info.frames} frames, only {done} could be read")
 
 
+def _ffmpeg_input(path: Path) -> str:
+    """How ffmpeg/ffprobe are told the file: `file:` + absolute path, so that a name starting with `-` is not
+    read as an option and one containing `:` not as a protocol."""
+    return "file:" + os.path.abspath(path)
+
+
 def _ffmpeg_reason(path: Path, stderr: bytes) -> str:
     """ffmpeg's complaint as a short reason (its lines repeat the file name, which our message already has)."""
-    lines = [line.replace(f"{path}: ", "").strip() for line in stderr.decode(errors="replace").splitlines()]
+    lines = [line.replace(f"{_ffmpeg_input(path)}: ", "").strip()
+             for line in stderr.decode(errors="replace").splitlines()]
     lines = [line for line in lines if line]
     text = "\n".join(lines)
     if "does not contain any stream" in text or "Output file is empty" in text:
@@ -161,7 +177,8 @@ def _ffmpeg_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.nda
     """Mono float32 blocks at `sr` decoded by ffmpeg into a pipe: memory stays flat for hour-long files."""
     if shutil.which("ffmpeg") is None:
         raise AudioError(path, "not readable by soundfile, and ffmpeg (needed for mp3/m4a/opus/...) is not installed")
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(sr), "-"]
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", _ffmpeg_input(path), "-f", "f32le", "-ac", "1", "-ar", str(sr),
+           "-"]
     block_bytes = 4 * max(1, int(round(block_seconds * sr)))
     # stderr goes to a file, not a pipe: a chatty decoder could otherwise fill the pipe and block.
     with tempfile.TemporaryFile() as errors:
@@ -186,29 +203,22 @@ def _ffmpeg_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.nda
 
 
 def _decoded_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at `sr` (variable sizes), from soundfile when it reads the file, else ffmpeg.
-
-    MP3 goes to ffmpeg when it is installed: libsndfile 1.2 decodes MP3 wrongly when read in blocks
-    (the samples depend on the block size) and prints libmpg123 noise on stderr; without ffmpeg,
-    libsndfile reads it in one piece, which is correct.
-    """
+    """Mono float32 blocks at `sr` (variable sizes), from soundfile when it reads the file, else ffmpeg."""
     info = _soundfile_info(path)
-    if info is None or (info.format == "MP3" and shutil.which("ffmpeg") is not None):
+    if info is None:
         return _ffmpeg_blocks(path, sr, block_seconds)
     _check_header(path, info)
-    if info.format == "MP3":
-        block_seconds = info.frames / info.samplerate + 3600.0  # more than the whole file: one read
+    if info.format == "MP3":  # no ffmpeg: one read of the whole file is the one libsndfile gets right
+        block_seconds = info.frames / info.samplerate + 3600.0
     return _resample_stream(_soundfile_blocks(path, info, block_seconds), info.samplerate, sr)
 
-
-# --------------------------------------------------------------------------------------------- public API
 
 def _ffprobe_info(path: Path) -> tuple[float, int, int] | None:
     """(duration, rate, channels) from ffprobe's reading of the container, None if it cannot tell."""
     if shutil.which("ffprobe") is None:
         return None
     cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
+           "stream=sample_rate,channels,duration:format=duration", "-of", "json", _ffmpeg_input(path)]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise AudioError(path, _ffmpeg_reason(path, proc.stderr))
@@ -222,6 +232,8 @@ def _ffprobe_info(path: Path) -> tuple[float, int, int] | None:
     except (KeyError, TypeError, ValueError):
         return None  # e.g. a raw stream without a duration: count the samples instead
 
+
+# --------------------------------------------------------------------------------------------- public API
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
     """(duration in seconds, sample rate, channels) from the header, without decoding wav/flac/ogg/mp3.
@@ -307,7 +319,8 @@ def crop_or_pad(x: np.ndarray, length: int, *, random: np.random.Generator | Non
     return np.tile(x, reps)[:length]
 
 
-def chunk_signal(x: np.ndarray, chunk: int, hop: int | None = None, min_last: int | None = None) -> list[tuple[int, np.ndarray]]:
+def chunk_signal(x: np.ndarray, chunk: int, hop: int | None = None,
+                 min_last: int | None = None) -> list[tuple[int, np.ndarray]]:
     """Cut a signal into (start sample, piece) windows of `chunk` samples every `hop` (default `chunk`).
 
     The windows cover the whole signal: a tail shorter than `min_last` (default chunk / 4) is appended

@@ -10,6 +10,8 @@ List the detector components and presets, or describe one of them.
 Every detector = a front-end (waveform -> frame features) + a back-end (features -> logits over
 (spoof, bonafide)). Its score is the log-odds of bona fide, logits[1] - logits[0]: higher = more bona fide.
 Presets live in configs/models/; use one in a training config as `model: {preset: NAME}`.
+Parameter counts marked * are SSL presets naming no checkpoint folder, counted with an encoder of XLS-R 300M
+size; `--describe NAME --set frontend.path=DIR` counts yours.
 
 Examples:
   spoofrl models                                  # components and presets with parameter counts

@@ -58,10 +58,14 @@ class ImportOptions:
 
 # --------------------------------------------------------------------------------------------- helpers
 
+def _require_protocol_file(path: Path) -> None:
+    if not path.is_file():
+        raise ProtocolError(path, "is a folder, not a protocol file" if path.is_dir() else "protocol file not found")
+
+
 def _protocol_fields(path: Path) -> Iterator[tuple[int, str, list[str]]]:
     """(line number, line, whitespace-separated fields) of every non-blank line; an empty file fails."""
-    if not path.is_file():
-        raise ProtocolError(path, "protocol file not found" if not path.exists() else "is a folder, not a protocol file")
+    _require_protocol_file(path)
     empty = True
     for lineno, line in text_lines(path, "protocol file"):
         fields = line.split()
@@ -199,8 +203,7 @@ def _itw_file_name(path: Path, lineno: int, text: str, raw: str) -> str:
 
 
 def parse_in_the_wild(path: Path, subset: str = "eval") -> Iterator[Utterance]:
-    if not path.is_file():
-        raise ProtocolError(path, "protocol file not found" if not path.exists() else "is a folder, not a protocol file")
+    _require_protocol_file(path)
     seen = _Seen(path)
     records = csv_records(path, "In-the-Wild meta.csv (file,speaker,label)")
     lineno, header = next(records, (1, []))
@@ -572,12 +575,6 @@ def _resolve_subsets(fmt: str, opts: ImportOptions) -> ImportOptions:
     return opts
 
 
-def _check_protocol_files(protocols: list[Path]) -> None:
-    for p in protocols:
-        if not p.is_file():
-            raise ProtocolError(p, "protocol file not found" if not p.exists() else "is a folder, not a protocol file")
-
-
 def import_corpus(fmt: str, root: str | Path, *, protocols: Iterable[str | Path] = (),
                   options: ImportOptions | None = None, out: str | Path | None = None) -> list[Utterance]:
     """Rows of a corpus with every audio file located; paths relative to `out`'s folder where possible.
@@ -590,7 +587,8 @@ def import_corpus(fmt: str, root: str | Path, *, protocols: Iterable[str | Path]
     if not root.is_dir():
         raise ProtocolError(root, "corpus folder not found" if not root.exists() else "not a folder")
     protocols = [Path(p) for p in protocols]
-    _check_protocol_files(protocols)
+    for p in protocols:
+        _require_protocol_file(p)
     opts = _resolve_subsets(fmt, options or ImportOptions())
     out_path = Path(os.path.abspath(out)) if out is not None else None
     manifest_dir = out_path.parent if out_path is not None else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -129,7 +130,7 @@ class _RowParser:
 
     def __init__(self, path: Path, header: list[str], root: Path):
         self.path, self.root, self.width = path, root, len(header)
-        self.index = [header.index(c) for c in COLUMNS]
+        self.pick = itemgetter(*(header.index(c) for c in COLUMNS))
         self.extra = [(c, i) for i, c in enumerate(header) if c not in COLUMNS]
 
     def fail(self, reason: str, lineno: int, cells: list[str]) -> None:
@@ -138,7 +139,8 @@ class _RowParser:
     def parse(self, lineno: int, cells: list[str]) -> Utterance:
         if len(cells) != self.width:
             self.fail(f"expected {self.width} fields, found {len(cells)}", lineno, cells)
-        path, label, attack, source, condition, subset = (cells[i].strip() for i in self.index)
+        cells = [c.strip() for c in cells]
+        path, label, attack, source, condition, subset = self.pick(cells)
         if label not in LABELS:
             self.fail(f"label must be 'bonafide' or 'spoof', found {label!r}", lineno, cells)
         if not path:
@@ -146,7 +148,7 @@ class _RowParser:
         attack = attack or UNKNOWN  # an empty cell means unknown, written `-`
         if label == BONAFIDE and attack != UNKNOWN:
             self.fail(f"a bona fide row must have attack '-', found {attack!r}", lineno, cells)
-        extra = {c: cells[i].strip() for c, i in self.extra}
+        extra = {c: cells[i] for c, i in self.extra}
         return Utterance(path, label, attack, source or UNKNOWN, condition or UNKNOWN, subset or UNKNOWN,
                          extra=extra, root=self.root)
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from spoofrl.errors import ConfigError
 from spoofrl.experiment.config import load_experiment_config
 from spoofrl.experiment.runner import available_cores, run_experiment
 
@@ -31,11 +32,28 @@ VARIANTS = {
 }
 
 
+def _check_reused(folder: Path, preset: str, seed: int) -> None:
+    """A finished benchmark is reused only if it is the one this demo variant needs (`spoofrl demo` and
+    `spoofrl demo --fast` use different presets); one not made by `spoofrl data synth` is used as given."""
+    from spoofrl.synth.generate import STAMP
+    try:
+        made = json.loads((folder / STAMP).read_text())
+    except FileNotFoundError:
+        LOG.warning("%s has no %s: not made by `spoofrl data synth`; using its manifest as it is", folder, STAMP)
+        return
+    except json.JSONDecodeError:
+        raise ConfigError(f"{folder / STAMP}: damaged; delete {folder} or choose another --data") from None
+    if (made.get("preset"), made.get("seed")) != (preset, seed):
+        raise ConfigError(f"{folder} holds the '{made.get('preset')}' benchmark (seed {made.get('seed')}); this demo "
+                          f"needs '{preset}' (seed {seed}): choose another --out or --data")
+
+
 def ensure_benchmark(folder: Path, preset: str, seed: int, workers: int) -> tuple[Path, float]:
     """(manifest, seconds spent): generate the benchmark unless the folder already holds a finished one
     (synth writes manifest.csv last, so its presence means complete)."""
     manifest = folder / "manifest.csv"
     if manifest.is_file():
+        _check_reused(folder, preset, seed)
         LOG.info("reusing the benchmark in %s", folder)
         return manifest, 0.0
     from spoofrl.synth.generate import generate

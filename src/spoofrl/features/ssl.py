@@ -343,12 +343,21 @@ def build_encoder(cfg: "SSLEncoder.Config"):
         with _quiet_transformers():
             model, info = model_cls.from_pretrained(str(folder), config=hf_config, local_files_only=True,
                                                     output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise ConfigError(f"{folder}: cannot load a {family} encoder ({' '.join(str(err).split())[:300]})") from None
+    except Exception as err:  # noqa: BLE001 - the folder is user input; loaders raise many types on bad files
+        raise ConfigError(f"{folder}: cannot load a {family} encoder ({_loading_problem(err)})") from None
     _check_loading(folder, model, info)
     # Computation and saved weights are float32 whatever the checkpoint holds (half-precision checkpoints
     # convert exactly); casting here works with every transformers version, whatever its default dtype.
     return family, hf_config, model.float()
+
+
+def _loading_problem(err: Exception) -> str:
+    """One line about why from_pretrained failed (its size-mismatch error points to a report silenced here)."""
+    text = " ".join(str(err).split())
+    if "mismatched_sizes" in text or "size mismatch" in text:
+        return ("tensor shapes in the checkpoint differ from its config; check the `config` overrides of "
+                "architecture options such as hidden_size")
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 @contextlib.contextmanager

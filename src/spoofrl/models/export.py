@@ -50,7 +50,7 @@ class ExportReport:
     dynamic_time: bool
     samples: int  # export length (the only accepted one when not dynamic_time)
     check_batch: int = 0
-    check_samples: int = 0
+    check_lengths: tuple[int, ...] = ()  # samples per row of each checked batch
     max_abs_diff: float = math.nan
     tolerance: float = math.nan
 
@@ -65,7 +65,8 @@ def supports_dynamic_time(model) -> bool:
 
 
 def export_onnx(model, path: str | Path, *, seconds: float = 4.0, opset: int = 17) -> ExportReport:
-    """Trace `model` (eval mode, CPU) into an ONNX file at `path`; see the module doc for its signature."""
+    """Trace `model` into an ONNX file at `path`; see the module doc for its signature. The model is moved to
+    the CPU and left in eval mode."""
     if opset not in OPSETS:
         raise SpoofrlError(f"ONNX opset {opset} is not supported; use {OPSETS.start}..{OPSETS.stop - 1}")
     if not seconds >= MIN_EXPORT_SECONDS:
@@ -84,7 +85,9 @@ def export_onnx(model, path: str | Path, *, seconds: float = 4.0, opset: int = 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter; the onnxruntime check below is the real test
         try:
-            torch.onnx.export(_ScoringGraph(model), example, str(path), dynamo=False, opset_version=opset,
+            # The wrapper must be in eval mode too: the exporter restores the wrapper's mode afterwards,
+            # recursively, which for a new (training-mode) wrapper would leave the detector training.
+            torch.onnx.export(_ScoringGraph(model).eval(), example, str(path), dynamo=False, opset_version=opset,
                               input_names=["wave", "lengths"], output_names=["logits", "score"],
                               dynamic_axes=axes, do_constant_folding=True)
         except OSError as err:
@@ -114,27 +117,45 @@ def _add_metadata(path: Path, model, samples: int, dynamic_time: bool) -> None:
     onnx.save(proto, str(path))
 
 
+def check_lengths(report: ExportReport, sample_rate: int) -> tuple[int, ...]:
+    """Input lengths to compare at: for a dynamic time axis one longer and one shorter than the export length
+    (a value the tracer froze into the graph shows up there), else the export length."""
+    if not report.dynamic_time:
+        return (report.samples,)
+    shorter = max(report.samples // 2, int(MIN_EXPORT_SECONDS * sample_rate))
+    return report.samples + sample_rate * 37 // 100, shorter
+
+
 def check_onnx(model, report: ExportReport, *, tolerance: float = 1e-3, seed: int = 0) -> ExportReport:
-    """Run the ONNX file with onnxruntime and PyTorch on the same random batch (another batch size and,
-    where dynamic, another length than the export used) and record the largest absolute difference of
-    logits and scores."""
+    """Run the ONNX file with onnxruntime and PyTorch on the same random batches of 3 zero-padded rows of
+    different lengths (another batch size and, where dynamic, other lengths than the export used) and record
+    the largest absolute difference of logits and scores."""
     import onnxruntime as ort
     model = getattr(model, "module", model).to("cpu").eval()
-    samples = report.samples + (model.cfg.sample_rate * 37 // 100 if report.dynamic_time else 0)
     rng = np.random.default_rng(seed)
+    try:
+        session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise SpoofrlError(f"{report.path}: onnxruntime cannot load the exported model "
+                           f"({type(err).__name__}: {' '.join(str(err).split())[:400]})") from None
+    report.check_lengths = check_lengths(report, model.cfg.sample_rate)
+    report.max_abs_diff = max(_largest_difference(model, session, report.path, rng, samples)
+                              for samples in report.check_lengths)
+    report.tolerance, report.check_batch = tolerance, 3
+    return report
+
+
+def _largest_difference(model, session, path: Path, rng: np.random.Generator, samples: int) -> float:
     wave = (rng.standard_normal((3, samples)) * 0.1).astype(np.float32)
     lengths = np.array([samples, samples - samples // 7, samples - samples // 3], dtype=np.int64)
     for i, n in enumerate(lengths):
         wave[i, n:] = 0.0
     try:
-        session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
         logits, score = session.run(["logits", "score"], {"wave": wave, "lengths": lengths})
     except Exception as err:  # onnxruntime raises its own exception types
-        raise SpoofrlError(f"{report.path}: onnxruntime cannot run the exported model "
+        raise SpoofrlError(f"{path}: onnxruntime cannot run the exported model on {samples} samples "
                            f"({type(err).__name__}: {' '.join(str(err).split())[:400]})") from None
     with torch.no_grad():
         ref_logits = model(torch.from_numpy(wave), torch.from_numpy(lengths)).numpy()
     ref_score = ref_logits[:, 1] - ref_logits[:, 0]
-    report.max_abs_diff = float(max(np.abs(logits - ref_logits).max(), np.abs(score - ref_score).max()))
-    report.tolerance, report.check_batch, report.check_samples = tolerance, 3, samples
-    return report
+    return float(max(np.abs(logits - ref_logits).max(), np.abs(score - ref_score).max()))

@@ -191,7 +191,8 @@ def _espeak_names() -> tuple[set[str], set[str]]:
         if len(cells) > 4:
             languages.update({cells[1], cells[4].split("/")[-1].lower()})
             languages.update(c for c in cells[5:] if not c.isdigit())
-    names = {line.split()[-1].split("/")[-1] for line in variants if "!v/" in line}
+    # "5  variant  --/M  Storm  !v/Storm  (en-us 5)": the file column, not the last one, names the variant
+    names = {cell.split("/")[-1] for line in variants for cell in line.split() if cell.startswith("!v/")}
     return languages, names
 
 
