@@ -220,6 +220,8 @@ def espeak_timbre(variant: str, data_dir: Path | None = None) -> Timbre:
 
 @functools.lru_cache(maxsize=None)
 def _parse_timbre(path: Path) -> Timbre:
+    if not path.is_file():
+        raise SourceUnavailable(f"espeak-ng variant file {path} not found (is espeak-ng-data installed?)")
     pitch, formants, klatt, voicing, breath = (82, 118), {1: 100, 2: 100, 3: 100}, 0, 100, 0
     for line in path.read_text(errors="replace").splitlines():
         cells = line.split()
