@@ -309,3 +309,19 @@ def test_min_dcf_interval_uses_the_replicates_of_the_eer_interval(three_seed_rep
     sep = {a: results["detectors"][DET]["arms"][a]["runs"][0]["sets"]["target"]["min_dcf_ci"]
            for a in ("posttrained", "sft")}
     assert sep["sft"][1] < sep["posttrained"][0]
+
+
+@pytest.mark.parametrize("base, ablations", [("demo", "ablations"), ("study-xlsr", "study-xlsr-ablations")])
+def test_ablation_configs_reuse_the_base_experiments_runs(base, ablations, tmp_path):
+    """The ablation configs are meant to run into their base experiment's output folder: the arms they share
+    must plan identical stages (same train config, same starting model), or the runner would refuse them."""
+    from spoofrl.experiment.runner import plan_posttraining, plan_runs
+    layout = Layout(tmp_path / "out")
+    manifests = {"posttrain": tmp_path / "posttrain.csv", "target": tmp_path / "target.csv"}
+    plans = {}
+    for name in (base, ablations):
+        cfg = load_experiment_config(name, ["data.manifest=m.csv"] if name in ("demo", "ablations") else None)
+        runs = plan_runs(cfg, layout, manifests, ["sft", "grpo", "grpo_noneg"])
+        plans[name] = ([(s.folder, s.train_config) for s in plan_posttraining(cfg, layout, manifests)],
+                       {(r.key, s.folder): (s.train_config, s.init) for r in runs for s in r.stages})
+    assert plans[base] == plans[ablations]

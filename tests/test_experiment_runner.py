@@ -228,7 +228,7 @@ def test_retrained_model_is_rescored_and_its_dependants_are_refused(manifest, tm
     run_experiment(cfg, out)
     layout = Layout(out)
     sft_scores = layout.scores(DET, "sft", 0, "target")
-    before = sft_scores.read_text()
+    before = sft_scores.stat().st_mtime_ns
     # retrained, then killed before scoring: the report no longer counts the old scores...
     _pretend_retrained(layout.stage(DET, "sft", 0, 0))
     from spoofrl.experiment.results import collect_results
@@ -238,7 +238,10 @@ def test_retrained_model_is_rescored_and_its_dependants_are_refused(manifest, tm
     other = layout.scores(DET, "two_stage", 0, "target").stat().st_mtime_ns
     results = run_experiment(cfg, out)
     assert fake.calls == [] and results["missing_runs"] == []
-    assert sft_scores.stat().st_mtime_ns != before and layout.scores(DET, "two_stage", 0, "target").stat().st_mtime_ns == other
+    from spoofrl.experiment.runner import model_identity, recorded_score_model
+    assert recorded_score_model(sft_scores.parent) == model_identity(layout.stage(DET, "sft", 0, 0))
+    assert sft_scores.stat().st_mtime_ns != before  # rewritten (same content: the weights did not change)
+    assert layout.scores(DET, "two_stage", 0, "target").stat().st_mtime_ns == other
     # a second stage whose first stage was redone since would mix two models: refused, naming the folder
     _pretend_retrained(layout.stage(DET, "two_stage", 0, 0))
     with pytest.raises(ConfigError, match=r"two_stage/seed0/stage2: trained from a model that was retrained"):
@@ -322,13 +325,13 @@ def test_worker_process_errors_reach_the_caller_without_hanging(tmp_path):
     import threading
 
     from spoofrl.audio import load_audio
-    from spoofrl.experiment.runner import run_all
+    from spoofrl.experiment.runner import TaskPool
     outcome = {}
 
     def run():
         try:
-            run_all([(load_audio, tmp_path / "a.wav"), (load_audio, tmp_path / "b.wav")], 2, "test tasks",
-                    tmp_path / "log.txt")
+            with TaskPool(2, tmp_path / "log.txt") as pool:
+                pool.run([(load_audio, tmp_path / "a.wav"), (load_audio, tmp_path / "b.wav")], "test tasks")
         except BaseException as err:  # noqa: B036 - handed to the test thread
             outcome["error"] = err
 

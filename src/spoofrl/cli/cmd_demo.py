@@ -16,8 +16,8 @@ std over seeds, plus a short reading that claims no more than the numbers show.
 Report: OUT/report.html (results.json, results.md, DET curves, score histograms, training curves; every score
 file is kept, higher score = more bona fide, so each number can be recomputed with `spoofrl metrics`).
 
-About 6-7 minutes on 2 CPU cores from a clean state, benchmark generation included (BENCHMARKS.md); --fast
-is a 2.5-minute version on the smaller `small` benchmark with fewer steps and 2 seeds. Rerunning continues
+About 6 minutes on 2 CPU cores from a clean state, benchmark generation included (BENCHMARKS.md); --fast
+is a 2-minute version on the smaller `small` benchmark with fewer steps and 2 seeds. Rerunning continues
 an interrupted demo.
 Same as: spoofrl data synth --preset demo --out OUT/benchmark &&
          spoofrl experiment demo --set data.manifest=OUT/benchmark/manifest.csv --out OUT
@@ -29,7 +29,7 @@ def register(sub):
     p = sub.add_parser("demo", help="the built-in study: benchmark -> post-train -> SFT / GRPO / ... -> table + report",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", metavar="DIR", help="output folder (default demo-out, or demo-out-fast with --fast)")
-    p.add_argument("--fast", action="store_true", help="~2.5-minute version: smaller benchmark, fewer steps, 2 seeds")
+    p.add_argument("--fast", action="store_true", help="~2-minute version: smaller benchmark, fewer steps, 2 seeds")
     p.add_argument("--seeds", type=int, metavar="N", help="runs per arm (default: the demo config's)")
     p.add_argument("--workers", type=int, metavar="K",
                    help="processes for benchmark generation and arm runs (default: the available CPU cores)")

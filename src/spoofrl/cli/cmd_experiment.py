@@ -15,7 +15,7 @@ and adding seeds, arms or test sets runs only what is new.
 CONFIG is a YAML file or a name in configs/experiments/ (demo, demo-fast, study-xlsr, ...); every option is
 listed by `spoofrl config experiment`.
 
-Output folder: results.json (EER, minDCF, actDCF, CLLR with bootstrap CIs per arm, seed and test set),
+Output folder: results.json (EER and minDCF with bootstrap CIs, actDCF, CLLR per arm, seed and test set),
 results.md (rows = arms; columns = in-domain, each OOD set, OOD average; mean ± std over seeds, EER in %),
 det.png, scores_hist.png, training_curves.png, report.html, and every score file (higher score = more bona
 fide) so that each number can be recomputed with `spoofrl metrics FILE --json --ci`.

@@ -10,6 +10,7 @@ OUT/
       stage<i>/                      training runs (run folders of `spoofrl train`)
       scores/<test set>.tsv          score files (utt, score, label, attack, condition)
       scores/<test set>.metrics.json cached metrics of that score file
+      scores/model.json              identity of the model the score files come from
   results.json results.md det.png scores_hist.png training_curves.png report.html
 ```
 """

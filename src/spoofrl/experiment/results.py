@@ -1,10 +1,10 @@
 """Metrics of every (detector, arm, seed, test set) from the saved score files, and their aggregation.
 
-Every number comes from a score file through `spoofrl.metrics.summary.summarize`, the function behind
-`spoofrl metrics FILE --json --ci`, with the same settings; results.json records the command that recomputes
-each one. The minDCF's bootstrap interval (`min_dcf_ci`), which that command does not print, uses the same
-replicates as its EER interval. Aggregation over seeds: mean and sample standard deviation (n - 1 in the denominator; none for a
-single run). The OOD average of a run is the mean of its OOD test sets' values; the table's OOD average is the
+Every number comes from a score file through `spoofrl.metrics.summary.summarize`, the function behind `spoofrl
+metrics FILE --json --ci`, with the same settings; results.json records the command that recomputes each one.
+The minDCF's bootstrap interval (`min_dcf_ci`), which that command does not print, uses the same replicates as
+its EER interval. Aggregation over seeds: mean and sample standard deviation (n - 1 in the denominator; none for
+a single run). The OOD average of a run is the mean of its OOD test sets' values; the table's OOD average is the
 mean ± std over seeds of those per-run averages.
 """
 from __future__ import annotations

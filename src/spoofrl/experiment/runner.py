@@ -426,36 +426,58 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def run_all(tasks: list[tuple], workers: int, what: str, logfile: Path) -> None:
-    """Run (function, *args) tasks, in this process or in `workers` processes (logging to `logfile`); stop at
-    the first failure."""
-    if not tasks:
-        return
-    progress = Progress(len(tasks), min(workers, len(tasks)), what)
-    if workers <= 1 or len(tasks) == 1:
-        for fn, *args in tasks:
-            progress.finished(fn(*args))
-        return
-    import multiprocessing
-    n = min(workers, len(tasks))
-    threads = max(1, available_cores() // n)
-    LOG.info("running %d %s in %d processes of %d thread%s each", len(tasks), what, n, threads,
-             "s" if threads > 1 else "")
-    ctx = multiprocessing.get_context("spawn")  # fork after torch threads started can deadlock
-    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
-                               initargs=(threads, _console_level(), str(logfile)))
-    try:
-        pending = {pool.submit(_in_worker, fn, *args) for fn, *args in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)  # report each as it ends
-            for fut in done:
-                progress.finished(fut.result())  # a failed task raises here
-    except BrokenProcessPool:
-        raise SpoofrlError(f"a worker process of the {what} died (killed, or out of memory?); rerun the same "
-                           f"command to continue: finished runs are kept, interrupted ones resume") from None
-    finally:
-        # on a failure or Ctrl-C: start nothing new; the runs in progress end (or save their checkpoint)
-        pool.shutdown(wait=True, cancel_futures=True)
+class TaskPool:
+    """Runs (function, *args) tasks in this process, or in `workers` processes kept for the whole experiment
+    (starting a process costs seconds: each imports torch). Stops at the first failure; on a failure or
+    Ctrl-C nothing new starts, and the runs in progress end (a trainer saves its checkpoint first)."""
+
+    def __init__(self, workers: int, logfile: Path):
+        self.workers, self.logfile = workers, logfile
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "TaskPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def _processes(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            import multiprocessing
+            threads = max(1, available_cores() // self.workers)
+            LOG.info("starting %d worker processes of %d thread%s each", self.workers, threads,
+                     "s" if threads > 1 else "")
+            ctx = multiprocessing.get_context("spawn")  # fork after torch threads started can deadlock
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
+                                            initargs=(threads, _console_level(), str(self.logfile)))
+        return self.pool
+
+    def run(self, tasks: list[tuple], what: str) -> None:
+        if not tasks:
+            return
+        progress = Progress(len(tasks), min(self.workers, len(tasks)), what)
+        if self.workers <= 1 or len(tasks) == 1:
+            for fn, *args in tasks:
+                progress.finished(fn(*args))
+            return
+        try:
+            pending = {self._processes().submit(_in_worker, fn, *args) for fn, *args in tasks}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)  # report each as it ends
+                for fut in done:
+                    progress.finished(fut.result())  # a failed task raises here
+        except BrokenProcessPool:
+            self.pool = None
+            raise SpoofrlError(f"a worker process of the {what} died (killed, or out of memory?); rerun the same "
+                               f"command to continue: finished runs are kept, interrupted ones resume") from None
+        except BaseException:
+            self.close()
+            raise
 
 
 # ------------------------------------------------------------------------------------------ entry point
@@ -521,10 +543,11 @@ def _run_stages(cfg: ExperimentConfig, layout: Layout, arms: list[str]) -> None:
         check_stage_spec(stage)  # a changed config fails now, not after hours of other runs
     LOG.info("experiment %s: %d detector(s), %d arm(s), %d run(s), %d post-training run(s); output %s",
              cfg.name, len(cfg.detectors), len(arms), len(runs), len(posttrain), layout.root)
-    run_all([(execute_stage, s) for s in posttrain], cfg.workers, "post-training runs", layout.log)
     levels = sub.arm_levels()
-    for level in sorted(set(levels.values())):  # an arm starting from another arm's model waits for it
-        batch = [r for r in runs if levels[r.arm] == level]
-        what = "arm runs" if level == 0 else "arm runs starting from another arm's model"
-        run_all([(execute_run, sub, layout, r) for r in batch], cfg.workers, what, layout.log)
+    with TaskPool(cfg.workers, layout.log) as pool:
+        pool.run([(execute_stage, s) for s in posttrain], "post-training runs")
+        for level in sorted(set(levels.values())):  # an arm starting from another arm's model waits for it
+            batch = [r for r in runs if levels[r.arm] == level]
+            what = "arm runs" if level == 0 else "arm runs starting from another arm's model"
+            pool.run([(execute_run, sub, layout, r) for r in batch], what)
     LOG.info("all runs finished in %s", _duration(time.time() - t0))
