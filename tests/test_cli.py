@@ -39,6 +39,15 @@ def test_config_documents_options(capsys):
     assert "| `n_mels` | int | `80` | number of mel bands |" in out
 
 
+def test_config_shows_one_section_and_names_unknown_ones(capsys):
+    assert main(["config", "train", "objective"]) == 0
+    keys = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert "objective.beta" in keys and all(k == "objective" or k.startswith("objective.") for k in keys)
+    assert main(["config", "train", "objectiv"]) == 2
+    err = capsys.readouterr().err
+    assert "no section 'objectiv'" in err and "objective" in err
+
+
 MISSING = "no/such/thing"
 
 
@@ -81,3 +90,19 @@ def test_os_errors_are_user_errors_naming_the_path(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("spoofrl data import: error: ") and str(blocker) in err
     assert err.count("\n") == 1 and "internal error" not in err
+
+
+def test_user_errors_survive_pickling_with_their_fields():
+    """Worker pools send exceptions between processes; an error that fails to unpickle hangs the pool."""
+    import pickle
+
+    from spoofrl.errors import AudioError, ConfigError, ProtocolError
+
+    audio = pickle.loads(pickle.dumps(AudioError("/data/a.wav", "all samples are zero")))
+    assert isinstance(audio, AudioError)
+    assert (audio.path, audio.reason, str(audio)) == ("/data/a.wav", "all samples are zero",
+                                                      "/data/a.wav: all samples are zero")
+    proto = pickle.loads(pickle.dumps(ProtocolError("p.txt", "expected 5 columns", 7, "LA_0079 x")))
+    assert (proto.path, proto.line, proto.text) == ("p.txt", 7, "LA_0079 x")
+    assert str(proto) == "p.txt:7: expected 5 columns (line: 'LA_0079 x')"
+    assert str(pickle.loads(pickle.dumps(ConfigError("bad key")))) == "bad key"

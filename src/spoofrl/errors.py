@@ -20,6 +20,10 @@ class AudioError(SpoofrlError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # rebuild from the constructor's arguments so the error crosses process boundaries (worker pools)
+        return type(self), (self.path, self.reason)
+
 
 class ProtocolError(SpoofrlError):
     """A manifest, protocol or score file has a malformed line or a missing column."""
@@ -29,8 +33,12 @@ class ProtocolError(SpoofrlError):
         self.line = line
         self.reason = reason
         where = f"{self.path}:{line}" if line is not None else self.path
+        self.text = text
         shown = f" (line: {text.strip()[:120]!r})" if text is not None else ""
         super().__init__(f"{where}: {reason}{shown}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason, self.line, self.text)
 
 
 class ConfigError(SpoofrlError):

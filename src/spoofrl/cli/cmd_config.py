@@ -15,9 +15,11 @@ def register(sub):
     p = sub.add_parser("config", help="document config options (train, experiment, model, a front-end or back-end)",
                        description="Print every option of a config section with its type, default and meaning. "
                                    "KIND is train, experiment, model, frontend or backend; the last two need NAME, "
-                                   "a registry key (see `spoofrl models`).")
+                                   "a registry key (see `spoofrl models`). For train, experiment and model, NAME "
+                                   "is an optional section to show alone, e.g. `spoofrl config train objective`.")
     p.add_argument("kind", choices=[*ROOTS, "frontend", "backend"])
-    p.add_argument("name", nargs="?", help="registry key of the front-end / back-end")
+    p.add_argument("name", nargs="?", help="registry key of the front-end / back-end, or a section of "
+                                           "train / experiment / model (e.g. objective, data.augment)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (for docs)")
     p.set_defaults(func=run)
 
@@ -51,7 +53,20 @@ def format_rows(rows, markdown: bool) -> str:
     return "\n".join(out)
 
 
+def _section_rows(rows, kind: str, section: str | None):
+    """The rows of one section (`objective`, `data.augment`, ...) of a root config; all rows without one."""
+    from spoofrl.errors import ConfigError
+    if kind not in ROOTS or not section:
+        return rows
+    picked = [r for r in rows if r[0] == section or r[0].startswith(section + ".")]
+    if not picked:
+        sections = sorted({r[0] for r in rows if r[1] == "section"})
+        raise ConfigError(f"'spoofrl config {kind}' has no section '{section}'; sections: {', '.join(sections)}")
+    return picked
+
+
 def run(args):
     from spoofrl.config import describe
-    print(format_rows(describe(_config_class(args.kind, args.name)), args.markdown))
+    rows = describe(_config_class(args.kind, args.name))
+    print(format_rows(_section_rows(rows, args.kind, args.name), args.markdown))
     return 0
