@@ -50,6 +50,18 @@ def test_overrides_parse_yaml_values():
         apply_overrides({}, ["novalue"])
 
 
+def test_exponent_without_a_dot_is_a_number_in_yaml_and_overrides():
+    # PyYAML (YAML 1.1) reads `1e-6` as a string; a learning rate written that way must still work
+    import yaml
+    data = apply_overrides(yaml.safe_load("lr: 1e-6\ninner: {beta: 4E-2}"), ["epsilon=-2e+1"])
+    cfg = from_dict(Outer, data)
+    assert (cfg.lr, cfg.inner.beta, cfg.epsilon) == (1e-6, 0.04, -20.0)
+    with pytest.raises(ConfigError, match="lr: expected a number, got '1e-6x'"):
+        from_dict(Outer, {"lr": "1e-6x"})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        from_dict(Outer, {"steps": "1e3"})
+
+
 def test_describe_lists_every_option_with_doc():
     rows = {r[0]: r for r in describe(Outer)}
     assert rows["inner.beta"][3] == "KL weight"

@@ -37,12 +37,11 @@ def _wave(rng: np.random.Generator, label: str, subset: str) -> np.ndarray:
     return (0.1 * x / np.abs(x).max()).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e")
-    rng = np.random.default_rng(1)
+def _write_bench(root: Path, sizes: dict[str, int], seed: int) -> Path:
+    """Writes `sizes[subset]` clips per subset (alternating spoof / bona fide) and their manifest under root."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for subset, n in SUBSETS.items():
+    for subset, n in sizes.items():
         for i in range(n):
             label = "bonafide" if i % 2 else "spoof"
             rel = f"audio/{subset}_{i}.wav"
@@ -51,6 +50,11 @@ def bench(tmp_path_factory) -> Path:
             rows.append(Utterance(rel, label, "-" if label == "bonafide" else "buzz", "tone", "clean", subset))
     write_manifest(rows, root / "manifest.csv")
     return root / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    return _write_bench(tmp_path_factory.mktemp("e2e"), SUBSETS, seed=1)
 
 
 def _config(bench: Path, tmp_path: Path) -> Path:
@@ -172,16 +176,7 @@ DEMO_SUBSETS = ["posttrain", "posttrain_dev", "target_train", "target_dev", "tar
 def demo_bench(tmp_path_factory) -> Path:
     """A tiny stand-in for the `small` benchmark: its subsets and its synth.json stamp, 8 files each."""
     root = tmp_path_factory.mktemp("demo_bench")
-    rng = np.random.default_rng(2)
-    rows = []
-    for subset in DEMO_SUBSETS:
-        for i in range(8):
-            label = "bonafide" if i % 2 else "spoof"
-            rel = f"audio/{subset}_{i}.wav"
-            (root / rel).parent.mkdir(exist_ok=True)
-            sf.write(root / rel, _wave(rng, label, subset), SR)
-            rows.append(Utterance(rel, label, "-" if label == "bonafide" else "buzz", "tone", "clean", subset))
-    write_manifest(rows, root / "manifest.csv")
+    _write_bench(root, {subset: 8 for subset in DEMO_SUBSETS}, seed=2)
     (root / "synth.json").write_text(json.dumps({"preset": "small", "seed": 0}))
     return root
 

@@ -8,6 +8,7 @@ types with a message naming the key; `to_dict` goes back; `apply_overrides` appl
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -36,6 +37,10 @@ def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+# scientific notation without a dot (1e-6, -2E+3): a string to PyYAML, a float to every user
+_YAML11_EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -77,6 +82,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping of {tp.__name__} options, got {value!r}")
         return from_dict(tp, value, prefix=key)
     if tp is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            # PyYAML follows YAML 1.1, which reads `1e-6` (no dot) as a string; users mean the number
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
