@@ -9,10 +9,10 @@
 #   3. spoofrl calibrate --subset posttrain_dev
 #                                             score -> LLR calibration
 #   4. score the held-out subsets and write MODEL_CARD.md with the measured EERs
-# Reproducible for a SEED: a rerun of this script (2026-11, working tree after 2e56dce, 2 shared CPU cores)
-# gave a MODEL_CARD.md identical to the shipped one (every EER, minDCF, actDCF, CLLR, the best step and the
-# calibration to 4 decimals); the weights agreed to 4e-5, not bit for bit (float sums depend on threads).
-# About 25 min on 2 shared cores: synth 15 min with WORKERS=1 (WORKERS=2 roughly halves it), training 7 min.
+# Reproducible for a SEED up to float summation order: with the earlier FFN detector a rerun of this script
+# (2026-11, 2 shared CPU cores) gave a MODEL_CARD.md identical to the shipped one (every EER, minDCF, actDCF,
+# CLLR, the best step, the calibration to 4 decimals), weights within 4e-5. The LCNN run was made once.
+# About 30 min on 2 cores: synth ~4 min with WORKERS=2 (twice that with WORKERS=1), training ~20 min.
 #
 #   bash scripts/train_default_model.sh                  # into build/default-model, then copies to the assets
 #   WORK=/tmp/dm SEED=1 WORKERS=2 bash scripts/train_default_model.sh
@@ -28,15 +28,14 @@ PRESET=${PRESET:-demo}          # benchmark size; `small` / `tiny` only to check
 TRAIN_ARGS=${TRAIN_ARGS:-}      # extra `spoofrl train` arguments, e.g. "--set schedule.epochs=1"
 INSTALL=${INSTALL:-1}           # 0 = leave the package's assets untouched (checks, experiments)
 ASSETS=src/spoofrl/assets/default-model
-# Front-end: 40 linear-frequency cepstral coefficients + their 1-frame-wide deltas. Why deltas: on this
-# benchmark the frame-to-frame roughness of the spectrum separates vocoded speech from its source far better
-# than the average spectrum (a linear probe on mean/std of static log-mel gets 34 % dev EER, with deltas 20 %),
-# and a frame-wise FFN cannot compute them itself.
-FRONTEND=${FRONTEND:-'{name: lfcc, n_filters: 40, n_lfcc: 40, delta_order: 1, delta_width: 1}'}
-# Back-end: 2 frame-wise GELU layers of 64 -> mean+std pooling -> linear (~10k parameters, <100 kB).
-# input_norm false: a per-frame LayerNorm would divide the small deltas by a scale set by c0 (the frame's
-# energy); without it, dev EER 20.6 % vs 30.0 % (seed 0, demo preset).
-MODEL=${MODEL:-'{name: ffn, hidden: [64, 64], pooling: mean_std, dropout: 0.1, input_norm: false}'}
+# Detector: the lcnn-lfcc preset (configs/models/lcnn-lfcc.yaml: 60-dim LFCC with deltas and delta-deltas ->
+# LCNN with max-feature-map and two BLSTM layers, the ASVspoof 2021 baseline; 357k parameters, 1.4 MB).
+# Why not a smaller one: on this benchmark a 9.6k-parameter LFCC + frame-wise FFN reached 22.5 % dev EER
+# (seed 0), the LCNN 10.6 % after 6 epochs; it scores ~150 s of audio per second on 2 cores, fast enough
+# for `detect` and `serve`.
+MODEL_PRESET=${MODEL_PRESET:-lcnn-lfcc}
+EPOCHS=${EPOCHS:-12}
+LR=${LR:-1.0e-3}
 EVAL_SUBSETS="target_eval ood_attack ood_source ood_channel ood_mix"
 export SPOOFRL_NO_PROGRESS=${SPOOFRL_NO_PROGRESS:-1}
 
@@ -48,7 +47,8 @@ if [ ! -f "$WORK/run/summary.json" ]; then
   resume=""
   [ -d "$WORK/run/last" ] && resume="--resume"
   spoofrl train configs/train/posttrain.yaml --out "$WORK/run" --manifest "$WORK/bench/manifest.csv" \
-    --set seed="$SEED" --set "model.frontend=$FRONTEND" --set "model.backend=$MODEL" --device cpu $resume $TRAIN_ARGS
+    --set seed="$SEED" --set "model.preset=$MODEL_PRESET" --set "optim.lr=$LR" --set "schedule.epochs=$EPOCHS" \
+    --device cpu $resume $TRAIN_ARGS
 fi
 
 echo "== 3/4 calibration on posttrain_dev"
@@ -103,19 +103,27 @@ def describe_frontend(fe: dict) -> str:
     return fe["name"]
 
 
+def describe_backend(be: dict) -> str:
+    """One line naming the back-end, e.g. 'LCNN (max-feature-map) + 2 BLSTM layers'."""
+    if be["name"] == "lcnn":
+        return "LCNN (max-feature-map)" + (" + 2 BLSTM layers" if be.get("lstm") else "") + " -> linear"
+    if be["name"] == "ffn":
+        return f"frame-wise FFN {be.get('hidden')} -> {be.get('pooling')} pooling -> linear"
+    return be["name"]
+
+
 table = "\n".join(f"| {s} | {e:.2%} | {mn:.3f} | {ad:.3f} | {c:.3f} | {nb} | {ns} |" for s, e, mn, ad, c, nb, ns in rows)
 card = f"""# spoofrl default model
 
 **Trained on synthetic data only.** This is the model `spoofrl detect` and `spoofrl serve` use when no
 `--model` is given. It was trained on spoofrl's built-in benchmark (`spoofrl data synth --preset {preset}`):
-bona fide speech from rule-based synthesizers (espeak-ng, flite, festival) and spoofs made from it by
-copy-synthesis vocoders and codecs. It detects vocoder/codec artefacts of that benchmark; it is a
+bona fide speech almost all from rule-based synthesizers (espeak-ng, flite, festival, pyopenjtalk; two real
+CMU ARCTIC clips) and spoofs made from it by copy-synthesis vocoders and codecs. It detects vocoder/codec artefacts of that benchmark; it is a
 demonstration of the tool, **not a production deepfake detector**, and its scores on real recordings and
 real TTS/voice-conversion deepfakes are not meaningful evidence.
 
-- Architecture: {describe_frontend(cfg.frontend)} -> frame-wise FFN
-  {cfg.backend.get('hidden')} (input LayerNorm: {'yes' if cfg.backend.get('input_norm') else 'no'}) -> {cfg.backend.get('pooling')} pooling -> linear; {count_parameters(model):,} parameters;
-  input {cfg.sample_rate} Hz mono.
+- Architecture: {describe_frontend(cfg.frontend)} -> {describe_backend(cfg.backend)};
+  {count_parameters(model):,} parameters; input {cfg.sample_rate} Hz mono.
 - Training: `spoofrl train configs/train/posttrain.yaml` (SFT, RawBoost) on subset `posttrain`, model selected by
   EER on `posttrain_dev` (best step {summary.get('best_step')} of {summary.get('steps')}), seed {seed}.
 - Calibration: `llr = {cal['a']:.4f} * raw {'-' if cal['b'] < 0 else '+'} {abs(cal['b']):.4f}` fitted on `posttrain_dev` at P(bona fide) = {cal['prior']:g};

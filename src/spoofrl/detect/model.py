@@ -13,7 +13,7 @@ from spoofrl.metrics.calibration import (Calibration, p_spoof_from_llr, p_spoof_
 
 DEFAULT_MODEL_RESOURCE = ("assets", "default-model")
 DEFAULT_TRAINED_ON = ("synthetic data only: spoofrl's built-in benchmark (`spoofrl data synth --preset demo`, "
-                      "copy-synthesis vocoder attacks on espeak-ng/flite/festival speech); a demonstration "
+                      "copy-synthesis vocoder attacks on rule-based TTS speech); a demonstration "
                       "model, not a production detector")
 
 
