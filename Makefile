@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/install_system.sh
 install: $(STAMP)
 
 demo: install
-	spoofrl demo
+	$(PYTHON) -m spoofrl demo
 
 test: install
 	OMP_NUM_THREADS=2 $(PYTHON) -m pytest -q -m "not slow" tests

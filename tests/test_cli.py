@@ -106,3 +106,11 @@ def test_user_errors_survive_pickling_with_their_fields():
     assert (proto.path, proto.line, proto.text) == ("p.txt", 7, "LA_0079 x")
     assert str(proto) == "p.txt:7: expected 5 columns (line: 'LA_0079 x')"
     assert str(pickle.loads(pickle.dumps(ConfigError("bad key")))) == "bad key"
+
+
+def test_python_dash_m_runs_the_command():
+    """`make demo` calls `python -m spoofrl`, which works where the console script is not on PATH."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "spoofrl", "config", "train", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no section 'nope'" in proc.stderr and "Traceback" not in proc.stderr
