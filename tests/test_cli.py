@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from spoofrl.cli import COMMANDS, build_parser, main

@@ -12,9 +12,9 @@ import copy
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
+from mc_stats import convergence_slope
 from torch import nn
 
 from spoofrl.rl import FunctionReward, GRPOSettings, LogProbs, Policy, WeightedRewards, grpo_loss
@@ -183,13 +183,8 @@ def test_sampled_sequence_gradient_converges_to_the_exact_one(loss_type):
     # the same check as for labels (test_rl_core (a)): the Monte-Carlo error of G drawn sequences falls like
     # G^-1/2 towards the gradient of the enumerated expectation - through old policy, clipping and k3 KL
     exact = sequence_gradient("exact", 1, loss_type=loss_type)
-    sizes = [16, 64, 256, 1024]
-    rms = []
-    for g in sizes:
-        errors = [float((sequence_gradient("sampled", g, seed=s, loss_type=loss_type) - exact).norm())
-                  for s in range(12)]
-        rms.append(math.sqrt(np.mean(np.square(errors))))
-    slope = np.polyfit(np.log(sizes), np.log(rms), 1)[0]
+    slope, rms = convergence_slope(lambda g, s: sequence_gradient("sampled", g, seed=s, loss_type=loss_type),
+                                   exact, [16, 64, 256, 1024], seeds=12)
     # measured slopes -0.51 and -0.53; each RMS pools 12 seeds over 123 gradient entries, so the band
     # [-0.75, -0.35] holds with margin while a biased or non-converging estimator (slope ~ 0) fails
     assert -0.75 < slope < -0.35, (slope, rms)
