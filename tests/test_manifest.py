@@ -66,3 +66,22 @@ def test_one_file_in_two_subsets_is_allowed(tmp_path):
     m = tmp_path / "m.csv"
     m.write_text(HEADER + "a.wav,spoof,A1,s,c,train\na.wav,spoof,A1,s,c,ood\n")
     assert [r.subset for r in read_manifest(m)] == ["train", "ood"]
+
+
+def test_bad_lines_collected_when_asked_and_good_rows_kept(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text("path,label,attack,source,condition,subset\n"
+                 "a.wav,bonafide,-,x,-,train\n"
+                 "b.wav,real,-,x,-,train\n"             # unknown label
+                 "a.wav,spoof,A01,x,-,train\n"          # same path, other label
+                 "c.wav,spoof,A01,x,-,train\n")
+    bad: list[ProtocolError] = []
+    rows = read_manifest(m, bad_lines=bad)
+    assert [r.path for r in rows] == ["a.wav", "c.wav"]
+    assert [(e.line, e.reason.split(",")[0]) for e in bad] == [(3, "label must be 'bonafide' or 'spoof'"),
+                                                               (4, "'a.wav' is bonafide on line 2 but spoof here")]
+    with pytest.raises(ProtocolError, match="m.csv:3: label must be"):
+        read_manifest(m)
+    m.write_text("path,label\na.wav,bonafide\n")       # a bad header is never skipped
+    with pytest.raises(ProtocolError, match="missing columns"):
+        read_manifest(m, bad_lines=[])

@@ -174,11 +174,14 @@ class _DuplicateCheck:
         self.pairs.add(key)
 
 
-def read_manifest(path: str | Path, subsets: Iterable[str] | None = None) -> list[Utterance]:
+def read_manifest(path: str | Path, subsets: Iterable[str] | None = None, *,
+                  bad_lines: list[ProtocolError] | None = None) -> list[Utterance]:
     """Read a manifest, optionally keeping only some subsets. Errors name file and line.
 
     Empty attack/source/condition/subset cells read as `-`; a bona fide row naming an attack, a label
     other than bonafide/spoof, a wrong field count or a duplicated path (see `_DuplicateCheck`) fail.
+    With `bad_lines` (a list), such a row's error is appended there and the row skipped instead, so that
+    a caller can use the good rows of a user's file; a bad header, encoding or CSV quoting still fails.
     """
     path = Path(path)
     if not path.is_file():
@@ -191,8 +194,14 @@ def read_manifest(path: str | Path, subsets: Iterable[str] | None = None) -> lis
     for lineno, cells in records:
         if not any(c.strip() for c in cells):
             continue  # blank line
-        row = parser.parse(lineno, cells)
-        duplicates.check(row, lineno, cells)
+        try:
+            row = parser.parse(lineno, cells)
+            duplicates.check(row, lineno, cells)
+        except ProtocolError as err:
+            if bad_lines is None:
+                raise
+            bad_lines.append(err)
+            continue
         if wanted is None or row.subset in wanted:
             rows.append(row)
     if wanted is not None:

@@ -7,9 +7,7 @@ others are processed and the manifest is written first), then the command fails.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -76,37 +74,6 @@ def _key_for(rel: Path, used: set[str]) -> str:
     return key
 
 
-def read_manifest_lenient(path: Path) -> tuple[list[Utterance], list[ProtocolError]]:
-    """The rows of a manifest plus one error per malformed line, instead of failing at the first one: a
-    user's manifest with a few bad lines should still get its good rows vocoded. A missing column or an
-    unreadable header is still fatal (no row could be trusted)."""
-    try:
-        return read_manifest(path), []                  # the usual case: one pass, nothing malformed
-    except ProtocolError as err:
-        if err.line is None or err.line == 1:
-            raise
-    text = path.read_text(errors="replace").splitlines(keepends=True)
-    if not text:
-        raise ProtocolError(path, "empty manifest (no header)")
-    header = text[0]
-    rows: list[Utterance] = []
-    errors: list[ProtocolError] = []
-    with tempfile.TemporaryDirectory(prefix="spoofrl-manifest-") as tmp:
-        # each line is checked by the one manifest reader (same rules, same messages), then renumbered
-        probe = Path(tmp) / path.name
-        for lineno, line in enumerate(text[1:], start=2):
-            probe.write_text(header + line)
-            try:
-                found = read_manifest(probe)
-            except ProtocolError as err:
-                if err.line is None or err.line == 1:
-                    raise ProtocolError(path, err.reason, err.line, header if err.line == 1 else None) from None
-                errors.append(ProtocolError(path, err.reason, lineno, line))
-                continue
-            rows += [dataclasses.replace(r, root=path.parent.resolve()) for r in found]
-    return rows, errors
-
-
 def collect_jobs(inp: str | Path, subset: str,
                  exclude: Path | None = None) -> tuple[list[Utterance], list[Job], list[ProtocolError]]:
     """(rows to keep in the output manifest, bona fide recordings to vocode, malformed manifest lines)
@@ -117,7 +84,9 @@ def collect_jobs(inp: str | Path, subset: str,
         raise SpoofrlError(f"{inp}: not found (give a folder of audio files or a manifest .csv)")
     used: set[str] = set()
     if inp.is_file() and inp.suffix.lower() == ".csv":
-        rows, bad_lines = read_manifest_lenient(inp)
+        # a user's manifest with a few bad lines still gets its good rows vocoded; the bad ones are reported
+        bad_lines: list[ProtocolError] = []
+        rows = read_manifest(inp, bad_lines=bad_lines)
         kept = []
         jobs = []
         for r in rows:
