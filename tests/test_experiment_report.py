@@ -291,18 +291,21 @@ def test_reading_with_no_comparable_arms():
 
 def test_min_dcf_interval_uses_the_replicates_of_the_eer_interval(three_seed_report):
     """results.json's min_dcf_ci (which `spoofrl metrics` does not print) is drawn like its eer_ci: the same
-    resampling applied to the EER reproduces that command's interval."""
-    from spoofrl.experiment.results import MetricSettings, bootstrap_ci, min_dcf_ci
-    from spoofrl.metrics import compute_eer
+    replicates give that command's EER interval and, with the experiment's costs, the minDCF interval."""
+    from spoofrl.experiment.results import MetricSettings
+    from spoofrl.metrics import bootstrap_cis, bootstrap_eer_ci
     from spoofrl.metrics.scorefile import read_scores
     cfg, layout, results = three_seed_report
     settings = MetricSettings.from_config(cfg)
+    costs = {"p_spoof": settings.p_spoof, "c_miss": settings.c_miss, "c_fa": settings.c_fa}
     for arm in ("posttrained", "sft"):
         stored = results["detectors"][DET]["arms"][arm]["runs"][0]["sets"]["target"]
         table = read_scores(layout.root / stored["scores"])
         bona, spoof = table.bonafide_scores(), table.spoof_scores()
-        assert bootstrap_ci(bona, spoof, lambda b, s: compute_eer(b, s)[0], settings) == pytest.approx(stored["eer_ci"])
-        assert stored["min_dcf_ci"] == min_dcf_ci(bona, spoof, settings)
+        both = bootstrap_cis(bona, spoof, settings.bootstrap, settings.alpha, settings.seed, min_dcf_costs=costs)
+        eer_only = bootstrap_eer_ci(bona, spoof, settings.bootstrap, settings.alpha, settings.seed)
+        assert list(both["eer"]) == pytest.approx(stored["eer_ci"]) and both["eer"] == eer_only
+        assert stored["min_dcf_ci"] == list(both["min_dcf"])
         lo, hi = stored["min_dcf_ci"]
         assert 0.0 <= lo < hi <= 1.0 + 1e-9
     # well separated classes (posttrained in-domain d' = 0.3, sft 3.0) give clearly different intervals

@@ -127,6 +127,21 @@ def test_bootstrap_replicates_equal_naive_resampling():
         assert fast[r] == pytest.approx(compute_eer(bona[ib], spoof[is_])[0], abs=1e-12)
 
 
+def test_bootstrap_min_dcf_replicates_equal_naive_resampling():
+    from spoofrl.metrics import bootstrap_replicates
+    rng = np.random.default_rng(3)
+    bona = np.round(rng.normal(1, 1, 60), 1)
+    spoof = np.round(rng.normal(0, 1, 80), 1)
+    costs = {"p_spoof": 0.05, "c_miss": 1.0, "c_fa": 10.0}
+    fast = bootstrap_replicates(bona, spoof, n=5, seed=7, min_dcf_costs=costs)
+    assert np.array_equal(fast["eer"], bootstrap_eers(bona, spoof, n=5, seed=7))  # same draws with or without
+    draw = np.random.default_rng(7)
+    for r in range(5):
+        ib = draw.integers(0, bona.size, bona.size)
+        is_ = draw.integers(0, spoof.size, spoof.size)
+        assert fast["min_dcf"][r] == pytest.approx(min_dcf(bona[ib], spoof[is_], **costs)[0], abs=1e-12)
+
+
 def test_bootstrap_ci_brackets_eer_and_shrinks_with_data():
     rng = np.random.default_rng(2)
     small = (rng.normal(1, 1, 100), rng.normal(0, 1, 100))

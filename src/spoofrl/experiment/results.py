@@ -2,8 +2,8 @@
 
 Every number comes from a score file through `spoofrl.metrics.summary.summarize`, the function behind `spoofrl
 metrics FILE --json --ci`, with the same settings; results.json records the command that recomputes each one.
-The minDCF's bootstrap interval (`min_dcf_ci`), which that command does not print, uses the same replicates as
-its EER interval. Aggregation over seeds: mean and sample standard deviation (n - 1 in the denominator; none for
+The minDCF's bootstrap interval (`min_dcf_ci`), which that command does not print, comes from the same
+replicates as its EER interval (`spoofrl.metrics.bootstrap_cis`). Aggregation over seeds: mean and sample standard deviation (n - 1 in the denominator; none for
 a single run). The OOD average of a run is the mean of its OOD test sets' values; the table's OOD average is the
 mean ± std over seeds of those per-run averages.
 """
@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 
 from spoofrl.errors import SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
@@ -61,28 +60,6 @@ def _fingerprint(path: Path, settings: MetricSettings) -> dict:
             "version": CACHE_VERSION}
 
 
-def bootstrap_ci(bona: np.ndarray, spoof: np.ndarray, statistic, settings: MetricSettings) -> list[float]:
-    """Percentile bootstrap (1 - alpha) interval of statistic(bona, spoof), drawing the replicates as
-    `spoofrl metrics --ci` draws them for the EER (bona fide indices, then spoof indices, from one
-    default_rng(seed)): with compute_eer as the statistic it gives that command's eer_ci exactly."""
-    rng = np.random.default_rng(settings.seed)
-    values = np.empty(settings.bootstrap)
-    for r in range(settings.bootstrap):
-        ib = rng.integers(0, bona.size, bona.size)
-        is_ = rng.integers(0, spoof.size, spoof.size)
-        values[r] = statistic(bona[ib], spoof[is_])
-    lo, hi = np.quantile(values, [settings.alpha / 2.0, 1.0 - settings.alpha / 2.0])
-    return [float(lo), float(hi)]
-
-
-def min_dcf_ci(bona: np.ndarray, spoof: np.ndarray, settings: MetricSettings) -> list[float]:
-    """Bootstrap interval of the normalised minDCF with the experiment's costs (`spoofrl metrics` gives the
-    EER's interval only)."""
-    from spoofrl.metrics.official import min_dcf
-    costs = {"p_spoof": settings.p_spoof, "c_miss": settings.c_miss, "c_fa": settings.c_fa}
-    return bootstrap_ci(bona, spoof, lambda b, s: min_dcf(b, s, **costs)[0], settings)
-
-
 def score_file_metrics(path: Path, settings: MetricSettings) -> dict:
     """`spoofrl metrics --json --ci` of one score file, cached beside it (keyed by size, mtime and settings)."""
     from spoofrl.metrics.scorefile import read_scores
@@ -98,8 +75,7 @@ def score_file_metrics(path: Path, settings: MetricSettings) -> dict:
             pass  # a damaged cache is recomputed
     table = read_scores(path)
     metrics = summarize(table, ci=True, n_boot=settings.bootstrap, alpha=settings.alpha, seed=settings.seed,
-                        p_spoof=settings.p_spoof, c_miss=settings.c_miss, c_fa=settings.c_fa)
-    metrics["min_dcf_ci"] = min_dcf_ci(table.bonafide_scores(), table.spoof_scores(), settings)
+                        p_spoof=settings.p_spoof, c_miss=settings.c_miss, c_fa=settings.c_fa, min_dcf_ci=True)
     tmp = cache.with_name(cache.name + ".tmp")
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
     tmp.replace(cache)
@@ -228,8 +204,8 @@ def collect_results(cfg: ExperimentConfig, layout: Layout, arms: list[str] | Non
         "metric_settings": {**asdict(settings), "recompute": settings.command(),
                             "units": "eer, min_dcf, act_dcf as fractions; cllr in bits; eer_ci, min_dcf_ci [lo, hi]",
                             "min_dcf_ci": "not printed by `spoofrl metrics`: the same bootstrap replicates "
-                                          "(--n-boot, --seed) applied to the minDCF (spoofrl.experiment."
-                                          "results.min_dcf_ci)",
+                                          "(--n-boot, --seed) applied to the minDCF (spoofrl.metrics."
+                                          "bootstrap_cis)",
                             "aggregation": "mean and sample std (n-1) over seeds; ood_avg = mean over the OOD sets "
                                            "of each run, then mean/std over seeds"},
         "detectors": detectors,

@@ -105,12 +105,21 @@ def _dcf_normaliser(p_spoof: float, c_miss: float, c_fa: float) -> float:
     return min(c_miss * (1.0 - p_spoof), c_fa * p_spoof)
 
 
+def _dcf_curve(frr: np.ndarray, far: np.ndarray, p_spoof: float, c_miss: float, c_fa: float) -> np.ndarray:
+    """Unnormalised detection cost at every candidate threshold."""
+    return c_miss * (1.0 - p_spoof) * frr + c_fa * p_spoof * far
+
+
+def _normalised_min_dcf(frr: np.ndarray, far: np.ndarray, p_spoof: float, c_miss: float, c_fa: float) -> float:
+    return float(_dcf_curve(frr, far, p_spoof, c_miss, c_fa).min() / _dcf_normaliser(p_spoof, c_miss, c_fa))
+
+
 def min_dcf(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, *, p_spoof: float = P_SPOOF,
             c_miss: float = C_MISS, c_fa: float = C_FA) -> tuple[float, float]:
     """(normalised minimum DCF, threshold where it is reached) over the official candidate thresholds."""
     _check_costs(p_spoof, c_miss, c_fa)
     frr, far, thresholds = error_rates(bonafide_scores, spoof_scores)
-    cost = c_miss * (1.0 - p_spoof) * frr + c_fa * p_spoof * far
+    cost = _dcf_curve(frr, far, p_spoof, c_miss, c_fa)
     i = int(np.argmin(cost))
     return float(cost[i] / _dcf_normaliser(p_spoof, c_miss, c_fa)), float(thresholds[i])
 
@@ -153,11 +162,10 @@ def evaluate(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, *, p_spoof: fl
     frr, far = _rates_from_sorted(is_bona, bona.size, spoof.size)
     thresholds = np.concatenate([[sorted_scores[0] - THRESHOLD_MARGIN], sorted_scores])
     i = _eer_index(frr, far)
-    cost = c_miss * (1.0 - p_spoof) * frr + c_fa * p_spoof * far
     return {
         "eer": float((frr[i] + far[i]) / 2.0),
         "threshold": float(thresholds[i]),
-        "min_dcf": float(cost.min() / _dcf_normaliser(p_spoof, c_miss, c_fa)),
+        "min_dcf": _normalised_min_dcf(frr, far, p_spoof, c_miss, c_fa),
         "act_dcf": act_dcf(bona, spoof, p_spoof=p_spoof, c_miss=c_miss, c_fa=c_fa),
         "cllr": cllr(bona, spoof),
         "n_bonafide": int(bona.size),
@@ -165,11 +173,13 @@ def evaluate(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, *, p_spoof: fl
     }
 
 
-def bootstrap_eers(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, n: int = 1000, seed: int = 0,
-                   progress_desc: str | None = None) -> np.ndarray:
-    """EERs of `n` bootstrap replicates (bona fide and spoof resampled with replacement, separately).
+def bootstrap_replicates(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, n: int = 1000, seed: int = 0,
+                         progress_desc: str | None = None, min_dcf_costs: dict | None = None
+                         ) -> dict[str, np.ndarray]:
+    """EERs (key 'eer') of `n` bootstrap replicates (bona fide and spoof resampled with replacement,
+    separately), and with `min_dcf_costs` ({p_spoof, c_miss, c_fa}) their normalised minDCFs ('min_dcf').
 
-    Each replicate equals `compute_eer(bona[ib], spoof[is_])` for the index draws
+    Each replicate equals `compute_eer(bona[ib], spoof[is_])` (and `min_dcf` of the same) for the index draws
     `ib = rng.integers(0, n_bona, n_bona)` then `is_ = rng.integers(0, n_spoof, n_spoof)` of
     `rng = numpy.random.default_rng(seed)`, but costs O(N) instead of a sort: the scores are
     sorted once, and a replicate just repeats each sorted position as often as it was drawn.
@@ -178,6 +188,8 @@ def bootstrap_eers(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, n: int =
         raise SpoofrlError(f"the number of bootstrap replicates must be at least 1, got {n}")
     bona = _as_scores(bonafide_scores, "bona fide")
     spoof = _as_scores(spoof_scores, "spoof")
+    if min_dcf_costs is not None:
+        _check_costs(**min_dcf_costs)
     scores = np.concatenate([bona, spoof])
     order = np.argsort(scores, kind="stable")
     is_bona_sorted = np.concatenate([np.ones(bona.size, bool), np.zeros(spoof.size, bool)])[order]
@@ -186,24 +198,45 @@ def bootstrap_eers(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, n: int =
     if progress_desc:
         from spoofrl.log import progress
         replicates = progress(replicates, desc=progress_desc, total=n, unit="rep")
-    eers = np.empty(n, dtype=np.float64)
+    out = {"eer": np.empty(n, dtype=np.float64)}
+    if min_dcf_costs is not None:
+        out["min_dcf"] = np.empty(n, dtype=np.float64)
     for r in replicates:
         bona_counts = np.bincount(rng.integers(0, bona.size, bona.size), minlength=bona.size)
         spoof_counts = np.bincount(rng.integers(0, spoof.size, spoof.size), minlength=spoof.size)
         counts = np.concatenate([bona_counts, spoof_counts])[order]
         frr, far = _rates_from_sorted(np.repeat(is_bona_sorted, counts), bona.size, spoof.size)
         i = _eer_index(frr, far)
-        eers[r] = (frr[i] + far[i]) / 2.0
-    return eers
+        out["eer"][r] = (frr[i] + far[i]) / 2.0
+        if min_dcf_costs is not None:
+            out["min_dcf"][r] = _normalised_min_dcf(frr, far, **min_dcf_costs)
+    return out
+
+
+def bootstrap_eers(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, n: int = 1000, seed: int = 0,
+                   progress_desc: str | None = None) -> np.ndarray:
+    """EERs of `n` bootstrap replicates (see `bootstrap_replicates`)."""
+    return bootstrap_replicates(bonafide_scores, spoof_scores, n, seed, progress_desc)["eer"]
+
+
+def bootstrap_cis(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, n: int = 1000, alpha: float = 0.05,
+                  seed: int = 0, min_dcf_costs: dict | None = None) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap (1 - alpha) confidence intervals (lo, hi) of the EER ('eer', a fraction) and,
+    with `min_dcf_costs`, of the normalised minDCF ('min_dcf'), both from the same replicates."""
+    if not 0.0 < alpha < 1.0:
+        raise SpoofrlError(f"alpha must be strictly between 0 and 1, got {alpha}")
+    large = n * (np.size(bonafide_scores) + np.size(spoof_scores)) > 5e7
+    values = bootstrap_replicates(bonafide_scores, spoof_scores, n=n, seed=seed,
+                                  progress_desc=("bootstrap EER" + (" and minDCF" if min_dcf_costs else ""))
+                                  if large else None, min_dcf_costs=min_dcf_costs)
+    cis = {}
+    for name, replicate_values in values.items():
+        lo, hi = np.quantile(replicate_values, [alpha / 2.0, 1.0 - alpha / 2.0])
+        cis[name] = (float(lo), float(hi))
+    return cis
 
 
 def bootstrap_eer_ci(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, n: int = 1000, alpha: float = 0.05,
                      seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap (1 - alpha) confidence interval of the EER, as fractions (lo, hi)."""
-    if not 0.0 < alpha < 1.0:
-        raise SpoofrlError(f"alpha must be strictly between 0 and 1, got {alpha}")
-    eers = bootstrap_eers(bonafide_scores, spoof_scores, n=n, seed=seed,
-                          progress_desc="bootstrap EER" if n * (np.size(bonafide_scores) + np.size(spoof_scores)) > 5e7
-                          else None)
-    lo, hi = np.quantile(eers, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return float(lo), float(hi)
+    return bootstrap_cis(bonafide_scores, spoof_scores, n, alpha, seed)["eer"]

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from spoofrl.errors import ProtocolError
-from spoofrl.metrics.official import C_FA, C_MISS, P_SPOOF, bootstrap_eer_ci, evaluate
+from spoofrl.metrics.official import C_FA, C_MISS, P_SPOOF, bootstrap_cis, evaluate
 from spoofrl.metrics.scorefile import UNKNOWN, ScoreTable, group_masks
 
 LOG = logging.getLogger(__name__)
@@ -33,24 +33,26 @@ def _check_breakdown_known(table: ScoreTable, by: str, is_bona: np.ndarray) -> N
                                         f"add a column {by!r} or use a key (manifest or protocol) that has one")
 
 
-def _metrics(bona: np.ndarray, spoof: np.ndarray, ci: bool, n_boot: int, alpha: float, seed: int, dcf: dict) -> dict:
+def _metrics(bona: np.ndarray, spoof: np.ndarray, ci: bool, n_boot: int, alpha: float, seed: int, dcf: dict,
+             min_dcf_ci: bool = False) -> dict:
     result = evaluate(bona, spoof, **dcf)
     if ci:
-        lo, hi = bootstrap_eer_ci(bona, spoof, n=n_boot, alpha=alpha, seed=seed)
-        result["eer_ci"] = [lo, hi]
+        cis = bootstrap_cis(bona, spoof, n=n_boot, alpha=alpha, seed=seed, min_dcf_costs=dcf if min_dcf_ci else None)
+        result.update({f"{name}_ci": list(interval) for name, interval in cis.items()})
     return result
 
 
 def summarize(table: ScoreTable, by: str | None = None, *, ci: bool = False, n_boot: int = 1000,
               alpha: float = 0.05, seed: int = 0, p_spoof: float = P_SPOOF, c_miss: float = C_MISS,
-              c_fa: float = C_FA) -> dict:
-    """Pooled metrics (keys eer, threshold, min_dcf, act_dcf, cllr, n_bonafide, n_spoof; `eer_ci` with `ci`)
+              c_fa: float = C_FA, min_dcf_ci: bool = False) -> dict:
+    """Pooled metrics (keys eer, threshold, min_dcf, act_dcf, cllr, n_bonafide, n_spoof; `eer_ci` with `ci`,
+    and `min_dcf_ci` from the same bootstrap replicates when `min_dcf_ci` is also set)
     plus, with `by`, a `breakdown` object {group: metrics}. A group lacking one class (possible by condition)
     gets null metrics and its counts, with a warning, rather than disappearing."""
     is_bona = table.is_bonafide
     _check_both_classes(table, is_bona)
     dcf = {"p_spoof": p_spoof, "c_miss": c_miss, "c_fa": c_fa}
-    result = _metrics(table.score[is_bona], table.score[~is_bona], ci, n_boot, alpha, seed, dcf)
+    result = _metrics(table.score[is_bona], table.score[~is_bona], ci, n_boot, alpha, seed, dcf, min_dcf_ci)
     if by is not None:
         _check_breakdown_known(table, by, is_bona)
         breakdown = {}
@@ -62,7 +64,7 @@ def summarize(table: ScoreTable, by: str | None = None, *, ci: bool = False, n_b
                 breakdown[name] = {k: None for k in METRIC_KEYS} | {"n_bonafide": int(bona.size),
                                                                     "n_spoof": int(spoof.size)}
                 continue
-            breakdown[name] = _metrics(bona, spoof, ci, n_boot, alpha, seed, dcf)
+            breakdown[name] = _metrics(bona, spoof, ci, n_boot, alpha, seed, dcf, min_dcf_ci)
         result["breakdown"] = breakdown
     return result
 
