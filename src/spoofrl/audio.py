@@ -202,9 +202,9 @@ def _ffmpeg_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.nda
             proc.stdout.close()
 
 
-def _decoded_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at `sr` (variable sizes), from soundfile when it reads the file, else ffmpeg."""
-    info = _soundfile_info(path)
+def _decoded_blocks(path: Path, info, sr: int, block_seconds: float) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `sr` (variable sizes), from soundfile when it reads the file (`info`, from
+    `_soundfile_info`), else ffmpeg (`info` None)."""
     if info is None:
         return _ffmpeg_blocks(path, sr, block_seconds)
     _check_header(path, info)
@@ -272,7 +272,7 @@ def load_audio(path: str | Path, sr: int = DEFAULT_SR, *, allow_silent: bool = F
                                f"{max_seconds / 3600:.2f} h; score it in chunks (spoofrl detect streams long files)")
     limit = None if max_seconds is None else int(max_seconds * sr)
     pieces, n = [], 0
-    for block in _decoded_blocks(path, sr, LOAD_BLOCK_SECONDS):
+    for block in _decoded_blocks(path, info, sr, LOAD_BLOCK_SECONDS):
         _check_finite(path, block, n / sr)
         pieces.append(block)
         n += block.size
@@ -297,7 +297,7 @@ def iter_chunks(path: str | Path, chunk_seconds: float, sr: int = DEFAULT_SR) ->
     _check_path(path)
     size = max(1, int(round(chunk_seconds * sr)))
     start = 0
-    for piece in _fixed_size(_decoded_blocks(path, sr, chunk_seconds), size):
+    for piece in _fixed_size(_decoded_blocks(path, _soundfile_info(path), sr, chunk_seconds), size):
         _check_finite(path, piece, start / sr)
         yield start / sr, piece
         start += piece.size
