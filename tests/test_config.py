@@ -3,7 +3,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from spoofrl.config import apply_overrides, describe, from_dict, option, to_dict
+from spoofrl.config import apply_overrides, describe, differences, flatten, from_dict, option, to_dict
 from spoofrl.errors import ConfigError
 
 
@@ -67,3 +67,14 @@ def test_describe_lists_every_option_with_doc():
     assert rows["inner.beta"][3] == "KL weight"
     assert rows["lr"][2] == "0.001"
     assert set(rows) == {"lr", "steps", "epsilon", "inner", "inner.beta", "inner.kind", "tags"}
+
+
+def test_differences_of_flattened_configs():
+    old = {"optim": {"lr": 1e-3, "eps": 1e-6}, "model": {"frontend": {"name": "lfcc"}}, "device": "cpu"}
+    new = {"optim": {"lr": 1e-4, "eps": 1e-6}, "model": {"frontend": {"name": "x" * 100}}, "device": "cuda"}
+    assert flatten(old) == {"optim.lr": 1e-3, "optim.eps": 1e-6, "model.frontend.name": "lfcc", "device": "cpu"}
+    assert flatten(old, keep_whole=("model",))["model"] == {"frontend": {"name": "lfcc"}}
+    changes = differences(flatten(old, keep_whole=("model",)), flatten(new, keep_whole=("model",)), ignore=("device",))
+    assert changes[1] == "optim.lr: 0.001 -> 0.0001"
+    assert changes[0].startswith("model: {'frontend': {'name': 'lfcc'}} -> {'frontend': {'name': 'xxx")
+    assert changes[0].endswith("...") and len(changes[0].split(" -> ")[1]) == 60

@@ -179,6 +179,28 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     return data
 
 
+def flatten(data: dict, keep_whole: tuple[str, ...] = (), prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; a section named in `keep_whole` stays one value."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in keep_whole:
+            out.update(flatten(value, keep_whole, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """'key: old -> new' for every differing key of two flat dicts (long values cut), sorted by key."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ignore)
+    return [f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys]
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with a clear error for a missing file or bad syntax."""
     path = Path(path)

@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from spoofrl.config import load_yaml, resolve_preset, save_yaml, to_dict
+from spoofrl.config import differences, flatten, load_yaml, resolve_preset, save_yaml, to_dict
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.data import TRAIN, DEV, build_training_manifests, read_test_sets, warn_overlaps
@@ -209,21 +209,10 @@ def _fingerprint(stage: StagePlan) -> dict:
                       "init_model": model_identity(stage.init)}, stage.root)
 
 
-def _flatten(d, prefix=""):
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): d}
-
-
 def _describe_change(old: dict, new: dict) -> str:
     strip = lambda flat: {k.removeprefix("train_config."): v for k, v in flat.items()}  # noqa: E731
-    a, b = strip(_flatten(old)), strip(_flatten(new))
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3])
-    return shown + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    changes = differences(strip(flatten(old)), strip(flatten(new)))
+    return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
 def check_stage_spec(stage: StagePlan) -> None:

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from spoofrl.config import to_dict
+from spoofrl.config import differences, flatten, to_dict
 from spoofrl.data.augment import Augmenter
 from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset, inverse_frequency_weights,
                                   load_batches, utterance_durations)
@@ -43,25 +43,10 @@ def step_seed(seed: int, step: int, rank: int, salt: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank, salt]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "model":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def config_differences(old: dict, new: dict) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in NON_SEMANTIC_KEYS)
-    return [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in keys]
+    """What changed between two resolved train configs (the model section compared as a whole)."""
+    return differences(flatten(old, keep_whole=("model",)), flatten(new, keep_whole=("model",)),
+                       ignore=NON_SEMANTIC_KEYS)
 
 
 def lr_factor(local_step: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
