@@ -1,6 +1,6 @@
 """Wall time of `spoofrl demo` from a clean state (benchmark generation included), as BENCHMARKS.md reports it.
 
-    python benchmarks/bench_demo.py --out /tmp/demo-full            # the full demo (~10 min on 2 cores)
+    python benchmarks/bench_demo.py --out /tmp/demo-full            # the full demo (~6 min on 2 cores)
     python benchmarks/bench_demo.py --fast --out /tmp/demo-fast     # the CI version
 
 Deletes OUT first (so nothing is reused), runs the demo as a subprocess, and prints: wall time, the demo's own

@@ -114,7 +114,8 @@ class TrainDataset(torch.utils.data.Dataset):
 
 @dataclass
 class LoadFailure:
-    """Why an item could not be made (picklable, unlike AudioError): the file and the reason."""
+    """Why an item could not be made: the file and the reason, sent back from a loader worker as data
+    (DataLoader re-raises a worker's exception as text with the worker's traceback, not as our error)."""
 
     path: str
     reason: str
