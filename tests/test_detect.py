@@ -129,6 +129,36 @@ def test_bad_files_get_error_verdicts_and_the_rest_are_scored(tmp_path, model_di
         assert reason in f["error"] and "\n" not in f["error"], (name, f["error"])
 
 
+def test_huge_float_samples_are_an_error_not_a_nan_spoof(tmp_path, model_dir, capsys):
+    """Finite float samples >= 1e19 overflow the features: the score would be NaN, read as 'spoof'."""
+    write(tmp_path / "good.wav", low_tone(1.0))
+    write(tmp_path / "huge.wav", (low_tone(1.0) * 1e20).astype(np.float32), subtype="FLOAT")
+    rc = main(["detect", str(tmp_path), "--model", str(model_dir), "--format", "json"])
+    text = capsys.readouterr().out
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+    files = by_name(report)
+    assert rc == 1
+    assert files["good.wav"]["verdict"] == "bonafide"
+    huge = files["huge.wav"]
+    assert huge["verdict"] == "error" and huge["score"] is None and huge["p_spoof"] is None
+    assert "non-finite score" in huge["error"] and "[-1, 1]" in huge["error"]
+    assert report["summary"]["error"] == 1
+
+
+def test_model_with_nan_weights_gives_errors_with_a_reason(tmp_path, loaded, model_dir):
+    import dataclasses
+
+    import torch
+    model = load_detection_model(model_dir, "cpu").model
+    with torch.no_grad():
+        model.backend.head.weight.fill_(float("nan"))
+    damaged = dataclasses.replace(loaded, model=model)
+    write(tmp_path / "a.wav", low_tone(1.0))
+    [result] = detect_files(damaged, [str(tmp_path / "a.wav")], DetectOptions(show_progress=False))
+    assert result.failed and result.score is None
+    assert "non-finite score" in result.error and "damaged" in result.error
+
+
 def test_exit_code_zero_when_all_files_score(tmp_path, model_dir, capsys):
     write(tmp_path / "a.wav", low_tone(1.0))
     assert main(["detect", str(tmp_path / "a.wav"), "--model", str(model_dir)]) == 0

@@ -97,7 +97,8 @@ def _render(loaded, results, opts, fmt: str) -> str:
 
     from spoofrl.detect import format_csv, format_table, report_dict
     if fmt == "json":
-        return json.dumps(report_dict(loaded, results, opts), indent=2)
+        # allow_nan=False: bare NaN is not JSON (the engine turns non-finite scores into per-file errors)
+        return json.dumps(report_dict(loaded, results, opts), indent=2, allow_nan=False)
     return format_csv(loaded, results, opts) if fmt == "csv" else format_table(loaded, results, opts)
 
 

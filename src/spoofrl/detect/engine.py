@@ -94,6 +94,7 @@ class _FileState:
     ends: list[float] = field(default_factory=list)
     raw: list[float | None] = field(default_factory=list)
     heard_sound: bool = False
+    peak: float = 0.0  # largest |sample| seen (named when the model's score is not finite)
     error: str | None = None
     finished: bool = False  # every chunk read (and queued for scoring, unless the file failed)
 
@@ -188,12 +189,27 @@ def _read_file(state: _FileState, scorer: _BatchScorer, opts: DetectOptions, sr:
         state.ends.append(start + len(wave) / sr)
         state.raw.append(None)
         state.heard_sound = state.heard_sound or bool(np.any(wave))
+        state.peak = max(state.peak, float(np.max(np.abs(wave)))) if wave.size else state.peak
         scorer.add(state, len(state.raw) - 1, wave)
     if state.error is None:
         state.error = _whole_file_problem(state)
     if state.error is not None:
         scorer.forget(state)
     state.finished = True
+
+
+def _non_finite_problem(state: _FileState, raw: np.ndarray) -> str | None:
+    """A NaN or infinite chunk score is the file's error, never a verdict: NaN >= threshold is False, so it
+    would silently read as 'spoof' (and bare NaN is not valid JSON). Causes: samples of absurd magnitude
+    (float WAVs may hold values far outside [-1, 1] that overflow the features) or a damaged model."""
+    bad = np.flatnonzero(~np.isfinite(raw))
+    if not bad.size:
+        return None
+    at = state.starts[int(bad[0])]
+    hint = (f"the samples reach {state.peak:.3g} (audio should lie within [-1, 1])" if state.peak > 1e3
+            else "the model may be damaged (NaN/inf weights)")
+    return (f"the model gave a non-finite score (NaN or infinite) for {bad.size} of {raw.size} chunk(s), first at "
+            f"{at:.1f} s: not scored; {hint}")
 
 
 def _verdict(score: float, threshold: float) -> str:
@@ -209,6 +225,10 @@ def _finish(state: _FileState, loaded: LoadedModel, opts: DetectOptions) -> File
         return result
     weights = np.array(state.ends) - np.array(state.starts)
     raw = np.array(state.raw, dtype=np.float64)
+    problem = _non_finite_problem(state, loaded.to_scores(raw))
+    if problem is not None:
+        result.error, result.duration = problem, _round(state.ends[-1])
+        return result
     file_score = float(loaded.to_scores(np.average(raw, weights=weights)))
     result.duration = _round(state.ends[-1])
     result.score = _round(file_score)
