@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from spoofrl.errors import SpoofrlError
-from spoofrl.metrics import bayes_threshold as official_bayes_threshold
+from spoofrl.metrics import bayes_threshold
 from spoofrl.metrics import evaluate
-from spoofrl.metrics.calibration import (Calibration, bayes_threshold, fit_calibration, p_spoof_from_llr,
+from spoofrl.metrics.calibration import (Calibration, fit_calibration, p_spoof_from_llr,
                                          read_calibration, save_calibration)
 
 
@@ -67,8 +67,8 @@ def test_p_spoof_and_bayes_threshold():
     # Prior odds 1:4 for bona fide and LLR ln 4 -> posterior odds 1:1.
     assert p_spoof_from_llr(math.log(4), 0.2) == pytest.approx(0.5)
     # ASVspoof 5 costs: P(spoof) 0.05, Cmiss 1, Cfa 10 -> -ln 1.9, as the official metric uses.
-    assert bayes_threshold(0.95, c_miss=1, c_fa=10) == pytest.approx(-math.log(1.9))
-    assert bayes_threshold(0.95, 1, 10) == pytest.approx(official_bayes_threshold())
+    assert bayes_threshold(p_spoof=0.05, c_miss=1, c_fa=10) == pytest.approx(-math.log(1.9))
+    assert bayes_threshold(0.05, 1, 10) == pytest.approx(bayes_threshold())
 
 
 def test_bad_inputs_are_refused():

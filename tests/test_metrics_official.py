@@ -152,3 +152,32 @@ def test_bootstrap_ci_brackets_eer_and_shrinks_with_data():
     assert lo_l <= eer <= hi_l
     assert hi_l - lo_l < hi_s - lo_s
     assert bootstrap_eer_ci(*small, n=50, seed=3) == bootstrap_eer_ci(*small, n=50, seed=3)
+
+
+def _asvspoof5_min_dcf(bona, spoof, p_spoof=0.05, c_miss=1.0, c_fa=10.0):
+    """The ASVspoof 5 tool's minDCF scan, written out from its definition: a Python loop over the candidate
+    thresholds with p_target = 1 - Pspoof, a strict `<` keeping the first minimum."""
+    from spoofrl.metrics import error_rates
+    frr, far, thresholds = error_rates(bona, spoof)
+    p_target = 1 - p_spoof
+    best, best_threshold = float("inf"), None
+    for i in range(len(frr)):
+        cost = c_miss * frr[i] * p_target + c_fa * far[i] * (1 - p_target)
+        if cost < best:
+            best, best_threshold = cost, thresholds[i]
+    return best / min(c_miss * p_target, c_fa * (1 - p_target)), best_threshold
+
+
+def test_min_dcf_is_bit_identical_to_the_asvspoof5_tool_on_tied_costs():
+    # 19 bona fide and 10 spoof: moving the threshold past k of each changes the cost by exactly 0 in real
+    # arithmetic, so the minimum is tied and rounding decides. The expression Cmiss*(1-P)*FRR + Cfa*P*FAR
+    # picks -0.5 here; the tool's picks 0.1.
+    bona = [1.1, 0.9, 1.6, 1.1, 0.5, 1.4, 2.3, 1.9, 0.3, -0.3, 0.4, 1.0, -1.3, 0.8, -0.2, 0.3, 0.5, 0.7, 1.4]
+    spoof = [1.0, -0.1, 1.4, -0.7, 0.4, 0.9, 0.1, -0.7, -0.9, -0.5]
+    value, threshold = min_dcf(bona, spoof)
+    assert (value, threshold) == _asvspoof5_min_dcf(bona, spoof)
+    assert threshold == 0.1 and evaluate(bona, spoof)["min_dcf"] == value
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        b, s = np.round(rng.normal(1, 1, 19), 1), np.round(rng.normal(0, 1, 10), 1)
+        assert min_dcf(b, s) == _asvspoof5_min_dcf(b, s)

@@ -14,6 +14,8 @@ Empty attack/source/condition/subset cells read as `-` (unknown). Extra columns 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -66,28 +68,45 @@ def normalise_label(raw: str) -> str | None:
 
 # Binary files are told by a NUL byte in their first block (text never has one).
 _SNIFF_BYTES = 8192
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def _open_binary(path: Path):
+    """The file's bytes, decompressed on the fly when it is gzip (told by its magic bytes, not its name)."""
+    return gzip.open(path, "rb") if _is_gzip(path) else path.open("rb")
 
 
 def text_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 text file, a leading BOM dropped (spreadsheets write one).
+    """(line number, text) of a UTF-8 text file, plain or gzip-compressed, a leading BOM dropped
+    (spreadsheets write one).
 
     Binary or non-UTF-8 content raises a `ProtocolError` naming the file and line, instead of a
     decoding error or a screenful of garbage; `what` says what the file should have been.
     """
-    with path.open("rb") as fh:
-        head = fh.read(_SNIFF_BYTES)
+    try:
+        with _open_binary(path) as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except (EOFError, gzip.BadGzipFile) as err:
+        raise ProtocolError(path, f"damaged or truncated gzip file ({err})") from None
     if b"\x00" in head:
         raise ProtocolError(path, f"binary data, not a text {what}", head[:head.index(b"\x00")].count(b"\n") + 1)
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:  # fast path: the decoder works in big blocks
-            yield from enumerate(fh, start=1)
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="") as fh:
+            yield from enumerate(fh, start=1)  # fast path: the decoder works in big blocks
     except UnicodeDecodeError:
         _raise_decode_error(path, what)
+    except (EOFError, gzip.BadGzipFile) as err:
+        raise ProtocolError(path, f"damaged or truncated gzip file ({err})") from None
 
 
 def _raise_decode_error(path: Path, what: str) -> None:
     """Find the first line that is not UTF-8 and name it (only run once decoding has failed)."""
-    with path.open("rb") as fh:
+    with _open_binary(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
                 raw.decode("utf-8-sig" if lineno == 1 else "utf-8")

@@ -86,14 +86,6 @@ def p_spoof_from_logodds(score) -> np.ndarray:
     return expit(-np.asarray(score, dtype=np.float64))
 
 
-def bayes_threshold(prior_bonafide: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
-    """LLR threshold minimising expected cost: accept bona fide when llr > this.
-
-    c_miss = cost of rejecting bona fide, c_fa = cost of accepting a spoof (ASVspoof 5: 1 and 10 with
-    P(spoof) = 0.05, giving -ln 1.9)."""
-    return math.log(c_fa * (1.0 - prior_bonafide)) - math.log(c_miss * prior_bonafide)
-
-
 def _smoothed_targets(n_bona: int, n_spoof: int) -> tuple[float, float]:
     """Platt's smoothed targets: keep the slope finite on separable data."""
     return (n_bona + 1.0) / (n_bona + 2.0), 1.0 / (n_spoof + 2.0)

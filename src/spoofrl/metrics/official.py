@@ -8,7 +8,8 @@ Conventions (those of the ASVspoof 2019 / 2021 / 5 evaluation tools):
   EER is (FRR + FAR) / 2 at the *first* argmin of |FRR - FAR|. No ROC convex hull, no interpolation,
   so ties are resolved exactly as the official scripts do;
 - minDCF (ASVspoof 5 Track 1): min over the same candidate thresholds of
-  Cmiss*(1-Pspoof)*FRR + Cfa*Pspoof*FAR, normalised by min(Cmiss*(1-Pspoof), Cfa*Pspoof);
+  Cmiss*(1-Pspoof)*FRR + Cfa*Pspoof*FAR, normalised by min(Cmiss*(1-Pspoof), Cfa*Pspoof), computed with
+  the tool's own floating-point expression so value and threshold are bit-identical (`_min_dcf_terms`);
 - actDCF: the same cost at the Bayes threshold -ln(Cmiss*(1-Pspoof) / (Cfa*Pspoof)), reading the
   scores as natural-log likelihood ratios (a bona fide score below it is a miss, a spoof score at or
   above it a false alarm);
@@ -101,17 +102,28 @@ def det_curve(bonafide_scores: ArrayLike, spoof_scores: ArrayLike) -> tuple[np.n
 
 
 def _dcf_normaliser(p_spoof: float, c_miss: float, c_fa: float) -> float:
-    # The cost of the better of the two trivial systems (accept all / reject all).
-    return min(c_miss * (1.0 - p_spoof), c_fa * p_spoof)
+    # The cost of the better of the two trivial systems (accept all / reject all), as actDCF's tool writes it.
+    return min(c_fa * p_spoof, c_miss * (1.0 - p_spoof))
+
+
+def _min_dcf_terms(p_spoof: float, c_miss: float, c_fa: float) -> tuple[float, float, float]:
+    """(P(bona fide), P(spoof), normaliser) written as the ASVspoof 5 tool's compute_mindcf writes them: it
+    goes through p_target = 1 - Pspoof and uses 1 - p_target for P(spoof), which differs from Pspoof in the
+    last bit (1 - (1 - 0.05) = 0.050000000000000044). Tied costs can then pick another threshold, so the
+    same expression is kept here to give bit-identical minDCFs and thresholds."""
+    p_target = 1.0 - p_spoof
+    return p_target, 1.0 - p_target, min(c_miss * p_target, c_fa * (1.0 - p_target))
 
 
 def _dcf_curve(frr: np.ndarray, far: np.ndarray, p_spoof: float, c_miss: float, c_fa: float) -> np.ndarray:
-    """Unnormalised detection cost at every candidate threshold."""
-    return c_miss * (1.0 - p_spoof) * frr + c_fa * p_spoof * far
+    """Unnormalised detection cost at every candidate threshold (the official minDCF expression, term order
+    included: floating-point sums depend on it)."""
+    p_target, p_non, _ = _min_dcf_terms(p_spoof, c_miss, c_fa)
+    return c_miss * frr * p_target + c_fa * far * p_non
 
 
 def _normalised_min_dcf(frr: np.ndarray, far: np.ndarray, p_spoof: float, c_miss: float, c_fa: float) -> float:
-    return float(_dcf_curve(frr, far, p_spoof, c_miss, c_fa).min() / _dcf_normaliser(p_spoof, c_miss, c_fa))
+    return float(_dcf_curve(frr, far, p_spoof, c_miss, c_fa).min() / _min_dcf_terms(p_spoof, c_miss, c_fa)[2])
 
 
 def min_dcf(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, *, p_spoof: float = P_SPOOF,
@@ -120,12 +132,16 @@ def min_dcf(bonafide_scores: ArrayLike, spoof_scores: ArrayLike, *, p_spoof: flo
     _check_costs(p_spoof, c_miss, c_fa)
     frr, far, thresholds = error_rates(bonafide_scores, spoof_scores)
     cost = _dcf_curve(frr, far, p_spoof, c_miss, c_fa)
-    i = int(np.argmin(cost))
-    return float(cost[i] / _dcf_normaliser(p_spoof, c_miss, c_fa)), float(thresholds[i])
+    i = int(np.argmin(cost))  # the first minimum, as the tool's strict `<` scan keeps
+    return float(cost[i] / _min_dcf_terms(p_spoof, c_miss, c_fa)[2]), float(thresholds[i])
 
 
 def bayes_threshold(p_spoof: float = P_SPOOF, c_miss: float = C_MISS, c_fa: float = C_FA) -> float:
-    """The LLR threshold that minimises the expected cost: -ln(Cmiss*(1-Pspoof) / (Cfa*Pspoof))."""
+    """The bona fide LLR threshold that minimises the expected cost: -ln(Cmiss*(1-Pspoof) / (Cfa*Pspoof)).
+
+    Accept as bona fide when llr >= this. `p_spoof` is the prior of spoof (the ASVspoof 5 convention, used
+    everywhere in spoofrl's metrics); c_miss the cost of rejecting bona fide, c_fa of accepting a spoof.
+    ASVspoof 5 (0.05, 1, 10) gives -ln 1.9. This is spoofrl's one definition (calibration uses it too)."""
     _check_costs(p_spoof, c_miss, c_fa)
     return -math.log(c_miss * (1.0 - p_spoof) / (c_fa * p_spoof))
 

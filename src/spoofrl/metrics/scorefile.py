@@ -1,4 +1,7 @@
-"""Score files: TSV with header `utt<TAB>score<TAB>label[<TAB>attack<TAB>condition]`.
+"""Score files: TSV with header `utt<TAB>score<TAB>label[<TAB>attack<TAB>condition]` (what spoofrl writes),
+and the layouts users already hold (ASVspoof 5 `filename<TAB>cm-score`, ASVspoof 2019 `utt attack key score`,
+the ASVspoof 5 AASIST baseline's `speaker utt score key`, `utt label score`, ...; see `accepted_formats`), told
+from the header or the first line's shape, plain or gzip-compressed.
 
 Higher score = more bona fide. `utt` is the manifest's `path` as written (or a protocol's file id).
 `label` is `bonafide` or `spoof` (public spellings such as `bona-fide` are accepted when reading).
@@ -20,7 +23,6 @@ from spoofrl.errors import ProtocolError, SpoofrlError
 
 LOG = logging.getLogger(__name__)
 
-REQUIRED = ("utt", "score")
 OPTIONAL = ("label", "attack", "condition")
 UNKNOWN = "-"
 SCORE_FILE = "score file (TSV utt, score, label)"
@@ -102,30 +104,125 @@ def write_scores(path: str | Path, utts: Sequence[str], scores: Sequence[float] 
 
 
 # --------------------------------------------------------------------------------------------- reading
+# The layouts people already hold. Column roles: utt, score, label, attack, condition; None = ignored (speaker).
 
-def _parse_header(path: Path, first: str, lineno: int) -> tuple[list[str], bool]:
-    """(column names, has header). A headerless file is `utt score [label [attack [condition]]]`."""
-    cells = _split_line(first)
-    if cells and cells[0].strip().lower() == "utt":
-        names = [c.strip().lower() for c in cells]
-        if "score" not in names:
-            raise ProtocolError(path, "header has no 'score' column (expected utt<TAB>score<TAB>label...)",
-                                lineno, first)
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ProtocolError(path, f"header repeats column {', '.join(dup)}", lineno, first)
-        return names, True
-    width = len(_split_line(first))
-    if width < 2 or width > 5:
-        raise ProtocolError(path, "not a score file: expected a header 'utt<TAB>score<TAB>label' "
-                                  "(or headerless 'utt score' lines)", lineno, first)
-    return list(REQUIRED + OPTIONAL)[:width], False
+@dataclass(frozen=True)
+class ScoreLayout:
+    name: str
+    columns: tuple[str | None, ...]  # headerless layouts: the role of each column, in order
+    description: str
+
+
+HEADERLESS_LAYOUTS = (
+    ScoreLayout("utt-score", ("utt", "score"), "utt score (ASVspoof 2019/2021 submissions)"),
+    ScoreLayout("utt-score-label", ("utt", "score", "label"), "utt score label (spoofrl without header)"),
+    ScoreLayout("utt-label-score", ("utt", "label", "score"), "utt label score"),
+    ScoreLayout("spoofrl-attack", ("utt", "score", "label", "attack"), "utt score label attack"),
+    ScoreLayout("asvspoof2019", ("utt", "attack", "label", "score"),
+                "utt attack key score (ASVspoof 2019 CM score files of the official t-DCF scripts and AASIST)"),
+    ScoreLayout("asvspoof5-aasist", (None, "utt", "score", "label"), "speaker utt score key (ASVspoof 5 AASIST "
+                                                                      "baseline)"),
+    ScoreLayout("spoofrl-condition", ("utt", "score", "label", "attack", "condition"),
+                "utt score label attack condition"),
+    ScoreLayout("asvspoof5-aasist-src", (None, "utt", "attack", "label", "score"),
+                "speaker utt attack key score (ASVspoof 5 AASIST baseline, 2019-style)"),
+)
+HEADER_LAYOUTS = {
+    "spoofrl": "header utt<TAB>score[<TAB>label<TAB>attack<TAB>condition] (what spoofrl writes)",
+    "asvspoof5": "header filename<TAB>cm-score[<TAB>cm-label] (ASVspoof 5 submission / key files)",
+}
+SCORE_FORMATS = ("auto", *HEADER_LAYOUTS, *(layout.name for layout in HEADERLESS_LAYOUTS))
+# Header names of other tools, mapped to spoofrl's column roles.
+_HEADER_ALIASES = {"utt": "utt", "filename": "utt", "trial_anon": "utt", "score": "score", "cm-score": "score",
+                   "label": "label", "cm-label": "label", "cm_label": "label", "key": "label", "attack": "attack",
+                   "attack_anon": "attack", "condition": "condition", "codec": "condition"}
+
+
+def accepted_formats() -> str:
+    """One line per readable layout (for error messages and --help)."""
+    lines = [f"  {name}: {text}" for name, text in HEADER_LAYOUTS.items()]
+    lines += [f"  {layout.name}: {layout.description}" for layout in HEADERLESS_LAYOUTS]
+    return "\n".join(lines) + "\n  (any of these gzip-compressed, .gz)"
 
 
 def _split_line(line: str) -> list[str]:
     # Tab-separated when there are tabs (paths may hold spaces); otherwise any whitespace (ASVspoof style).
     line = line.rstrip("\r\n")
     return line.split("\t") if "\t" in line else line.split()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fits(layout: ScoreLayout, cells: list[str]) -> bool:
+    """Does a first data line have this layout's shape (a number where the score is, a label where the key is)?"""
+    if len(cells) != len(layout.columns):
+        return False
+    for role, cell in zip(layout.columns, cells):
+        if role == "score" and not _is_number(cell):
+            return False
+        if role == "label" and cell != UNKNOWN and normalise_label(cell) is None:
+            return False
+        if role in ("utt", "attack") and normalise_label(cell) is not None:
+            return False  # a label where an id belongs: the columns are elsewhere
+    return True
+
+
+def _header_roles(path: Path, cells: list[str], lineno: int, line: str) -> list[str | None] | None:
+    """Column roles from a header line, or None when the line is data. Unknown header names are ignored columns."""
+    names = [c.strip().lower() for c in cells]
+    if names[0] not in ("utt", "filename", "trial_anon") and not {"cm-score", "filename"} <= set(names):
+        return None
+    roles = [_HEADER_ALIASES.get(n) for n in names]
+    if "score" not in roles:
+        raise ProtocolError(path, "header has no score column (expected utt<TAB>score<TAB>label... or "
+                                  "filename<TAB>cm-score)", lineno, line)
+    dup = sorted({n for n, r in zip(names, roles) if r is not None and roles.count(r) > 1})
+    if dup:
+        raise ProtocolError(path, f"header repeats column {', '.join(dup)}", lineno, line)
+    return roles
+
+
+def _unknown_layout(path: Path, lineno: int, line: str, reason: str) -> ProtocolError:
+    return ProtocolError(path, f"{reason}; readable layouts (force one with --format):\n{accepted_formats()}",
+                         lineno, line)
+
+
+def _headerless_roles(path: Path, cells: list[str], lineno: int, line: str, forced: str) -> list[str | None]:
+    candidates = [lay for lay in HEADERLESS_LAYOUTS if forced in ("auto", lay.name)]
+    if forced != "auto":
+        if len(cells) != len(candidates[0].columns):
+            raise ProtocolError(path, f"--format {forced} has {len(candidates[0].columns)} columns "
+                                      f"({candidates[0].description}), this line has {len(cells)}", lineno, line)
+        return list(candidates[0].columns)
+    fitting = [lay for lay in candidates if _fits(lay, cells)]
+    if len(fitting) == 1:
+        return list(fitting[0].columns)
+    if not fitting:
+        raise _unknown_layout(path, lineno, line, f"not a score file layout spoofrl knows ({len(cells)} columns, "
+                                                  f"no header)")
+    names = ", ".join(lay.name for lay in fitting)
+    raise _unknown_layout(path, lineno, line, f"ambiguous layout: the first line fits {names}")
+
+
+def _layout(path: Path, line: str, lineno: int, forced: str) -> tuple[list[str | None], bool]:
+    """(role of each column, whether this line is a header)."""
+    if forced not in SCORE_FORMATS:
+        raise SpoofrlError(f"--format {forced}: unknown score file format; choose one of {', '.join(SCORE_FORMATS)}")
+    cells = _split_line(line)
+    if not cells:
+        raise _unknown_layout(path, lineno, line, "empty first line")
+    roles = _header_roles(path, cells, lineno, line) if forced in ("auto", *HEADER_LAYOUTS) else None
+    if roles is not None:
+        return roles, True
+    if forced in HEADER_LAYOUTS:
+        raise ProtocolError(path, f"--format {forced} expects a {HEADER_LAYOUTS[forced]}", lineno, line)
+    return _headerless_roles(path, cells, lineno, line, forced), False
 
 
 def _parse_label(path: Path, text: str, lineno: int, line: str) -> str:
@@ -138,7 +235,7 @@ def _parse_label(path: Path, text: str, lineno: int, line: str) -> str:
     return label
 
 
-def _read_rows(path: Path) -> ScoreTable:
+def _read_rows(path: Path, score_format: str = "auto") -> ScoreTable:
     if not path.is_file():
         raise ProtocolError(path, "score file not found")
     utts: list[str] = []
@@ -147,22 +244,22 @@ def _read_rows(path: Path) -> ScoreTable:
     lines: list[int] = []
     seen: dict[str, int] = {}
     label_of: dict[str, str] = {}  # raw label -> normalised (few distinct values; parse each once)
-    names: list[str] | None = None
+    roles: list[str | None] | None = None
     for lineno, line in text_lines(path, SCORE_FILE):
         if not line.strip():
             continue
-        if names is None:
-            names, has_header = _parse_header(path, line, lineno)
-            index = {name: names.index(name) for name in names}
+        if roles is None:
+            roles, has_header = _layout(path, line, lineno, score_format)
+            index = {role: i for i, role in enumerate(roles) if role is not None}
             optional = [(name, index.get(name)) for name in OPTIONAL]
             tabbed = has_header and "\t" in line
             if has_header:
                 continue
         # A tab-separated header fixes tabs for every line (utts may hold spaces); else ASVspoof-style whitespace.
         cells = line.rstrip("\r\n").split("\t") if tabbed else _split_line(line)
-        if len(cells) != len(names):
-            raise ProtocolError(path, f"expected {len(names)} fields ({', '.join(names)}), found {len(cells)}",
-                                lineno, line)
+        if len(cells) != len(roles):
+            named = ", ".join(r or "(ignored)" for r in roles)
+            raise ProtocolError(path, f"expected {len(roles)} fields ({named}), found {len(cells)}", lineno, line)
         utt = cells[index["utt"]].strip()
         if not utt:
             raise ProtocolError(path, "empty utt", lineno, line)
@@ -180,16 +277,15 @@ def _read_rows(path: Path) -> ScoreTable:
                 raw = label_of[raw]
             cols[name].append(raw or UNKNOWN)
     if not utts:
-        raise ProtocolError(path, "no scores in file" + (" (header only)" if names else " (empty file)"))
+        raise ProtocolError(path, "no scores in file" + (" (header only)" if roles else " (empty file)"))
     scores = _parse_scores(path, raw_scores, lines)
     return ScoreTable(utts, scores, cols["label"], cols["attack"], cols["condition"], str(path), lines)
 
 
 def _line_text(path: Path, lineno: int) -> str:
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for i, line in enumerate(fh, start=1):
-            if i == lineno:
-                return line
+    for i, line in text_lines(path, SCORE_FILE):
+        if i == lineno:
+            return line
     return ""
 
 
@@ -216,7 +312,8 @@ def _parse_scores(path: Path, raw: list[str], lines: list[int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- keys
 
 def load_key(path: str | Path) -> dict[str, Utterance]:
-    """Labels keyed by utterance id, from a spoofrl manifest or a supported protocol file."""
+    """Labels keyed by utterance id, from a spoofrl manifest, an ASVspoof 5 key file (header `filename` and
+    `cm-label`, tab- or space-separated, optional attack/codec columns) or a supported protocol file."""
     path = Path(path)
     if not path.is_file():
         raise ProtocolError(path, "key file not found")
@@ -225,8 +322,39 @@ def load_key(path: str | Path) -> dict[str, Utterance]:
     if "path" in header and "label" in header:
         from spoofrl.data.manifest import read_manifest
         return {u.path: u for u in read_manifest(path)}
+    names = [c.strip().lower() for c in _split_line(first)]
+    if {"filename", "trial_anon"} & set(names) and {"cm-label", "cm_label"} & set(names):
+        return _read_headed_key(path)
     from spoofrl.data.importers import read_protocol_key
     return read_protocol_key(path)
+
+
+def _read_headed_key(path: Path) -> dict[str, Utterance]:
+    """An ASVspoof 5 style key: a header naming the columns, then one trial per line."""
+    key: dict[str, Utterance] = {}
+    roles: list[str | None] = []
+    for lineno, line in text_lines(path, "key file"):
+        if not line.strip():
+            continue
+        cells = _split_line(line)
+        if not roles:
+            roles = [_HEADER_ALIASES.get(c.strip().lower()) for c in cells]
+            continue
+        if len(cells) != len(roles):
+            raise ProtocolError(path, f"expected {len(roles)} fields as in the header, found {len(cells)}",
+                                lineno, line)
+        row = {role: cell.strip() for role, cell in zip(roles, cells) if role is not None}
+        label = _parse_label(path, row["label"], lineno, line)
+        if label == UNKNOWN:
+            raise ProtocolError(path, "a key row needs a label (bonafide or spoof)", lineno, line)
+        if row["utt"] in key:
+            raise ProtocolError(path, f"file {row['utt']!r} appears twice", lineno, line)
+        attack = row.get("attack", UNKNOWN) if label == SPOOF else UNKNOWN
+        key[row["utt"]] = Utterance(path=row["utt"], label=label, attack=attack or UNKNOWN,
+                                    condition=row.get("condition", UNKNOWN) or UNKNOWN)
+    if not key:
+        raise ProtocolError(path, "no rows in the key file (header only)")
+    return key
 
 
 class _KeyLookup:
@@ -284,13 +412,16 @@ def _join_key(table: ScoreTable, key_path: Path) -> ScoreTable:
     return table
 
 
-def read_scores(path: str | Path, key: str | Path | None = None, *, require_labels: bool = True) -> ScoreTable:
-    """Read a score TSV; with `key` (manifest or protocol file) labels, attacks and conditions come from it.
+def read_scores(path: str | Path, key: str | Path | None = None, *, require_labels: bool = True,
+                score_format: str = "auto") -> ScoreTable:
+    """Read a score file; with `key` (manifest or protocol file) labels, attacks and conditions come from it.
+
+    `score_format` is one of SCORE_FORMATS ('auto': told from the header or the first line's shape).
 
     Every error names the file and line: NaN score, bad label, duplicate or unknown utt, wrong field count.
     """
     path = Path(path)
-    table = _read_rows(path)
+    table = _read_rows(path, score_format)
     if key is not None:
         table = _join_key(table, Path(key))
     if require_labels:
