@@ -293,6 +293,41 @@ def test_in_the_wild_bad_label(itw):
         import_corpus("in-the-wild", itw)
 
 
+def _meta_with_open_quote_on_line_4(later_quote: bool = False) -> str:
+    """A meta.csv of 10 lines (header + 9 rows) whose line 4 opens a quote it never closes."""
+    lines = ["file,speaker,label"] + [f"{i}.wav,Speaker {i},{'spoof' if i % 2 else 'bona-fide'}" for i in range(9)]
+    lines[3] = '"2.wav,Speaker 2,bona-fide'
+    if later_quote:  # a stray quote further down closes the open field there
+        lines[7] = '6.wa"v,Speaker 6,bona-fide'
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("later_quote", [False, True])
+def test_in_the_wild_unclosed_quote_is_reported_where_it_opens(itw, later_quote):
+    (itw / "meta.csv").write_text(_meta_with_open_quote_on_line_4(later_quote))
+    assert len((itw / "meta.csv").read_text().splitlines()) == 10
+    with pytest.raises(ProtocolError, match=r"meta\.csv:4: .*quoted field.*not closed") as info:
+        import_corpus("in-the-wild", itw)
+    assert info.value.line == 4 and "2.wav,Speaker 2" in str(info.value)
+    with pytest.raises(ProtocolError, match=r"meta\.csv:4: "):
+        read_protocol_key(itw / "meta.csv")
+
+
+def test_in_the_wild_unclosed_quote_in_a_large_file_is_reported_where_it_opens(itw):
+    """In a large file the open field outgrows the csv module's field size limit: still named at its line."""
+    rows = [f"{i}.wav,Speaker {i},spoof" for i in range(20000)]
+    rows[2] = '"2.wav,Speaker 2,spoof'
+    (itw / "meta.csv").write_text("file,speaker,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ProtocolError, match=r"meta\.csv:4: .*(field larger|not closed)"):
+        import_corpus("in-the-wild", itw)
+
+
+def test_in_the_wild_quoted_fields_on_one_line_are_fine(itw):
+    (itw / "meta.csv").write_text('file,speaker,label\n"0.wav","A, B",spoof\n\n1.wav,"C ""D""",bona-fide\n')
+    rows = import_corpus("in-the-wild", itw)
+    assert [(Path(r.path).name, r.extra["speaker"]) for r in rows] == [("0.wav", "A, B"), ("1.wav", 'C "D"')]
+
+
 # --------------------------------------------------------------------------------------------- folder formats
 
 def test_folders_any_depth_with_splits(tmp_path):

@@ -85,3 +85,15 @@ def test_bad_lines_collected_when_asked_and_good_rows_kept(tmp_path):
     m.write_text("path,label\na.wav,bonafide\n")       # a bad header is never skipped
     with pytest.raises(ProtocolError, match="missing columns"):
         read_manifest(m, bad_lines=[])
+
+
+def test_unclosed_quote_is_reported_where_the_record_starts(tmp_path):
+    from spoofrl.data.manifest import read_manifest
+    from spoofrl.errors import ProtocolError
+    path = tmp_path / "m.csv"
+    rows = [f"a{i}.wav,bonafide,-,src,-,train" for i in range(1, 10)]
+    rows[2] = '"a3.wav,bonafide,-,src,-,train'  # line 4 (after the header)
+    path.write_text("path,label,attack,source,condition,subset\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ProtocolError) as err:
+        read_manifest(path)
+    assert "m.csv:4" in str(err.value)

@@ -190,3 +190,174 @@ def test_output_inside_input_folder_is_not_vocoded_again(recordings):
     first = vocode(recordings, out, ["minphase"], show_progress=False)
     again = vocode(recordings, out, ["minphase"], show_progress=False)
     assert first.inputs == again.inputs == 2 and again.spoofs_written == 0
+
+
+# ------------------------------------------------------------------------------------------ output paths stay in OUT
+
+def _tree(root: Path) -> dict[Path, bytes | str]:
+    """Every path under `root` with its content (files), link target (symlinks) or '' (folders)."""
+    found = {}
+    for p in root.rglob("*"):
+        found[p] = f"-> {p.readlink()}" if p.is_symlink() else p.read_bytes() if p.is_file() else ""
+    return found
+
+
+def test_manifest_paths_with_dotdot_or_absolute_never_write_outside_out(tmp_path, capsys):
+    (tmp_path / "in2").mkdir()
+    sf.write(str(tmp_path / "in2" / "a.wav"), speechlike(seed=1), SR)
+    (tmp_path / "abs" / "path").mkdir(parents=True)
+    sf.write(str(tmp_path / "abs" / "path" / "b.wav"), speechlike(seed=2), SR)
+    lists = tmp_path / "lists" / "x" / "y"
+    lists.mkdir(parents=True)
+    sf.write(str(lists / "c.wav"), speechlike(seed=3), SR)
+    manifest = lists / "in.csv"
+    write_manifest([Utterance("../../../in2/a.wav", "bonafide"),
+                    Utterance(str(tmp_path / "abs" / "path" / "b.wav"), "bonafide"),
+                    Utterance("c.wav", "bonafide")], manifest)
+    out = tmp_path / "out"
+    before = _tree(tmp_path)
+    rc, err = _run(capsys, "--in", str(manifest), "--out", str(out), "--attacks", "minphase")
+    assert rc == 0, err
+    after = _tree(tmp_path)
+    outside = {p for p in after if not p.is_relative_to(out)}
+    assert outside == set(before) and all(after[p] == before[p] for p in before), sorted(outside - set(before))
+    rows = read_manifest(out / "manifest.csv")
+    spoofs = [r for r in rows if r.label == "spoof"]
+    assert len(spoofs) == 3
+    for r in spoofs:
+        assert r.audio_path.is_file() and r.audio_path.resolve().is_relative_to(out.resolve()), r.path
+        assert ".." not in Path(r.path).parts and not Path(r.path).is_absolute()
+    origins = {Path(r.extra["origin"]).resolve() for r in spoofs}
+    assert origins == {(tmp_path / "in2" / "a.wav").resolve(), (tmp_path / "abs" / "path" / "b.wav").resolve(),
+                       (lists / "c.wav").resolve()}
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.flac"))
+    assert made == sorted(r.path for r in spoofs)
+
+
+def test_spoof_keys_are_safe_and_unique():
+    from spoofrl.synth.vocode import KeyMaker, safe_parts
+    keys = KeyMaker()
+    given = ["../../../in2/a.wav", "/abs/path/b.wav", "..\\..\\win\\c.wav", "C:\\data\\d.wav", "e\x00f.wav",
+             "..", "./a.wav", "a.flac", "A.wav", "a.flac/g.wav", "in2/./a.wav"]
+    made = [keys.key_for(p) for p in given]
+    assert made == ["in2/a", "abs/path/b", "win/c", "C_/data/d", "e_f", "input", "a", "a_flac", "A_wav",
+                    "a_flac/g_wav", "in2/a_wav"]
+    assert len({k.casefold() for k in made}) == len(made)
+    for key in made:
+        assert ".." not in key.split("/") and not key.startswith("/") and "\\" not in key and "\x00" not in key
+    assert safe_parts("a/../../b") == ["a", "b"] and safe_parts("///") == ["input"]
+    again = KeyMaker()
+    assert [again.key_for(p) for p in ["x.wav", "x.flac", "x.mp3", "x.mp3"]] == ["x", "x_flac", "x_mp3", "x_mp3~2"]
+
+
+def test_symlink_in_output_folder_leading_outside_is_refused(recordings, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    (out / "audio").mkdir(parents=True)
+    (out / "audio" / "minphase").symlink_to(elsewhere, target_is_directory=True)
+    rc, err = _run(capsys, "--in", str(recordings), "--out", str(out), "--attacks", "minphase")
+    assert rc == 2 and "outside --out" in err and "Traceback" not in err
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["manifest.csv.tmp", "manifest.csv", "failures.tsv"])
+def test_symlinked_manifest_or_listing_leading_outside_is_refused(recordings, tmp_path, capsys, name):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    rc, err = _run(capsys, "--in", str(recordings), "--out", str(out), "--attacks", "minphase")
+    assert rc == 2 and "outside --out" in err and err.count("\n") == 1
+    assert victim.read_text() == "precious"
+
+
+# ------------------------------------------------------------------------------------------ every failure named
+
+def test_every_failure_is_named_and_listed_in_failures_tsv(recordings, tmp_path, capsys):
+    bad = [f"bad{i}.wav" for i in range(7)]
+    for name in bad:
+        (recordings / name).write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    out = tmp_path / "out"
+    rc, err = _run(capsys, "--in", str(recordings), "--out", str(out), "--attacks", "minphase")
+    assert rc == 2 and "7 of 9 input files failed" in err and "more" not in err and "Traceback" not in err
+    for name in bad:
+        assert str(recordings / name) + ": " in err, name
+    assert str(out / "failures.tsv") in err.strip().splitlines()[-1]
+    listed = (out / "failures.tsv").read_text().splitlines()
+    assert listed[0] == "kind\tpath\treason" and len(listed) == 8
+    assert sorted(Path(line.split("\t")[1]).name for line in listed[1:]) == bad
+    assert all(line.startswith("input\t") and line.split("\t")[2] for line in listed[1:])
+    # fixed and rerun: no failures, and the stale listing is gone
+    for name in bad:
+        (recordings / name).unlink()
+    rc, err = _run(capsys, "--in", str(recordings), "--out", str(out), "--attacks", "minphase")
+    assert rc == 0, err
+    assert not (out / "failures.tsv").exists()
+
+
+def test_malformed_manifest_lines_are_listed_in_failures_tsv(recordings, tmp_path, capsys):
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("path,label,attack,source,condition,subset\nrecs/a.wav,bonafide,-,me,-,train\n"
+                        + "".join(f"recs/x{i}.wav,real,-,me,-,train\n" for i in range(6)))
+    out = tmp_path / "out"
+    rc, err = _run(capsys, "--in", str(manifest), "--out", str(out), "--attacks", "minphase")
+    assert rc == 2 and "6 malformed manifest lines skipped" in err and "more" not in err
+    for line in range(3, 9):
+        assert f"mine.csv:{line}: label must be" in err
+    listed = (out / "failures.tsv").read_text().splitlines()[1:]
+    assert [row.split("\t")[:2] for row in listed] == [["manifest_line", f"{manifest}:{i}"] for i in range(3, 9)]
+
+
+def test_symlink_is_reported_by_its_own_name(recordings, tmp_path, capsys):
+    hidden = tmp_path / "elsewhere"
+    hidden.mkdir()
+    (hidden / "target_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    (recordings / "link.wav").symlink_to(hidden / "target_corrupt.wav")
+    out = tmp_path / "out"
+    rc, err = _run(capsys, "--in", str(recordings), "--out", str(out), "--attacks", "minphase")
+    assert rc == 2 and f"{recordings / 'link.wav'}: " in err and "target_corrupt" not in err
+    assert "target_corrupt" not in (out / "failures.tsv").read_text()
+    assert str(recordings / "link.wav") in (out / "failures.tsv").read_text()
+
+
+def test_symlinked_good_file_keeps_its_own_name_in_the_manifest(recordings, tmp_path):
+    hidden = tmp_path / "elsewhere"
+    hidden.mkdir()
+    sf.write(str(hidden / "target.wav"), speechlike(seed=4), SR)
+    (recordings / "link.wav").symlink_to(hidden / "target.wav")
+    vocode(recordings, tmp_path / "out", ["minphase"], show_progress=False)
+    rows = read_manifest(tmp_path / "out" / "manifest.csv")
+    assert str(recordings / "link.wav") in {r.path for r in rows}
+    assert (tmp_path / "out" / "audio" / "minphase" / "link.flac").is_file()
+
+
+# ------------------------------------------------------------------------------------------ failed manifest rows kept
+
+def test_failed_bonafide_manifest_row_is_kept_and_marked(recordings, tmp_path, capsys):
+    (recordings / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    manifest = tmp_path / "in.csv"
+    write_manifest([Utterance("recs/a.wav", "bonafide", source="me", subset="dev", extra={"speaker": "s1"}),
+                    Utterance("recs/broken.wav", "bonafide", source="me", subset="dev", extra={"speaker": "s2"}),
+                    Utterance("recs/day2/b.flac", "spoof", attack="A07", source="me", subset="dev")], manifest)
+    out = tmp_path / "out"
+    rc, err = _run(capsys, "--in", str(manifest), "--out", str(out), "--attacks", "minphase")
+    assert rc == 2 and "recs/broken.wav: " in err and "1 of 2 input files failed" in err
+    rows = read_manifest(out / "manifest.csv")
+    assert [(Path(r.path).name, r.label) for r in rows] == [("a.wav", "bonafide"), ("broken.wav", "bonafide"),
+                                                            ("b.flac", "spoof"), ("a.flac", "spoof")]
+    broken = rows[1]
+    assert broken.path == str((recordings / "broken.wav").resolve()) and broken.extra["speaker"] == "s2"
+    assert broken.extra["vocode_error"] not in ("", "-") and broken.extra["origin"] == "-"
+    assert all(r.extra["vocode_error"] == "-" for r in rows if r is not broken)
+    assert not any(r.extra["origin"] == broken.path for r in rows)
+    # a rerun with the file fixed clears the mark; the help text says what happens
+    sf.write(str(recordings / "broken.wav"), speechlike(seed=5), SR)
+    rc, err = _run(capsys, "--in", str(manifest), "--out", str(out), "--attacks", "minphase")
+    assert rc == 0, err
+    rows = read_manifest(out / "manifest.csv")
+    assert len(rows) == 5 and not any("vocode_error" in r.extra for r in rows)
+    with pytest.raises(SystemExit):
+        main(["vocode", "--help"])
+    assert "vocode_error" in " ".join(capsys.readouterr().out.split())

@@ -9,11 +9,18 @@ analyse each recording, resynthesise it with a vocoder or low-rate codec), so th
 recordings can train a detector. Inputs are read at 16 kHz mono; spoofs are written as 16 kHz FLAC under
 OUT/audio/<attack>/. OUT/manifest.csv keeps the original rows (bona fide, absolute paths) and adds one
 spoof row per (recording, attack) with an `origin` column naming the recording it was made from.
+Spoof file names come from the inputs' paths with `..` and `.` parts dropped; nothing is written outside
+OUT (a symlink there that leads outside is refused).
 
-Unreadable inputs and malformed manifest lines are reported by name (and line) at the end; the others
-are still processed and the manifest is written, then the command exits with status 2. Rerunning skips
-spoofs that already exist.
+Unreadable inputs and malformed manifest lines are reported at the end, every one by the name you gave
+(the path as listed in the manifest or as found in the folder, not a symlink's target) and line, and are
+also listed in OUT/failures.tsv; the others are still processed and the manifest is written, then the
+command exits with status 2. A failed file found in a folder gets no row in the manifest; a failed bona
+fide row of an input manifest is kept unchanged, its reason in a `vocode_error` column ('-' elsewhere).
+Rerunning skips spoofs that already exist.
 """
+
+SHOWN_INLINE = 5   # up to this many problems are named in the one-line error; more are listed line by line
 
 
 def _epilog() -> str:
@@ -29,7 +36,8 @@ def register(sub):
                        description=DESCRIPTION, epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--in", dest="inp", required=True, metavar="DIR_OR_MANIFEST",
                    help="a folder of audio files (searched recursively), a manifest .csv (its bona fide rows are "
-                        "vocoded, every row is kept) or one audio file")
+                        "vocoded; every row is kept, a row that could not be vocoded marked in a vocode_error "
+                        "column) or one audio file")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--attacks", default="all", metavar="LIST",
                    help="comma-separated attack ids, or 'all' (default: all; see the list below)")
@@ -41,6 +49,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    import sys
+
     from spoofrl.errors import SpoofrlError
     from spoofrl.synth.vocode import parse_attacks, vocode
     attacks = parse_attacks(args.attacks)
@@ -50,12 +60,16 @@ def run(args) -> int:
           f"{report.spoofs_skipped} already there; manifest: {report.out_dir / 'manifest.csv'}")
     problems = [f"{path}: {why}" for path, why in report.failed] + report.bad_lines
     if problems:
-        shown = "; ".join(problems[:5])
-        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        listing = f"; all listed in {report.failures_file}" if report.failures_file else ""
+        if len(problems) <= SHOWN_INLINE:
+            shown = f" ({'; '.join(problems)}{listing})"
+        else:  # too many for one line: every one on its own line above the summary, none left out
+            print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+            shown = f" (listed above{listing})"
         counts = []
         if report.failed:
             counts.append(f"{len(report.failed)} of {report.inputs} input files failed")
         if report.bad_lines:
             counts.append(f"{len(report.bad_lines)} malformed manifest line{'s' * (len(report.bad_lines) > 1)} skipped")
-        raise SpoofrlError(f"{' and '.join(counts)} ({shown}{more}); the manifest lists the others")
+        raise SpoofrlError(f"{' and '.join(counts)}{shown}; the manifest lists the others")
     return 0

@@ -205,7 +205,7 @@ def _itw_file_name(path: Path, lineno: int, text: str, raw: str) -> str:
 def parse_in_the_wild(path: Path, subset: str = "eval") -> Iterator[Utterance]:
     _require_protocol_file(path)
     seen = _Seen(path)
-    records = csv_records(path, "In-the-Wild meta.csv (file,speaker,label)")
+    records = csv_records(path, "In-the-Wild meta.csv (file,speaker,label)", single_line=True)
     lineno, header = next(records, (1, []))
     header = [h.strip().lower() for h in header]
     if "file" not in header or "label" not in header:

@@ -117,15 +117,37 @@ def _raise_decode_error(path: Path, what: str) -> None:
     raise ProtocolError(path, f"not UTF-8 text; save the {what} as UTF-8")
 
 
-def csv_records(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of every CSV record; the number is the record's last physical line."""
-    lines = (text for _, text in text_lines(path, what))
-    reader = csv.reader(lines)
-    try:
-        for cells in reader:
-            yield reader.line_num, cells
-    except csv.Error as err:
-        raise ProtocolError(path, f"malformed CSV ({err})", reader.line_num + 1) from None
+def csv_records(path: Path, what: str, *, single_line: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of every CSV record, numbered by the line the record STARTS on.
+
+    A quoted field left open (an unbalanced `"`) makes the csv module swallow lines up to the next quote or
+    the end of the file; its error is reported at the line where the record began, not where reading
+    stopped. `single_line`: every record must be one physical line (protocol files), so a record that runs
+    over several lines is refused where its open quote is.
+    """
+    physical: list[tuple[int, str]] = []   # the lines of the record being read
+
+    def lines() -> Iterator[str]:
+        for lineno, text in text_lines(path, what):
+            physical.append((lineno, text))
+            yield text
+
+    reader = csv.reader(lines())
+    while True:
+        physical.clear()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            start, text = physical[0] if physical else (reader.line_num + 1, None)
+            hint = "; is a quote (\") on this line left open?" if len(physical) > 1 else ""
+            raise ProtocolError(path, f"malformed CSV ({err}){hint}", start, text) from None
+        start, text = physical[0]
+        if single_line and len(physical) > 1:
+            raise ProtocolError(path, f"a quoted field opened on this line is not closed on it (unbalanced '\"'; "
+                                      f"the record runs on to line {physical[-1][0]})", start, text)
+        yield start, cells
 
 
 def _read_header(path: Path, records: Iterator[tuple[int, list[str]]]) -> list[str]:
