@@ -238,7 +238,7 @@ def test_retrained_model_is_rescored_and_its_dependants_are_refused(manifest, tm
     other = layout.scores(DET, "two_stage", 0, "target").stat().st_mtime_ns
     results = run_experiment(cfg, out)
     assert fake.calls == [] and results["missing_runs"] == []
-    from spoofrl.experiment.runner import model_identity, recorded_score_model
+    from spoofrl.experiment.models import model_identity, recorded_score_model
     assert recorded_score_model(sft_scores.parent) == model_identity(layout.stage(DET, "sft", 0, 0))
     assert sft_scores.stat().st_mtime_ns != before  # rewritten (same content: the weights did not change)
     assert layout.scores(DET, "two_stage", 0, "target").stat().st_mtime_ns == other

@@ -81,6 +81,35 @@ def test_negative_false_leaves_advantages_as_raw_rewards():
     assert torch.equal(out.advantages, out.rewards) and out.advantages.min() >= 0
 
 
+def test_negative_false_logs_the_references_loss_with_the_same_gradient():
+    """'w/o negative' logs -mean(r log p) + beta KL (the AntiDeepfake code's quantity, not -mean(r) + beta KL);
+    the gradient is the ratio form's."""
+    from spoofrl.training.config import ObjectiveConfig
+    from spoofrl.training.objectives import grpo_settings
+    settings = grpo_settings(ObjectiveConfig(name="grpo", negative=False, scale_rewards="none", epsilon=None,
+                                             beta=0.04, num_generations=16))
+    assert settings.surrogate == "logp"
+    results = {}
+    for surrogate in ("logp", "ratio"):
+        logits = BASE.clone().requires_grad_(True)
+        out = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, LabelMatchReward(),
+                        GRPOSettings(**{**settings.__dict__, "surrogate": surrogate}),
+                        ref_policy=CategoricalPolicy(lambda _: REF, grad=False),
+                        generator=torch.Generator().manual_seed(0))
+        (grad,) = torch.autograd.grad(out.loss, logits)
+        results[surrogate] = (out, grad)
+    out, grad = results["logp"]
+    logp = F.log_softmax(BASE, -1).gather(1, out.actions)
+    ref_logp = F.log_softmax(REF, -1).gather(1, out.actions)
+    kl = torch.exp(ref_logp - logp) - (ref_logp - logp) - 1
+    expected = (-(out.rewards * logp) + 0.04 * kl).mean()
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    assert not torch.allclose(results["ratio"][0].loss, expected, atol=1e-3)  # the old logged value differs
+    assert torch.allclose(grad, results["ratio"][1], atol=1e-7)
+    with pytest.raises(ValueError, match="unclipped"):
+        policy_loss(logp, out.rewards, epsilon=0.2, surrogate="logp")
+
+
 def test_centred_advantages_have_zero_mean_and_unit_std():
     rewards = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
     group = compute_advantages(rewards, scale_rewards="group")

@@ -318,7 +318,7 @@ def test_mp3_at_low_rate_is_close_but_not_identical(voice):
 def test_batched_codec_round_trips_equal_single_ones(voice):
     """Batching must not change a sample (resumed or re-chunked runs batch other files together). Several
     codec2 streams included: libcodec2 instances in one process disturb each other unless kept apart."""
-    from spoofrl.synth.codecs import CodecRequest, codec_roundtrip, codec_roundtrip_many
+    from spoofrl.codecs import CodecRequest, codec_roundtrip, codec_roundtrip_many
     other = speechlike(seed=4)
     signals = [voice, other, voice, other, voice]
     requests = [CodecRequest("mp3", 32000), CodecRequest("codec2", None, ("-mode", "1300")), CodecRequest("gsm"),

@@ -3,6 +3,8 @@
 Used both by codec-resynthesis *attacks* (codec2, G.723.1: low-bit-rate vocoders) and by transmission
 *channels* (mp3, opus, aac, gsm, g722). Encoders add a start-up delay; the decoded signal is aligned back
 onto the input by cross-correlation so that delay cannot tell one class or condition from another.
+Also used by training-time codec augmentation (spoofrl.data.augment), which is why it lives below both
+spoofrl.data and spoofrl.synth: neither package imports the other's internals through it.
 """
 from __future__ import annotations
 

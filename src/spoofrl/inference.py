@@ -1,6 +1,7 @@
 """Scoring many waveforms or manifest utterances with a detector, in batches.
 
-Scores are raw log-odds of bona fide (`logits[:, 1] - logits[:, 0]`, natural log): higher = more bona fide.
+Scores are raw log-odds of bona fide (`spoofrl.models.detector.logits_to_score`: logit[bonafide] -
+logit[spoof], natural log): higher = more bona fide.
 Waveforms are sorted by length and batched with their neighbours so that padding stays small. The model
 sees the true lengths, but the frames at a padded wave's end still see zeros instead of the STFT's reflect
 padding, and pooled statistics (std, deltas) can move by a few tenths on a short wave. Where a score must
@@ -10,12 +11,14 @@ Used by training validation, `detect`, experiments and the server.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from spoofrl.data.manifest import Utterance
+from spoofrl.models.detector import logits_to_score
 
 # How many utterances `score_utterances` loads at once (in units of batches): bounds memory on big lists
 # while still letting the length sort group similar clips.
@@ -64,7 +67,7 @@ def _score_sorted(model: torch.nn.Module, waves: Sequence[np.ndarray], device: t
     for idx in _length_batches([len(w) for w in waves], batch_size, exact_lengths):
         wave, lengths = pad_batch([waves[i] for i in idx], device)
         logits = detector(wave, lengths).float()
-        out[idx] = (logits[:, 1] - logits[:, 0]).double().cpu().numpy()
+        out[idx] = logits_to_score(logits).double().cpu().numpy()
         if on_batch is not None:
             on_batch(len(idx))
     return out
@@ -78,18 +81,16 @@ def _check_inputs(waves: Sequence[np.ndarray], batch_size: int) -> None:
             raise ValueError(f"wave {i}: expected a non-empty 1-D array, got shape {np.shape(w)}")
 
 
-class _EvalMode:
-    """Put a model in eval mode for a block and restore its previous mode after (training validation)."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.was_training = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout, frozen norm statistics) for a block, then the module's previous mode back:
+    validation scores a model in the middle of training. The one definition; training uses it too."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def score_waveforms(model: torch.nn.Module, waves: list[np.ndarray], *, device=None,
@@ -102,7 +103,7 @@ def score_waveforms(model: torch.nn.Module, waves: list[np.ndarray], *, device=N
         return np.empty(0, dtype=np.float64)
     device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)
-    with _EvalMode(model):
+    with eval_mode(model):
         return _score_sorted(model, [np.asarray(w, dtype=np.float32) for w in waves], device, batch_size,
                              exact_lengths=exact_lengths)
 
@@ -128,7 +129,7 @@ def score_utterances(model: torch.nn.Module, utts: list[Utterance], *, device=No
     model.to(device)
     block = batch_size * _LOAD_BLOCK_BATCHES
     bar = progress(range(len(utts)), desc=desc, total=len(utts), unit="utt")
-    with _EvalMode(model):
+    with eval_mode(model):
         for start in range(0, len(utts), block):
             waves = [load_audio(u.audio_path, sr)[:keep] for u in utts[start:start + block]]
             scores[start:start + len(waves)] = _score_sorted(model, waves, device, batch_size,
@@ -138,4 +139,4 @@ def score_utterances(model: torch.nn.Module, utts: list[Utterance], *, device=No
     return scores
 
 
-__all__ = ["score_waveforms", "score_utterances", "pad_batch"]
+__all__ = ["score_waveforms", "score_utterances", "pad_batch", "eval_mode"]

@@ -238,7 +238,7 @@ class NoiseSource:
 
 
 def _check_codecs(cfg: CodecConfig) -> None:
-    from spoofrl.synth.codecs import CODECS, require_codec
+    from spoofrl.codecs import CODECS, require_codec
     for name in cfg.codecs:
         if name not in CODECS:
             raise ConfigError(f"data.augment.codec.codecs: unknown codec '{name}'; known: {', '.join(sorted(CODECS))}")
@@ -249,7 +249,7 @@ def _check_codecs(cfg: CodecConfig) -> None:
 
 
 def codec_augment(x: np.ndarray, rng: np.random.Generator, cfg: CodecConfig, sr: int) -> np.ndarray:
-    from spoofrl.synth.codecs import CODECS, codec_roundtrip
+    from spoofrl.codecs import CODECS, codec_roundtrip
     name = cfg.codecs[int(rng.integers(len(cfg.codecs)))]
     bitrate = None
     if CODECS[name].bitrate_flag:

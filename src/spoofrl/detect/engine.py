@@ -21,11 +21,13 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from spoofrl.audio import iter_chunks
+from spoofrl.data.manifest import BONAFIDE, SPOOF
 from spoofrl.detect.inputs import InputFile
 from spoofrl.detect.model import LoadedModel
 from spoofrl.errors import AudioError, SpoofrlError
 
-BONAFIDE, SPOOF, ERROR = "bonafide", "spoof", "error"
+# Verdicts: the two labels (one definition, spoofrl.data.manifest) or a per-file error.
+ERROR = "error"
 # Shorter files are refused: a few STFT frames say nothing about a generator (and some encoders need more).
 MIN_SECONDS = 0.05
 # A tail shorter than this fraction of a chunk is merged into the previous chunk.

@@ -32,7 +32,7 @@ class SplitConfig:
 
 
 @dataclass
-class DataConfig:
+class ExperimentDataConfig:
     manifest: str = option("", "default manifest (CSV path,label,attack,source,condition,subset) of every split "
                                "that names no manifest of its own")
     posttrain: SplitConfig = option(factory=lambda: SplitConfig(["posttrain"]),
@@ -126,7 +126,7 @@ class ExperimentConfig:
     name: str = option("experiment", "experiment name (report title)")
     detectors: list[str] = option(factory=lambda: ["logmel-linear"],
                                   doc="model presets (names in configs/models/ or YAML paths) to compare arms on")
-    data: DataConfig = option(factory=DataConfig, doc="manifests and splits")
+    data: ExperimentDataConfig = option(factory=ExperimentDataConfig, doc="manifests and splits")
     posttrain: PosttrainConfig = option(factory=PosttrainConfig, doc="the post-training stage, shared by the arms")
     finetune: FinetuneConfig = option(factory=FinetuneConfig, doc="the base fine-tuning recipe of the arms")
     arms: dict[str, ArmConfig] = option(factory=dict, doc="arm name -> how it adapts the post-trained model: "
@@ -355,6 +355,6 @@ def split_manifest(cfg: ExperimentConfig, split: SplitConfig, what: str) -> str:
     return manifest
 
 
-__all__ = ["ExperimentConfig", "DataConfig", "SplitConfig", "PosttrainConfig", "FinetuneConfig", "StageConfig",
+__all__ = ["ExperimentConfig", "ExperimentDataConfig", "SplitConfig", "PosttrainConfig", "FinetuneConfig", "StageConfig",
            "ArmConfig", "ScoringConfig", "ReportConfig", "load_experiment_config", "detector_name", "parse_pair",
            "split_manifest", "field"]

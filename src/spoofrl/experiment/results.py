@@ -20,6 +20,7 @@ from typing import Iterable
 from spoofrl.errors import SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.layout import Layout
+from spoofrl.experiment.models import SCORES_MODEL, final_model, model_identity, recorded_score_model
 
 LOG = logging.getLogger(__name__)
 
@@ -146,7 +147,6 @@ def training_summary(layout: Layout, cfg: ExperimentConfig, detector: str, arm: 
 def _scores_are_current(layout: Layout, cfg: ExperimentConfig, preset: str, arm: str, seed: int) -> bool:
     """False when the run's score files were written by a model that has been retrained since (and not
     rescored yet, e.g. killed in between); a folder without the record (older outputs) is trusted."""
-    from spoofrl.experiment.runner import SCORES_MODEL, final_model, model_identity, recorded_score_model
     folder = layout.run(detector_name(preset), arm, seed) / "scores"
     if not (folder / SCORES_MODEL).is_file():
         return True

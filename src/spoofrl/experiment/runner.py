@@ -14,7 +14,6 @@ output folder can be continued.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,13 +30,12 @@ from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.data import TRAIN, DEV, build_training_manifests, read_test_sets, warn_overlaps
 from spoofrl.experiment.layout import Layout
+from spoofrl.experiment.models import (SCORES_MODEL, SUMMARY, WEIGHTS, model_identity, posttrained_model,
+                                      recorded_score_model, start_model)
 
 LOG = logging.getLogger(__name__)
 
 STAGE_SPEC = "experiment_stage.json"
-SUMMARY = "summary.json"
-WEIGHTS = "model.safetensors"
-SCORES_MODEL = "model.json"           # in a run's scores/ folder: the model its score files come from
 # Keys of a train config that do not change what is learned (a run may resume on another device).
 NON_SEMANTIC_KEYS = ("device",)
 
@@ -95,29 +93,6 @@ def resolve_train_config(recipe: str, overrides: list[str], detector_preset: str
     return to_dict(cfg)
 
 
-def posttrained_model(cfg: ExperimentConfig, layout: Layout, preset: str, seed: int) -> Path:
-    if cfg.posttrain.from_model:
-        return Path(cfg.posttrain.from_model.replace("{detector}", detector_name(preset)))
-    return layout.posttrain(detector_name(preset), seed if cfg.posttrain.per_seed else None)
-
-
-def final_model(cfg: ExperimentConfig, layout: Layout, preset: str, arm: str, seed: int) -> Path:
-    """The model folder an arm's run ends with: its last stage, or its starting model when it trains nothing."""
-    stages = cfg.arms[arm].stage_list()
-    if stages:
-        return layout.stage(detector_name(preset), arm, seed, len(stages) - 1)
-    return start_model(cfg, layout, preset, arm, seed)
-
-
-def start_model(cfg: ExperimentConfig, layout: Layout, preset: str, arm: str, seed: int) -> Path | None:
-    """The model folder an arm's run starts from: another arm's final model (`after`), the post-trained model,
-    or None (fresh initialisation)."""
-    spec = cfg.arms[arm]
-    if spec.after:
-        return final_model(cfg, layout, preset, spec.after, seed)
-    return posttrained_model(cfg, layout, preset, seed) if spec.init == "posttrained" else None
-
-
 def plan_posttraining(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path]) -> list[StagePlan]:
     if not cfg.needs_posttraining() or cfg.posttrain.from_model:
         return []
@@ -155,38 +130,6 @@ def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path],
                     init = folder
                 runs.append(run)
     return runs
-
-
-# ------------------------------------------------------------------------------------------ model identity
-
-_WHOLE_FILE_HASHES: dict[tuple, str] = {}
-
-
-def _file_sha1(path: Path) -> str:
-    """SHA-1 of a file, memoised per (path, size, mtime) in this process (large weights are read once)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _WHOLE_FILE_HASHES:
-        digest = hashlib.sha1()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 24), b""):
-                digest.update(block)
-        _WHOLE_FILE_HASHES[key] = digest.hexdigest()
-    return _WHOLE_FILE_HASHES[key]
-
-
-def model_identity(folder: Path | None) -> str | None:
-    """What tells one trained model from another (None: no model there yet).
-
-    A training run's model is identified by its summary.json, written once when training ends (it holds the
-    run's timing, so a retrained model differs) - cheap, and unchanged when the output folder is copied. A
-    model folder without one (posttrain.from_model) is identified by the hash of its weights."""
-    if folder is None or not (folder / WEIGHTS).is_file():
-        return None
-    summary = folder / SUMMARY
-    if summary.is_file():
-        return hashlib.sha1(summary.read_bytes()).hexdigest()
-    return _file_sha1(folder / WEIGHTS)
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -267,14 +210,6 @@ def _scores_match(path: Path, utts: list) -> bool:
     except SpoofrlError:
         return False
     return sorted(zip(table.utt, table.label)) == sorted((u.utt, u.label) for u in utts)
-
-
-def recorded_score_model(scores_folder: Path) -> str | None:
-    """The identity of the model a run's score files come from (None: not recorded, or unreadable)."""
-    try:
-        return json.loads((scores_folder / SCORES_MODEL).read_text()).get("identity")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
 
 
 def _scores_of_current_model(folder: Path, identity: str | None) -> None:

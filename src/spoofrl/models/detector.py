@@ -22,6 +22,12 @@ from spoofrl.config import ConfigError, from_dict, option, to_dict
 from spoofrl.models.registry import BACKENDS, FRONTENDS
 
 
+def logits_to_score(logits: torch.Tensor) -> torch.Tensor:
+    """The score, defined once: log-odds of bona fide from (spoof, bonafide) logits, natural log (higher =
+    more bona fide). Inference, export and the models all call this."""
+    return logits[..., 1] - logits[..., 0]
+
+
 def _split_spec(spec: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ConfigError(f"model.{kind} needs a 'name' (registry key) and its options")
@@ -120,10 +126,7 @@ class Detector(nn.Module):
         return self.forward_features(*self.extract_features(wave, lengths))
 
     # --- scores ---------------------------------------------------------------------------------------
-    @staticmethod
-    def logits_to_score(logits: torch.Tensor) -> torch.Tensor:
-        """Log-odds of bona fide from (spoof, bonafide) logits (higher = more bona fide)."""
-        return logits[..., 1] - logits[..., 0]
+    logits_to_score = staticmethod(logits_to_score)
 
     @torch.no_grad()
     def score(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from spoofrl.models.detector import logits_to_score
+
 from spoofrl.errors import SpoofrlError
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class _ScoringGraph(nn.Module):
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor):
         logits = self.detector(wave, lengths)
-        return logits, logits[:, 1] - logits[:, 0]
+        return logits, logits_to_score(logits)
 
 
 @dataclass
@@ -157,5 +159,5 @@ def _largest_difference(model, session, path: Path, rng: np.random.Generator, sa
                            f"({type(err).__name__}: {' '.join(str(err).split())[:400]})") from None
     with torch.no_grad():
         ref_logits = model(torch.from_numpy(wave), torch.from_numpy(lengths)).numpy()
-    ref_score = ref_logits[:, 1] - ref_logits[:, 0]
+    ref_score = logits_to_score(torch.from_numpy(ref_logits)).numpy()
     return float(max(np.abs(logits - ref_logits).max(), np.abs(score - ref_score).max()))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from spoofrl.rl.advantages import ScaleRewards, compute_advantages, reward_stats
-from spoofrl.rl.loss import KLEstimator, LossType, policy_loss
+from spoofrl.rl.loss import KLEstimator, LossType, Surrogate, policy_loss
 from spoofrl.rl.policy import LogProbs, Policy
 
 Estimator = Literal["sampled", "exact"]
@@ -40,6 +40,7 @@ class GRPOSettings:
     loss_type: LossType = "grpo"
     mixed_policy: bool = False
     max_tokens: int | None = None
+    surrogate: Surrogate = "ratio"   # "logp": A*log pi instead of ratio*A (same gradient; see rl.loss)
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _grpo_loss(policy, inputs, targets, reward_fn, settings, old_policy, ref_pol
                       weights=weights, off_policy=off_policy, sample_weights=sample_weights,
                       epsilon=settings.epsilon, epsilon_high=settings.epsilon_high, beta=settings.beta,
                       kl_estimator=settings.kl_estimator, loss_type=settings.loss_type,
-                      max_tokens=settings.max_tokens)
+                      max_tokens=settings.max_tokens, surrogate=settings.surrogate)
     stats = dict(out.stats)
     stats.update(reward_stats(rewards, weights))
     abs_adv = advantages.detach().abs()

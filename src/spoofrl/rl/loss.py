@@ -12,6 +12,11 @@ or [B, N, T] with a mask [B, N, T] when it is a token sequence (log-prob of each
                                                          and the study use k3)
     loss_t  = -(surr - beta * kl)
 
+`surrogate="logp"` writes the unclipped on-policy surrogate as A * logp instead of ratio * A: the same
+gradient (the ratio is 1 with gradient grad log pi), but the loss *value* is -mean(A log pi) + beta KL, the
+quantity the AntiDeepfake reference logs for the 'w/o negative reward' ablation (A = raw reward), so its
+training curves are comparable. Only without clipping, old policy or off-policy samples (there the two differ).
+
 Off-policy samples (mixed-policy GRPO, arXiv 2509.16990: the ground truth added to the group) have a
 behaviour log-probability of 0 (probability 1), so their ratio is pi(a) itself, and they are never clipped.
 
@@ -37,6 +42,8 @@ LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
 LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
 KLEstimator = Literal["k1", "k3"]
 KL_ESTIMATORS = ("k1", "k3")
+Surrogate = Literal["ratio", "logp"]
+SURROGATES = ("ratio", "logp")
 
 
 @dataclass
@@ -109,7 +116,8 @@ def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, *, mask: torch.Ten
                 weights: torch.Tensor | None = None, off_policy: torch.Tensor | None = None,
                 sample_weights: torch.Tensor | None = None, epsilon: float | None = 0.2,
                 epsilon_high: float | None = None, beta: float = 0.0, kl_estimator: KLEstimator = "k3",
-                loss_type: LossType = "grpo", max_tokens: int | None = None) -> LossOutput:
+                loss_type: LossType = "grpo", max_tokens: int | None = None,
+                surrogate: Surrogate = "ratio") -> LossOutput:
     """The clipped, KL-regularised group policy loss and its statistics (see the module doc).
 
     logp [B, N] or [B, N, T] (with mask); advantages [B, N]; old_logp / ref_logp like logp; weights [B, N]
@@ -122,6 +130,11 @@ def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, *, mask: torch.Ten
         raise ValueError(f"advantages {tuple(advantages.shape)} do not match logp {tuple(logp.shape[:2])}")
     if beta != 0.0 and ref_logp is None:
         raise ValueError("beta != 0 needs ref_logp (log-probs of the reference policy)")
+    if surrogate not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
+    if surrogate == "logp" and (epsilon is not None or old_logp is not None or off_policy is not None):
+        raise ValueError("surrogate 'logp' is the unclipped on-policy form: it needs epsilon None, no old_logp "
+                         "and no off-policy samples")
     logp3 = _as_tokens(logp, ndim)
     mask3 = torch.ones_like(logp3) if mask is None else _as_tokens(mask, ndim).to(logp3.dtype)
     behaviour = logp3.detach() if old_logp is None else _as_tokens(old_logp, ndim).detach()
@@ -131,17 +144,17 @@ def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, *, mask: torch.Ten
         behaviour = torch.where(off3, torch.zeros_like(behaviour), behaviour)  # behaviour probability 1
     adv = advantages.detach().float().unsqueeze(-1)
     ratio = torch.exp(logp3 - behaviour)
-    surrogate = ratio * adv
+    surr = ratio * adv if surrogate == "ratio" else logp3 * adv
     clipped_mask = torch.zeros_like(ratio, dtype=torch.bool)
     if epsilon is not None:
         high = epsilon if epsilon_high is None else epsilon_high
         clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + high) * adv
         clipped_mask = ((ratio < 1.0 - epsilon) & (adv < 0)) | ((ratio > 1.0 + high) & (adv > 0))
         if off3 is not None:
-            clipped = torch.where(off3, surrogate, clipped)  # off-policy samples are never clipped
+            clipped = torch.where(off3, surr, clipped)  # off-policy samples are never clipped
             clipped_mask = clipped_mask & ~off3
-        surrogate = torch.minimum(surrogate, clipped)
-    per_token = -surrogate
+        surr = torch.minimum(surr, clipped)
+    per_token = -surr
     kl = None
     if ref_logp is not None:
         kl = kl_estimate(logp3, _as_tokens(ref_logp, ndim).detach(), kl_estimator)

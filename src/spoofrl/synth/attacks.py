@@ -19,7 +19,7 @@ from scipy.ndimage import uniform_filter1d
 
 from spoofrl.errors import ConfigError
 from spoofrl.synth import dsp
-from spoofrl.synth.codecs import CodecRequest, codec_roundtrip_many
+from spoofrl.codecs import CodecRequest, codec_roundtrip_many
 from spoofrl.synth.params import ParamSpace
 
 

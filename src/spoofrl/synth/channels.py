@@ -14,7 +14,7 @@ from scipy import signal as sps
 
 from spoofrl.errors import ConfigError
 from spoofrl.synth import dsp
-from spoofrl.synth.codecs import CodecRequest, codec_roundtrip_many
+from spoofrl.codecs import CodecRequest, codec_roundtrip_many
 from spoofrl.synth.params import ParamSpace
 
 

@@ -26,7 +26,7 @@ from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.synth import dsp
 from spoofrl.synth.attacks import ATTACKS, Attack
 from spoofrl.synth.channels import CHANNELS, Channel, _coloured_noise
-from spoofrl.synth.codecs import CodecRequest, codec_roundtrip_many
+from spoofrl.codecs import CodecRequest, codec_roundtrip_many
 from spoofrl.synth.sources import SR, Voice, check_voices, optional_voice_problems, synthesize, trim_silence
 from spoofrl.synth.splits import (PRESETS, BasePlan, ItemPlan, check_design, check_espeak_pools, make_plan,
                                   optional_voices, rng_for)

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from spoofrl.data.dataset import Batch
+from spoofrl.inference import eval_mode
 
 
 def frontend_is_frozen(detector: nn.Module) -> bool:
@@ -51,16 +51,6 @@ class TrainForward(nn.Module):
         if raw is not None:
             return self.detector.forward_features(raw, frame_lengths)
         return self.detector(wave, lengths)
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    was = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was)
 
 
 class ParamSnapshot:

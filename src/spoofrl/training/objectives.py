@@ -58,10 +58,13 @@ class SFTObjective:
 
 
 def grpo_settings(cfg: ObjectiveConfig) -> GRPOSettings:
+    # 'w/o negative' (raw rewards, no clipping) logs -mean(r log p) + beta KL as the study's code does
+    reinforce = not cfg.negative and cfg.epsilon is None and not cfg.mixed_policy
     return GRPOSettings(num_generations=cfg.num_generations, estimator=cfg.estimator,
                         scale_rewards="none" if not cfg.negative else cfg.scale_rewards, center=cfg.negative,
                         std_eps=cfg.std_eps, epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, beta=cfg.beta,
-                        kl_estimator=cfg.kl_estimator, loss_type=cfg.loss_type, mixed_policy=cfg.mixed_policy)
+                        kl_estimator=cfg.kl_estimator, loss_type=cfg.loss_type, mixed_policy=cfg.mixed_policy,
+                        surrogate="logp" if reinforce else "ratio")
 
 
 class GRPOObjective:
