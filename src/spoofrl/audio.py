@@ -5,6 +5,9 @@ float32 at the requested rate. Every failure is an `AudioError` naming the file 
 One decoding path serves both `load_audio` (whole file) and `iter_chunks` (streaming): blocks are read
 from soundfile or an ffmpeg pipe, resampled as one continuous stream (no seams at block edges) and
 checked as they come (NaN, truncation), so memory stays flat and a too-long file is refused early.
+
+ffmpeg reads only local files and only plain audio containers (`FFMPEG_FORMATS`): a playlist, concat list
+or manifest (which would make it read other files or URLs) is refused with one reason, whatever it names.
 """
 from __future__ import annotations
 
@@ -36,6 +39,21 @@ _SF_ERRORS = (sf.LibsndfileError, RuntimeError)
 _SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 # Sizes that streaming writers (ffmpeg or sox into a pipe) put in a header they cannot seek back to fix.
 _UNKNOWN_SIZE_MIN = 0x7FFFF000
+# The ffmpeg demuxers a user file may be read with (`-format_whitelist`, with `-protocol_whitelist file`):
+# plain audio (or audio/video) containers that hold their samples themselves. Refused is every demuxer that
+# opens other inputs (playlists: hls, dash, webm_dash_manifest; lists: concat; image2, lavfi, sdp, rtp, rtsp,
+# devices, ...): a playlist uploaded as `a.wav` would otherwise make ffmpeg read (and the server score) a
+# server-side file or a URL. 'mov' matches "mov,mp4,m4a,3gp,3g2,mj2" (external tracks, drefs, stay off: its
+# enable_drefs option defaults to false); 'matroska' matches "matroska,webm" (opus in ogg goes to 'ogg').
+FFMPEG_FORMATS = ("wav", "w64", "flac", "ogg", "mp3", "mov", "matroska", "aac", "aiff", "au", "caf", "amr",
+                  "ac3", "eac3", "dts", "wv", "ape", "tta", "asf", "mpc", "mpc8", "voc", "g722", "gsm", "mpegts")
+# The one reason for a refused format: it never depends on what the file names (existing file, missing file, URL).
+_REFUSED = ("not a plain audio file (ffmpeg format '{}' is refused: playlists, concat lists and network formats "
+            "are not read)")
+_REFUSED_OPEN = ("not a plain audio file (it would make ffmpeg open another file or address: playlists, concat "
+                 "lists and network formats are not read)")
+# ffmpeg logs "[hls @ 0x55d2...] Format not on whitelist 'wav,...'": the format is the context's name.
+_NOT_WHITELISTED = re.compile(r"^\[([\w,.-]+) @ (?:0x)?[0-9a-fA-F]+\] Format not on whitelist", re.MULTILINE)
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -158,12 +176,23 @@ def _ffmpeg_input(path: Path) -> str:
     return "file:" + os.path.abspath(path)
 
 
+def _ffmpeg_input_args(path: Path) -> list[str]:
+    """The input part of every ffmpeg/ffprobe command on a user file: only the local file protocol and only
+    the plain audio demuxers of `FFMPEG_FORMATS`, then `-i` the file."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(FFMPEG_FORMATS), "-i", _ffmpeg_input(path)]
+
+
 def _ffmpeg_reason(path: Path, stderr: bytes) -> str:
     """ffmpeg's complaint as a short reason (its lines repeat the file name, which our message already has)."""
     lines = [line.replace(f"{_ffmpeg_input(path)}: ", "").strip()
              for line in stderr.decode(errors="replace").splitlines()]
     lines = [line for line in lines if line]
     text = "\n".join(lines)
+    if "Format not on whitelist" in text:
+        refused = _NOT_WHITELISTED.search(text)
+        return _REFUSED.format(refused.group(1) if refused else "unknown")
+    if re.search(r"Protocol '[^']*' not on whitelist", text):  # a second guard: the formats above open nothing
+        return _REFUSED_OPEN
     if "does not contain any stream" in text or "Output file is empty" in text:
         return "no audio stream in the file (not an audio file)"
     codec = re.search(r"Decoder \(codec ([^)]*)\) not found", text)
@@ -177,7 +206,7 @@ def _ffmpeg_blocks(path: Path, sr: int, block_seconds: float) -> Iterator[np.nda
     """Mono float32 blocks at `sr` decoded by ffmpeg into a pipe: memory stays flat for hour-long files."""
     if shutil.which("ffmpeg") is None:
         raise AudioError(path, "not readable by soundfile, and ffmpeg (needed for mp3/m4a/opus/...) is not installed")
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", _ffmpeg_input(path), "-f", "f32le", "-ac", "1", "-ar", str(sr),
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", *_ffmpeg_input_args(path), "-f", "f32le", "-ac", "1", "-ar", str(sr),
            "-"]
     block_bytes = 4 * max(1, int(round(block_seconds * sr)))
     # stderr goes to a file, not a pipe: a chatty decoder could otherwise fill the pipe and block.
@@ -218,7 +247,7 @@ def _ffprobe_info(path: Path) -> tuple[float, int, int] | None:
     if shutil.which("ffprobe") is None:
         return None
     cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels,duration:format=duration", "-of", "json", _ffmpeg_input(path)]
+           "stream=sample_rate,channels,duration:format=duration", "-of", "json", *_ffmpeg_input_args(path)]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise AudioError(path, _ffmpeg_reason(path, proc.stderr))
