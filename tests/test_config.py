@@ -78,3 +78,75 @@ def test_differences_of_flattened_configs():
     assert changes[1] == "optim.lr: 0.001 -> 0.0001"
     assert changes[0].startswith("model: {'frontend': {'name': 'lfcc'}} -> {'frontend': {'name': 'xxx")
     assert changes[0].endswith("...") and len(changes[0].split(" -> ")[1]) == 60
+
+
+@dataclass
+class Ranged:
+    lr: float = option(1e-3, "learning rate", gt=0, le=10)
+    seed: int = option(0, "seed", ge=0, lt=2**32)
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], doc="betas", ge=0, lt=1)
+    eps: Optional[float] = option(None, "optional", gt=0)
+    free: float = option(0.0, "any finite number")
+    wild: float = option(0.0, "may be .inf (documented)", finite=False)
+    inner: Inner = option(factory=Inner, doc="section")
+
+
+@pytest.mark.parametrize("data, msg", [
+    ({"lr": float("nan")}, r"^lr: must be a finite number, got nan$"),
+    ({"lr": 0}, r"^lr: must be in \(0, 10\], got 0$"),
+    ({"lr": 11}, r"^lr: must be in \(0, 10\], got 11$"),
+    ({"seed": -1}, r"^seed: must be in \[0, 4294967296\), got -1$"),
+    ({"seed": 2**32}, r"^seed: must be in \[0, 4294967296\), got 4294967296$"),
+    ({"betas": [0.9, 1.0]}, r"^betas\[1\]: must be in \[0, 1\), got 1$"),
+    ({"eps": 0.0}, r"^eps: must be > 0, got 0$"),
+    ({"free": float("inf")}, r"^free: must be a finite number, got inf$"),
+    ({"inner": {"beta": float("-inf")}}, r"^inner.beta: must be a finite number, got -inf$"),
+])
+def test_declared_ranges_and_finiteness_name_the_key(data, msg):
+    with pytest.raises(ConfigError, match=msg) as info:
+        from_dict(Ranged, data)
+    assert info.value.key == msg.strip("^").split(":")[0].replace("\\", "")
+
+
+def test_values_in_range_pass_and_ranges_are_documented():
+    cfg = from_dict(Ranged, {"lr": 10, "seed": 2**32 - 1, "betas": [0, 0.5], "eps": None, "wild": float("inf")})
+    assert (cfg.lr, cfg.seed, cfg.eps, cfg.wild) == (10.0, 2**32 - 1, None, float("inf"))
+    rows = {r[0]: r for r in describe(Ranged)}
+    assert rows["lr"][3] == "learning rate (allowed: (0, 10])"
+    assert rows["seed"][3] == "seed (allowed: [0, 4294967296))" and rows["eps"][3] == "optional (allowed: > 0)"
+    assert rows["free"][3] == "any finite number"
+    with pytest.raises(TypeError):
+        option(0.0, "two lower bounds", ge=0, gt=0)
+
+
+def test_yaml_key_lines_and_error_location(tmp_path):
+    from spoofrl.config import OptionError, error_location, key_line, load_yaml_lines
+    path = tmp_path / "x.yaml"
+    path.write_text("# comment\nlr: 0.1\ninner:\n  beta: 1\n  kind: k3\nbetas:\n  - 0.9\n  - 0.5\n"
+                    "base: &b {beta: 2}\nother:\n  <<: *b\n  kind: k1\n")
+    data, lines = load_yaml_lines(path)
+    assert data["other"] == {"beta": 2, "kind": "k1"}
+    assert [lines[k] for k in ("lr", "inner", "inner.beta", "betas[1]", "other.kind")] == [2, 3, 4, 8, 12]
+    assert key_line(lines, "inner.nope") == 3 and key_line(lines, "betas[1]") == 8 and key_line(lines, "zz") is None
+    err = OptionError("inner.betta: ...", key="inner.betta", reason="unknown option 'betta'")
+    assert error_location(err, "x.yaml", lines) == "x.yaml:3: inner.betta: unknown option 'betta'"
+    err = OptionError("inner.beta: ...", key="inner.beta", reason="must be > 0")
+    assert error_location(err, "x.yaml", lines, overridden=("inner.beta",)) == \
+        "x.yaml: inner.beta (from --set): must be > 0"
+    assert error_location(ConfigError("plain"), "x.yaml", lines) == "x.yaml: plain"
+
+
+def test_unknown_key_and_wrong_type_errors_carry_the_key():
+    with pytest.raises(ConfigError, match="unknown option 'betta'") as info:
+        from_dict(Outer, {"inner": {"betta": 1}})
+    assert info.value.key == "inner.betta"
+    with pytest.raises(ConfigError) as info:
+        from_dict(Outer, {"tags": ["a", 3.5, []]})
+    assert info.value.key == "tags[2]"
+
+
+def test_bad_yaml_in_an_override_is_one_line():
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({}, ["optim.lr=[1,"])
+    message = str(info.value)
+    assert "\n" not in message and "optim.lr=[1," in message and "not valid YAML" in message

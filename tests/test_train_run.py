@@ -292,3 +292,104 @@ def test_user_errors_are_one_line(tmp_path, capsys, manifest):
     assert "epsilon" in capsys.readouterr().err
     assert main(["train", "sft", "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
+
+
+def _one_error_line(capsys) -> str:
+    """The error of `spoofrl train`, checked to be one line: stderr holds nothing else but log records."""
+    import re
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    other = [line for line in err if not re.match(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) spoofrl", line)]
+    assert len(other) == 1 and other[0].startswith("spoofrl train: error: "), err
+    return other[0]
+
+
+@pytest.mark.parametrize("setting", ["optim.lr=.nan", "optim.weight_decay=.nan", "data.crop_seconds=.nan",
+                                     "data.crop_seconds=1e9", "seed=-1", "seed=1e20", "seed=100000000000000000000",
+                                     "optim.lr=-1", "objective.temperature=.inf", "schedule.log_every=0"])
+def test_impossible_values_are_one_line_errors_naming_the_key(manifest, tmp_path, capsys, setting):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(small_config(manifest, objective={"name": "sft"})))
+    out = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(out), "--set", setting]) == 2
+    line = _one_error_line(capsys)
+    key = setting.split("=")[0]
+    assert line.startswith("spoofrl train: error: ") and f"{key} " in line and str(recipe) in line, line
+    assert not (out / "last").exists()
+
+
+def test_config_errors_give_the_yaml_line(manifest, tmp_path, capsys):
+    recipe = tmp_path / "x.yaml"
+    recipe.write_text(f"# a recipe\ndata:\n  manifest: {manifest}\n  batch_size: four\n"
+                      "optim:\n  lr: 0.01\n  lrr: 3\nschedule: {steps: 2, warmup_steps: -1}\n")
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    line = _one_error_line(capsys)
+    assert f"{recipe}:4: data.batch_size: expected an integer" in line, line
+    recipe.write_text(recipe.read_text().replace("batch_size: four", "batch_size: 4"))
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    assert f"{recipe}:7: optim.lrr: unknown option 'lrr'" in _one_error_line(capsys)
+    from spoofrl.errors import ConfigError
+    recipe.write_text(recipe.read_text().replace("  lrr: 3\n", ""))
+    with pytest.raises(ConfigError, match=rf"^{recipe}:7: schedule.warmup_steps: must be in \[0, "):
+        load_train_config(recipe)
+    # a value from --set is not on a line of the file
+    with pytest.raises(ConfigError, match=rf"^{recipe}: optim.lr \(from --set\): must be in \(0, 10\], got 0$"):
+        load_train_config(recipe, ["schedule.warmup_steps=0", "optim.lr=0"])
+
+
+def test_bad_yaml_in_set_is_one_line(manifest, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(small_config(manifest)))
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--set", "optim.lr=[1,"]) == 2
+    line = _one_error_line(capsys)
+    assert "optim.lr=[1," in line and "not valid YAML" in line, line
+
+
+def test_unreadable_checkpoint_files_are_one_line_errors_naming_the_file(manifest, tmp_path, capsys):
+    import shutil
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(small_config(manifest, objective={"name": "sft"},
+                                                  schedule={"steps": 4, "eval_every": 0})))
+    base = tmp_path / "base"
+    assert main(["train", str(recipe), "--out", str(base), "--stop-after", "2"]) == 0
+    capsys.readouterr()
+
+    def truncate(path: Path) -> None:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    damage = {"last/model.safetensors": truncate, "last/optimizer.pt": truncate,
+              "last/state.json": lambda p: p.write_text('{"step": 2, '),
+              "last/rng.json": lambda p: p.write_text("[1, 2")}
+    for name, spoil in damage.items():
+        run = tmp_path / name.replace("/", "_")
+        shutil.copytree(base, run)
+        spoil(run / name)
+        assert main(["train", str(recipe), "--out", str(run), "--resume"]) == 2, name
+        line = _one_error_line(capsys)
+        assert str(run / name) in line and "internal error" not in line, line
+    # a state.json that is JSON but not a checkpoint state
+    run = tmp_path / "not-a-state"
+    shutil.copytree(base, run)
+    (run / "last/state.json").write_text("[]")
+    assert main(["train", str(recipe), "--out", str(run), "--resume"]) == 2
+    assert str(run / "last/state.json") in _one_error_line(capsys)
+
+
+def test_resuming_a_finished_run_with_another_config_names_the_differences(manifest, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(small_config(manifest, objective={"name": "sft"},
+                                                  schedule={"steps": 2, "eval_every": 0})))
+    out = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(out)]) == 0
+    before = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    # the same config (device and other non-semantic options may differ): nothing to do, no warning
+    assert main(["train", str(recipe), "--out", str(out), "--resume", "--set", "data.workers=0"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to do" in err and "differs" not in err, err
+    # another config: still nothing trained, but the message says which keys differ
+    assert main(["train", str(recipe), "--out", str(out), "--resume", "--set", "optim.lr=0.02",
+                 "--set", "seed=3"]) == 0
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "nothing to do" in line)
+    assert "WARNING" in line and "optim.lr: 0.01 -> 0.02" in line and "seed: 0 -> 3" in line, line
+    assert (out / "model.safetensors").read_bytes() == before

@@ -1,13 +1,22 @@
 """Configuration as typed, validated, documented data.
 
 Every option of spoofrl lives in a dataclass field declared with `option(default, "doc")`.
-`from_dict` turns a nested dict (from YAML) into those dataclasses, refusing unknown keys and wrong
-types with a message naming the key; `to_dict` goes back; `apply_overrides` applies command-line
-`--set a.b=value` strings (values parsed as YAML); `describe` lists every option with its doc.
+`from_dict` turns a nested dict (from YAML) into those dataclasses, refusing unknown keys, wrong
+types and values out of range with a message naming the key; `to_dict` goes back; `apply_overrides`
+applies command-line `--set a.b=value` strings (values parsed as YAML); `describe` lists every option
+with its doc.
+
+Ranges are declared on the field: `option(1e-4, "doc", gt=0, le=10)` (ge/gt/le/lt: inclusive/exclusive
+bounds, checked for numbers and for each number of a list, before the section's validate()). Every float
+must be finite (no .nan, .inf) unless its option says `finite=False`; for a float without a declared range
+this is checked after validate(), whose own message comes first. Errors about one option are
+`OptionError`s carrying the dotted `key`, so a loader can point at the line of the YAML file that set it
+(`load_yaml_lines`, `key_line`, `error_location`).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -21,16 +30,90 @@ from spoofrl.errors import ConfigError
 _MISSING = dataclasses.MISSING
 
 
-def option(default: Any = _MISSING, doc: str = "", *, factory: Any = _MISSING):
-    """A documented dataclass field. Use `factory` for mutable defaults."""
+class OptionError(ConfigError):
+    """A ConfigError about one option: `key` is its dotted path (`optim.lr`, `optim.betas[0]`), `reason` the
+    message without the key. `str()` is the message as before; loaders add the file and line."""
+
+    def __init__(self, message: str, key: str = "", reason: str | None = None, relative: bool = False):
+        super().__init__(message)
+        self.key = key
+        self.reason = message if reason is None else reason
+        self.relative = relative  # raised by a section's validate(): key is relative to the section
+
+    def __reduce__(self):
+        return type(self), (str(self), self.key, self.reason, self.relative)
+
+
+def _option_error(key: str, reason: str) -> OptionError:
+    return OptionError(f"{key}: {reason}" if key else reason, key=key, reason=reason)
+
+
+def invalid(key: str, reason: str) -> OptionError:
+    """For a section's validate(): an error about its option `key` (relative to the section), e.g.
+    `raise invalid("sft_steps", "must be at least 1 for sft_then_grpo")`; from_dict adds the section's path."""
+    err = _option_error(key, reason)
+    err.relative = True
+    return err
+
+
+def option(default: Any = _MISSING, doc: str = "", *, factory: Any = _MISSING, ge: float | None = None,
+           gt: float | None = None, le: float | None = None, lt: float | None = None, finite: bool = True):
+    """A documented dataclass field. Use `factory` for mutable defaults.
+
+    ge / gt / le / lt bound the value (each number of a list value): >=, >, <=, <. `finite=False` lets a
+    float be nan or infinite (say so in the doc); by default every float must be finite."""
     if default is not _MISSING and isinstance(default, (list, dict, set)):
         raise TypeError("use factory= for mutable defaults")
-    kw: dict[str, Any] = {"metadata": {"doc": doc}}
+    if ge is not None and gt is not None or le is not None and lt is not None:
+        raise TypeError("give at most one lower bound (ge or gt) and one upper bound (le or lt)")
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    kw: dict[str, Any] = {"metadata": {"doc": doc, "bounds": bounds, "finite": finite}}
     if factory is not _MISSING:
         kw["default_factory"] = factory
     elif default is not _MISSING:
         kw["default"] = default
     return dataclasses.field(**kw)
+
+
+def _bound_text(bounds: dict[str, float]) -> str:
+    """{'gt': 0, 'le': 10} -> '(0, 10]'; {'ge': 0} -> '>= 0'."""
+    lo = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    hi = ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
+    if lo and hi:
+        return f"{lo[0]}{_number(lo[1])}, {_number(hi[1])}{hi[0]}"
+    if lo:
+        return f"{'>=' if lo[0] == '[' else '>'} {_number(lo[1])}"
+    if hi:
+        return f"{'<=' if hi[0] == ']' else '<'} {_number(hi[1])}"
+    return ""
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _check_bounds(value: Any, meta: Any, key: str) -> None:
+    """The declared range (and finiteness) of an option, for a number or each number of a list / mapping."""
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_bounds(v, meta, f"{key}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_bounds(v, meta, f"{key}.{k}")
+        return
+    if dataclasses.is_dataclass(value):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value) and meta.get("finite", True):
+        raise _option_error(key, f"must be a finite number, got {value}")
+    bounds = meta.get("bounds") or {}
+    ok = (("ge" not in bounds or value >= bounds["ge"]) and ("gt" not in bounds or value > bounds["gt"])
+          and ("le" not in bounds or value <= bounds["le"]) and ("lt" not in bounds or value < bounds["lt"]))
+    if not ok:
+        text = _bound_text(bounds)
+        raise _option_error(key, f"must be {'in ' if text[0] in '[(' else ''}{text}, got {_number(value)}")
 
 
 def _type_name(tp: Any) -> str:
@@ -60,64 +143,72 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(f"{key}: {value!r} is not {' or '.join(_type_name(a) for a in args)}")
+        raise _option_error(key, f"{value!r} is not {' or '.join(_type_name(a) for a in args)}")
     if origin is Literal:
         if value not in get_args(tp):
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(a) for a in get_args(tp))}")
+            raise _option_error(key, f"{value!r} is not one of {', '.join(repr(a) for a in get_args(tp))}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise _option_error(key, f"expected a list, got {value!r}")
         (item_tp, *_) = get_args(tp) or (Any,)
         return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise _option_error(key, f"expected a mapping, got {value!r}")
         _, val_tp = get_args(tp) or (Any, Any)
         return {k: _convert(v, val_tp, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} options, got {value!r}")
+            raise _option_error(key, f"expected a mapping of {tp.__name__} options, got {value!r}")
         return from_dict(tp, value, prefix=key)
     if tp is float:
         if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
             # PyYAML follows YAML 1.1, which reads `1e-6` (no dot) as a string; users mean the number
             return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise _option_error(key, f"expected a number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise _option_error(key, f"expected an integer, got {value!r}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise _option_error(key, f"expected true or false, got {value!r}")
         return value
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise _option_error(key, f"expected a string, got {value!r}")
         return str(value)
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+        raise _option_error(key, f"expected {tp.__name__}, got {value!r}")
     return value
 
 
 def from_dict(cls: type, data: dict | None, prefix: str = ""):
-    """Build dataclass `cls` from `data`, validating keys and types recursively."""
+    """Build dataclass `cls` from `data`, validating keys, types and ranges recursively."""
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         where = f" in {prefix}" if prefix else ""
-        raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(repr(u) for u in unknown)}{where}; valid: {', '.join(sorted(fields))}")
+        valid = ", ".join(sorted(fields))
+        first = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        names = ", ".join(repr(u) for u in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        reason = (f"unknown options {names}{where}; valid: {valid}" if plural
+                  else f"unknown option {names}; valid{where}: {valid}")
+        raise OptionError(f"unknown option{plural} {names}{where}; valid: {valid}", key=first, reason=reason)
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _convert(value, hints[name], f"{prefix}.{name}" if prefix else name)
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _convert(value, hints[name], key)
+        if fields[name].metadata.get("bounds"):  # a declared range: checked before validate() sees the value
+            _check_bounds(kwargs[name], fields[name].metadata, key)
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is _MISSING and f.default_factory is _MISSING]
     if missing:
@@ -129,7 +220,17 @@ def from_dict(cls: type, data: dict | None, prefix: str = ""):
         try:
             validate()
         except ConfigError as err:
-            raise ConfigError(f"{prefix + ': ' if prefix else ''}{err}") from None
+            if not prefix:
+                raise
+            if isinstance(err, OptionError) and err.key and err.relative:  # invalid(key, ...): key in the section
+                key = f"{prefix}.{err.key}"
+                raise OptionError(f"{key}: {err.reason}", key=key, reason=err.reason) from None
+            if isinstance(err, OptionError) and err.key:  # from a nested from_dict: the key is already whole
+                raise OptionError(f"{prefix}: {err}", key=err.key, reason=err.reason) from None
+            raise OptionError(f"{prefix}: {err}", key=prefix, reason=str(err)) from None
+    for name in data:  # the finiteness of floats without a declared range, after validate()'s own messages
+        if not fields[name].metadata.get("bounds"):
+            _check_bounds(kwargs[name], fields[name].metadata, f"{prefix}.{name}" if prefix else name)
     return obj
 
 
@@ -157,8 +258,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({_yaml_reason(err, column=True)})") from None
     return key.split("."), value
+
+
+def _yaml_reason(err: yaml.YAMLError, column: bool = False) -> str:
+    """PyYAML's multi-line message (context, problem, a quoted snippet with a caret) as one short line."""
+    problem = getattr(err, "problem", None)
+    if not problem:
+        return " ".join(str(err).split())
+    parts = [p for p in (getattr(err, "context", None), problem) if p]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at column {mark.column + 1}" if column and mark is not None else ""
+    return " ".join(": ".join(parts).split()) + where
 
 
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
@@ -203,20 +315,80 @@ def differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]
 
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with a clear error for a missing file or bad syntax."""
+    return load_yaml_lines(path)[0]
+
+
+def load_yaml_lines(path: str | Path) -> tuple[dict, dict[str, int]]:
+    """`load_yaml`, plus the line (1-based) of every key of the file: {'optim': 3, 'optim.lr': 4,
+    'optim.betas[0]': 5, ...}, for messages that point at the line (see `key_line`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    loader = yaml.SafeLoader(path.read_text())
     try:
-        data = yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        raise ConfigError(f"{path}{line}: invalid YAML ({_yaml_reason(err)})") from None
+    finally:
+        loader.dispose()
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    lines: dict[str, int] = {}
+    _key_lines(node, "", lines, set())
+    return data, lines
+
+
+def _key_lines(node: yaml.Node, prefix: str, out: dict[str, int], active: set[int]) -> None:
+    if id(node) in active:  # a recursive alias
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        # after construction, merge keys (<<) are flattened into node.value ahead of the mapping's own keys;
+        # the last occurrence of a key wins, as in the constructed data
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out[key] = key_node.start_mark.line + 1
+            _key_lines(value_node, key, out, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            key = f"{prefix}[{i}]"
+            out[key] = item.start_mark.line + 1
+            _key_lines(item, key, out, active)
+    active.discard(id(node))
+
+
+def key_line(lines: dict[str, int], key: str) -> int | None:
+    """The line of `key` (dotted, with [i] for list items) in `lines` from `load_yaml_lines`, else the line of
+    the nearest enclosing key that is in the file; None when neither is."""
+    while key:
+        if key in lines:
+            return lines[key]
+        cut = max(key.rfind("."), key.rfind("["))
+        key = key[:cut] if cut > 0 else ""
+    return None
+
+
+def error_location(err: ConfigError, where: str, lines: dict[str, int] | None = None,
+                   overridden: tuple[str, ...] = (), override_label: str = "--set") -> str:
+    """One line for a config error of the file `where`: `FILE:LINE: key: reason` for an OptionError whose key
+    (or an enclosing section) is in the file, `FILE: key (from --set): reason` for one whose value came from
+    an override (`overridden`: the dotted keys set by --set; `override_label` names them), `FILE: message`
+    otherwise."""
+    if not isinstance(err, OptionError) or not err.key:
+        return f"{where}: {err}"
+    key = err.key
+    plain = re.sub(r"\([^)]*\)", "", key)  # model.frontend(logmel).n_mels -> model.frontend.n_mels
+    if any(plain == o or plain.startswith((o + ".", o + "[")) for o in overridden):
+        return f"{where}: {key} (from {override_label}): {err.reason}"
+    line = key_line(lines, plain) if lines is not None else None
+    return f"{where}{'' if line is None else f':{line}'}: {key}: {err.reason}"
 
 
 def save_yaml(data: Any, path: str | Path) -> None:
@@ -240,7 +412,11 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             default = repr(to_dict(f.default_factory()))
         else:
             default = "(required)"
-        rows.append((key, _type_name(tp), default, f.metadata.get("doc", "")))
+        doc = f.metadata.get("doc", "")
+        bounds = _bound_text(f.metadata.get("bounds") or {})
+        if bounds:
+            doc = f"{doc} (allowed: {bounds})" if doc else f"allowed: {bounds}"
+        rows.append((key, _type_name(tp), default, doc))
     return rows
 
 

@@ -85,11 +85,17 @@ def read_model_config(folder: str | Path) -> ModelConfig:
         raise ConfigError(f"{folder / CONFIG}: {err}") from None
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, on the CPU; a missing, truncated or corrupt file is a one-line
+    SpoofrlError naming it."""
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
-        raise SpoofrlError(f"{path}: not a readable safetensors file ({err})") from None
+        detail = " ".join(str(err).split())[:300]
+        raise SpoofrlError(f"{path}: not a readable safetensors file ({detail})") from None
+
+
+_read_weights = read_weights
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Detector:
@@ -110,7 +116,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Detect
         model = build_model(cfg)
     except ConfigError as err:
         raise ConfigError(f"{folder / CONFIG}: {err}") from None
-    state = _read_weights(weights)
+    state = read_weights(weights)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from spoofrl.config import apply_overrides, from_dict, load_yaml, option, resolve_preset, to_dict
+from spoofrl.config import (apply_overrides, error_location, from_dict, invalid, load_yaml, load_yaml_lines, option,
+                            parse_override, resolve_preset, to_dict)
 from spoofrl.errors import ConfigError
 from spoofrl.data.augment import AugmentConfig, CodecConfig, NoiseConfig, RawBoostConfig
 from spoofrl.rl.advantages import SCALE_CHOICES
+
+# Ranges of the options (`spoofrl config train` shows each as "allowed: ..."); every float must be finite.
+MAX_CROP_SECONDS = 600      # a training crop (or max_seconds window) of up to 10 minutes of audio
+MAX_BATCH = 65536           # utterances per batch and process
+MAX_STEPS = 10**9           # optimizer-step counts and intervals
 
 # ------------------------------------------------------------------------------------------ data
 
@@ -29,7 +35,7 @@ class DataConfig:
                                                                    "the last model is kept)")
     dev_manifest: str = option("", "manifest of the dev set; empty = data.manifest")
     crop_seconds: float = option(4.0, "training crop length (s): longer utterances are cut, shorter ones padded; "
-                                      "0 = whole utterances (use batching: dynamic)")
+                                      "0 = whole utterances (use batching: dynamic)", ge=0, le=MAX_CROP_SECONDS)
     crop: Literal["random", "start"] = option("random", "where the training crop starts: a random offset (new "
                                                         "each epoch) or the start of the file")
     pad: Literal["repeat", "zero"] = option("repeat", "padding of short utterances: repeat the signal, or zeros "
@@ -37,17 +43,19 @@ class DataConfig:
     batching: Literal["fixed", "dynamic"] = option("fixed", "fixed: batch_size utterances per batch; dynamic: "
                                                             "batches of similar duration filled up to "
                                                             "batch_seconds of (padded) audio")
-    batch_size: int = option(16, "utterances per batch and process (batching: fixed)")
-    batch_seconds: float = option(64.0, "seconds of padded audio per batch and process (batching: dynamic)")
+    batch_size: int = option(16, "utterances per batch and process (batching: fixed)", ge=1, le=MAX_BATCH)
+    batch_seconds: float = option(64.0, "seconds of padded audio per batch and process (batching: dynamic)",
+                                        gt=0, le=3600)
     max_seconds: float = option(0.0, "with crop_seconds 0: utterances longer than this are cut to a random "
-                                     "window of this length (0 = no limit)")
+                                     "window of this length (0 = no limit)", ge=0, le=MAX_CROP_SECONDS)
     balance: Literal["none", "sampler", "loss"] = option(
         "none", "class balance: none; sampler = draw each class equally often (with replacement); loss = weight "
                 "each utterance's loss by the inverse frequency of its class")
     workers: int = option(0, "data-loading worker processes (0 = load in the training process; 1-2 on a small "
-                             "CPU machine, more with augmentation or codecs)")
-    dev_batch_size: int = option(16, "utterances per batch when scoring the dev set")
-    dev_max_seconds: float = option(0.0, "score at most this many seconds of each dev file (0 = whole file)")
+                             "CPU machine, more with augmentation or codecs)", ge=0, le=256)
+    dev_batch_size: int = option(16, "utterances per batch when scoring the dev set", ge=1, le=MAX_BATCH)
+    dev_max_seconds: float = option(0.0, "score at most this many seconds of each dev file (0 = whole file)",
+                                         ge=0, le=86400)
     check_audio: bool = option(True, "check at start that every audio file of the manifest exists")
     feature_cache: str = option("auto", "on-disk cache of a frozen front-end's output (spoofrl.features.cache), "
                                         "used for inputs that repeat (not augmented, crop at the file start): "
@@ -56,17 +64,10 @@ class DataConfig:
     augment: AugmentConfig = option(factory=AugmentConfig, doc="training-time augmentation (dev data never)")
 
     def validate(self):
-        if self.crop_seconds < 0 or self.max_seconds < 0 or self.dev_max_seconds < 0:
-            raise ConfigError("crop_seconds, max_seconds and dev_max_seconds must be >= 0")
+        # single-option ranges are declared on the fields (option(..., ge=, le=)); here the combinations
         if self.crop_seconds == 0 and self.batching == "fixed" and self.batch_size > 1:
             raise ConfigError("crop_seconds 0 (whole utterances) with fixed batches pads every batch to its longest "
                               "file; use batching: dynamic (or batch_size 1)")
-        if self.batch_size < 1 or self.dev_batch_size < 1:
-            raise ConfigError("batch_size and dev_batch_size must be at least 1")
-        if self.batch_seconds <= 0:
-            raise ConfigError(f"batch_seconds must be > 0, got {self.batch_seconds}")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
 
 # ------------------------------------------------------------------------------------------ objective
@@ -80,17 +81,18 @@ class ObjectiveConfig:
         "sft", "sft: cross-entropy; grpo: group relative policy optimisation with the detector's softmax as the "
                "policy (arXiv 2603.02914); sft_then_grpo: sft_steps of SFT, then GRPO for the rest of the schedule")
     # --- SFT
-    label_smoothing: float = option(0.0, "SFT: label smoothing of the cross-entropy (0 = none)")
+    label_smoothing: float = option(0.0, "SFT: label smoothing of the cross-entropy (0 = none)", ge=0, lt=1)
     class_weights: list[float] = option(factory=list, doc="SFT: cross-entropy weights of (spoof, bonafide); empty "
                                                           "= equal (data.balance: loss sets them from the class "
-                                                          "frequencies)")
+                                                          "frequencies)", gt=0, le=1e6)
     # --- GRPO
-    num_generations: int = option(64, "GRPO: labels sampled per utterance, G (64 in arXiv 2603.02914)")
+    num_generations: int = option(64, "GRPO: labels sampled per utterance, G (64 in arXiv 2603.02914)", ge=1, le=4096)
     estimator: Literal["sampled", "exact"] = option(
         "sampled", "GRPO: sampled = draw G labels per utterance; exact = weight both labels by their probability "
                    "(same expected loss and gradient, no sampling noise; spoofrl's addition)")
-    reward_correct: float = option(1.0, "GRPO: reward of a sampled label equal to the truth (1 in the study)")
-    reward_wrong: float = option(0.0, "GRPO: reward of a wrong label (0 in the study)")
+    reward_correct: float = option(1.0, "GRPO: reward of a sampled label equal to the truth (1 in the study)",
+                                        ge=-1e6, le=1e6)
+    reward_wrong: float = option(0.0, "GRPO: reward of a wrong label (0 in the study)", ge=-1e6, le=1e6)
     scale_rewards: Literal["group", "batch", "none"] = option(
         "batch", "GRPO advantage normalisation: group = mean/std over each utterance's G samples (the paper's "
                  "formula, DeepSeekMath arXiv 2402.03300); batch = over the whole batch (the study's code; each "
@@ -99,17 +101,17 @@ class ObjectiveConfig:
     negative: bool = option(True, "GRPO: false = the study's 'w/o negative reward' ablation: advantages are the raw "
                                   "rewards (no centring or scaling; scale_rewards is ignored), i.e. reward x "
                                   "log-probability, which is SFT weighted by p(y|x)")
-    std_eps: float = option(1e-5, "GRPO: added to the reward std before dividing (1e-5 in the study)")
+    std_eps: float = option(1e-5, "GRPO: added to the reward std before dividing (1e-5 in the study)", ge=0, le=1)
     epsilon: float | None = option(0.2, "GRPO: clipping range of the ratio to the old policy (PPO, arXiv "
                                         "1707.06347; 0.2 in the study); null = no clipping and no old policy, "
-                                        "the unclipped 'GRPO_s' variant of the study")
+                                        "the unclipped 'GRPO_s' variant of the study", gt=0, lt=1)
     epsilon_high: float | None = option(None, "GRPO: upper clipping range (DAPO's clip-higher, arXiv 2503.14476); "
-                                              "null = epsilon")
+                                              "null = epsilon", gt=0, le=10)
     old_policy_refresh_steps: int = option(1000, "GRPO: optimizer steps between refreshes of the old policy "
                                                  "(1000 in the study); 1 = the old policy is the current one "
-                                                 "(no copy kept, the ratio is 1)")
+                                                 "(no copy kept, the ratio is 1)", ge=1, le=MAX_STEPS)
     beta: float = option(0.04, "GRPO: weight of the KL penalty to the frozen reference model (0.04 in the study; "
-                               "0 = no reference model needed)")
+                               "0 = no reference model needed)", ge=0, le=1000)
     kl_estimator: Literal["k1", "k3"] = option("k3", "GRPO: KL estimator on the sampled labels: k1 = log(pi/ref); "
                                                      "k3 = ref/pi - log(ref/pi) - 1 (the study, GRPO)")
     mixed_policy: bool = option(False, "GRPO: add the true label to each group as an off-policy sample with "
@@ -119,11 +121,13 @@ class ObjectiveConfig:
         "grpo", "GRPO loss normalisation (TRL names); identical for one-label actions, differs for token "
                 "sequences: grpo = per-sequence token mean; bnpo / dapo = token sum / token count (local / "
                 "global); dr_grpo = constant normaliser")
-    temperature: float = option(1.0, "GRPO: softmax temperature of the policy when sampling and scoring labels")
+    temperature: float = option(1.0, "GRPO: softmax temperature of the policy when sampling and scoring labels",
+                                     ge=0.01, le=100)
     reference: str = option("", "GRPO: model folder used as the frozen KL reference (same architecture); empty = "
                                 "the initial model (--init, or the stage switch of sft_then_grpo)")
     # --- SFT then GRPO
-    sft_steps: int = option(0, "sft_then_grpo: optimizer steps of the SFT stage; the rest of schedule.steps is GRPO")
+    sft_steps: int = option(0, "sft_then_grpo: optimizer steps of the SFT stage; the rest of schedule.steps is GRPO",
+                               ge=0, le=MAX_STEPS)
     grpo_start: Literal["last", "best"] = option(
         "best", "sft_then_grpo: GRPO starts from the SFT stage's last weights, or its best on dev (saved in "
                 "stage1/)")
@@ -132,33 +136,24 @@ class ObjectiveConfig:
                   "model (init)")
     reset_optimizer: bool = option(True, "sft_then_grpo: fresh optimiser state (Adam moments) for the GRPO stage; "
                                          "the learning-rate schedule (warmup included) restarts in any case")
-    grpo_lr: float | None = option(None, "sft_then_grpo: learning rate of the GRPO stage; null = optim.lr")
+    grpo_lr: float | None = option(None, "sft_then_grpo: learning rate of the GRPO stage; null = optim.lr", gt=0, le=10)
 
     def validate(self):
-        if self.num_generations < 1:
-            raise ConfigError(f"num_generations must be at least 1, got {self.num_generations}")
+        # single-option ranges are declared on the fields (option(..., ge=, le=)); here the combinations
         if self.mixed_policy and self.estimator == "sampled" and self.num_generations < 2:
-            raise ConfigError("mixed_policy needs num_generations >= 2 (G-1 drawn labels plus the truth)")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.class_weights and (len(self.class_weights) != 2 or min(self.class_weights) <= 0):
-            raise ConfigError("class_weights: give two positive numbers (spoof, bonafide) or leave it empty")
-        if self.epsilon is not None and not 0 < self.epsilon < 1:
-            raise ConfigError(f"epsilon must be in (0, 1) or null, got {self.epsilon}")
-        if self.epsilon_high is not None and (self.epsilon is None or self.epsilon_high <= 0):
-            raise ConfigError("epsilon_high needs epsilon set and must be > 0")
-        if self.old_policy_refresh_steps < 1:
-            raise ConfigError(f"old_policy_refresh_steps must be at least 1, got {self.old_policy_refresh_steps}")
-        if self.beta < 0 or self.std_eps < 0 or self.temperature <= 0:
-            raise ConfigError("beta and std_eps must be >= 0 and temperature > 0")
+            raise invalid("num_generations", "mixed_policy needs num_generations >= 2 (G-1 drawn labels plus "
+                                             "the truth)")
+        if self.class_weights and len(self.class_weights) != 2:
+            raise invalid("class_weights", "give two positive numbers (spoof, bonafide) or leave it empty")
+        if self.epsilon_high is not None and self.epsilon is None:
+            raise invalid("epsilon_high", "needs epsilon set (epsilon null means no clipping)")
         if self.scale_rewards not in SCALE_CHOICES:
             raise ConfigError(f"scale_rewards must be one of {SCALE_CHOICES}")
         if self.reward_correct <= self.reward_wrong:
-            raise ConfigError("reward_correct must be larger than reward_wrong")
+            raise invalid("reward_correct", "must be larger than reward_wrong")
         if self.name == "sft_then_grpo" and self.sft_steps < 1:
-            raise ConfigError("sft_then_grpo needs objective.sft_steps >= 1 (optimizer steps of the SFT stage)")
-        if self.grpo_lr is not None and self.grpo_lr <= 0:
-            raise ConfigError(f"grpo_lr must be > 0, got {self.grpo_lr}")
+            raise invalid("sft_steps", f"must be at least 1 with sft_then_grpo (optimizer steps of the SFT stage), "
+                                       f"got {self.sft_steps}")
 
 
 # ------------------------------------------------------------------------------------------ optimisation
@@ -168,47 +163,40 @@ class ObjectiveConfig:
 class OptimConfig:
     name: Literal["adamw", "adam", "sgd"] = option("adamw", "optimiser (the study: AdamW)")
     lr: float = option(1e-4, "peak learning rate (the study: 1e-6 on billion-parameter SSL models; small CPU "
-                             "models need about 1e-3)")
-    weight_decay: float = option(0.01, "weight decay (decoupled for adamw; the study: 0.01)")
-    betas: list[float] = option(factory=lambda: [0.9, 0.999], doc="Adam betas")
-    eps: float = option(1e-8, "Adam epsilon (the study: 1e-6)")
-    momentum: float = option(0.9, "SGD momentum")
-    max_grad_norm: float = option(100.0, "clip the gradient norm to this (the study: 100); 0 = no clipping")
+                             "models need about 1e-3)", gt=0, le=10)
+    weight_decay: float = option(0.01, "weight decay (decoupled for adamw; the study: 0.01)", ge=0, le=10)
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], doc="Adam betas", ge=0, lt=1)
+    eps: float = option(1e-8, "Adam epsilon (the study: 1e-6)", gt=0, le=1)
+    momentum: float = option(0.9, "SGD momentum", ge=0, lt=1)
+    max_grad_norm: float = option(100.0, "clip the gradient norm to this (the study: 100); 0 = no clipping",
+                                         ge=0, le=1e9)
     frontend_lr_scale: float = option(1.0, "learning-rate multiplier of the front-end's trainable parameters "
-                                           "(fine-tune SSL encoders more gently than the head; 0 freezes them)")
+                                           "(fine-tune SSL encoders more gently than the head; 0 freezes them)",
+                                           ge=0, le=100)
 
     def validate(self):
-        if self.lr <= 0 or self.weight_decay < 0 or self.eps <= 0 or self.max_grad_norm < 0:
-            raise ConfigError("lr and eps must be > 0, weight_decay and max_grad_norm >= 0")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.frontend_lr_scale < 0:
-            raise ConfigError("frontend_lr_scale must be >= 0")
+        # single-option ranges (lr, eps, each beta, ...) are declared on the fields
+        if len(self.betas) != 2:
+            raise invalid("betas", f"must be two numbers in [0, 1), got {self.betas}")
 
 
 @dataclass
 class ScheduleConfig:
-    steps: int = option(0, "optimizer steps in total; 0 = epochs x batches per epoch")
-    epochs: int = option(1, "passes over the training data when steps is 0")
-    warmup_steps: int = option(0, "linear learning-rate warmup from 0")
+    steps: int = option(0, "optimizer steps in total; 0 = epochs x batches per epoch", ge=0, le=MAX_STEPS)
+    epochs: int = option(1, "passes over the training data when steps is 0", ge=1, le=100_000)
+    warmup_steps: int = option(0, "linear learning-rate warmup from 0", ge=0, le=MAX_STEPS)
     lr_schedule: Literal["constant", "linear", "cosine"] = option("constant", "learning rate after warmup: "
                                                                               "constant, or decaying to "
                                                                               "min_lr_ratio x lr")
-    min_lr_ratio: float = option(0.0, "final learning rate / lr for linear and cosine decay")
-    eval_every: int = option(0, "validate on the dev set every N steps; 0 = once per epoch (and at the end)")
+    min_lr_ratio: float = option(0.0, "final learning rate / lr for linear and cosine decay", ge=0, le=1)
+    eval_every: int = option(0, "validate on the dev set every N steps; 0 = once per epoch (and at the end)",
+                                ge=0, le=MAX_STEPS)
     eval_at_start: bool = option(False, "also validate the initial model (step 0); it can then be kept as best")
-    log_every: int = option(10, "write a metrics row (averages since the last row) every N steps")
-    save_every: int = option(0, "write the resumable last/ checkpoint every N steps; 0 = at every validation")
+    log_every: int = option(10, "write a metrics row (averages since the last row) every N steps", ge=1, le=MAX_STEPS)
+    save_every: int = option(0, "write the resumable last/ checkpoint every N steps; 0 = at every validation",
+                                ge=0, le=MAX_STEPS)
     early_stop: int = option(0, "stop after N validations without a better dev EER; 0 = never (sft_then_grpo: "
-                                "in the GRPO stage; the SFT stage always runs its sft_steps)")
-
-    def validate(self):
-        if self.steps < 0 or self.epochs < 1:
-            raise ConfigError("steps must be >= 0 and epochs >= 1")
-        if min(self.warmup_steps, self.eval_every, self.save_every, self.early_stop) < 0 or self.log_every < 1:
-            raise ConfigError("warmup_steps, eval_every, save_every, early_stop must be >= 0 and log_every >= 1")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+                                "in the GRPO stage; the SFT stage always runs its sft_steps)", ge=0, le=1_000_000)
 
 
 # ------------------------------------------------------------------------------------------ top level
@@ -224,22 +212,22 @@ class TrainConfig:
     objective: ObjectiveConfig = option(factory=ObjectiveConfig, doc="training objective and its options")
     optim: OptimConfig = option(factory=OptimConfig, doc="optimiser")
     schedule: ScheduleConfig = option(factory=ScheduleConfig, doc="steps, validation, logging, checkpoints")
-    seed: int = option(0, "random seed (data order, crops, augmentation, sampled labels, initialisation)")
+    seed: int = option(0, "random seed (data order, crops, augmentation, sampled labels, initialisation)",
+                          ge=0, lt=2**32)
     device: str = option("auto", "'auto' (CUDA when present, else CPU), 'cpu', 'cuda'; under torchrun each "
                                  "process uses cuda:LOCAL_RANK")
     precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "mixed precision on CUDA (autocast; fp16 adds a "
                                                                 "gradient scaler); CPU always runs fp32")
-    threads: int = option(0, "CPU threads of torch in each process; 0 = torch's default")
+    threads: int = option(0, "CPU threads of torch in each process; 0 = torch's default", ge=0, le=1024)
 
     def validate(self):
         if self.data.balance == "loss" and self.objective.class_weights:
-            raise ConfigError("give either objective.class_weights or data.balance: loss, not both")
+            raise invalid("objective.class_weights", "give either objective.class_weights or data.balance: loss, "
+                                                     "not both")
         if self.objective.name == "sft_then_grpo" and self.schedule.steps and \
                 self.schedule.steps <= self.objective.sft_steps:
-            raise ConfigError(f"schedule.steps ({self.schedule.steps}) must exceed objective.sft_steps "
-                              f"({self.objective.sft_steps}) to leave steps for GRPO")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+            raise invalid("schedule.steps", f"must exceed objective.sft_steps ({self.objective.sft_steps}) to leave "
+                                            f"steps for GRPO, got {self.schedule.steps}")
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -283,12 +271,14 @@ def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | No
     `overrides` are `key.path=value` strings (as `--set`). The model section is expanded to a full model
     config, so the saved config.yaml describes the model without the preset files.
     """
+    lines: dict[str, int] | None = None
     if isinstance(path_or_dict, dict):
         data, where = path_or_dict, "train config"
     else:
         path = resolve_preset("train", str(path_or_dict))
-        data, where = load_yaml(path), str(path)
+        (data, lines), where = load_yaml_lines(path), str(path)
     data = apply_overrides(data, overrides)
+    overridden = tuple(".".join(parse_override(text)[0]) for text in overrides or [])
     try:
         if "model" in data:
             data["model"] = resolve_model_section(data["model"])
@@ -296,7 +286,9 @@ def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | No
         if "model" not in data:
             cfg.model = resolve_model_section(cfg.model)
     except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
+        # FILE:LINE: key: reason, the line being the one of the key (or its section) in the file
+        label = "--set" if lines is not None else "an override"  # a dict comes from code (e.g. an experiment)
+        raise ConfigError(error_location(err, where, lines, overridden, label)) from None
     return cfg
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from spoofrl.config import save_yaml
 from spoofrl.errors import SpoofrlError
@@ -105,22 +105,60 @@ def recover_interrupted_save(run_dir: Path) -> None:
     shutil.rmtree(run_dir / (LAST + ".tmp"), ignore_errors=True)
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    last = run_dir / LAST
+# the keys of state.json that a resume reads
+STATE_KEYS = ("step", "stage", "best_eer", "best_step", "evals_since_best", "log_sums", "log_count")
+
+
+def _unreadable(path: Path, err: BaseException | str) -> SpoofrlError:
+    detail = " ".join(str(err).split())[:300] or type(err).__name__
+    return SpoofrlError(f"{path}: cannot read this checkpoint file ({detail}); fix or delete {path.parent} "
+                        f"to start over")
+
+
+def _read_json(path: Path) -> Any:
     try:
-        state = json.loads((last / "state.json").read_text())
-        out = {"state": state,
-               "model": load_file(str(last / MODEL)),
-               # weights_only: plain tensors and numbers, no arbitrary pickled objects
-               "optim": torch.load(last / "optimizer.pt", map_location="cpu", weights_only=True),
-               "rng": (torch.load(last / "rng.pt", map_location="cpu", weights_only=True),
-                       json.loads((last / "rng.json").read_text())),
-               "tensors": {}}
-    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as err:
-        raise SpoofrlError(f"{last}: cannot read the checkpoint ({err}); delete it to start over") from None
-    for path in last.glob("*.safetensors"):
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _unreadable(path, err) from None
+
+
+def _read_torch(path: Path) -> Any:
+    try:
+        # weights_only: plain tensors and numbers, no arbitrary pickled objects
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as err:
+        raise _unreadable(path, err) from None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from spoofrl.models.io import read_weights
+    try:
+        return read_weights(path)
+    except SpoofrlError as err:
+        raise _unreadable(path, str(err).removeprefix(f"{path}: ")) from None
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The files of last/; any unreadable one (missing, truncated, invalid JSON, not a checkpoint) is a
+    one-line SpoofrlError naming that file."""
+    last = run_dir / LAST
+    state_path = last / "state.json"
+    state = _read_json(state_path)
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+        missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+        raise _unreadable(state_path, f"not a checkpoint state: no {', '.join(missing)}")
+    optim_path = last / "optimizer.pt"
+    optim = _read_torch(optim_path)
+    if not isinstance(optim, dict) or any(k not in optim for k in ("optimizer", "scheduler", "scaler")):
+        raise _unreadable(optim_path, "not a saved optimizer state")
+    out = {"state": state,
+           "model": _read_tensors(last / MODEL),
+           "optim": optim,
+           "rng": (_read_torch(last / "rng.pt"), _read_json(last / "rng.json")),
+           "tensors": {}}
+    for path in sorted(last.glob("*.safetensors")):
         if path.name != MODEL:
-            out["tensors"][path.stem] = load_file(str(path))
+            out["tensors"][path.stem] = _read_tensors(path)
     return out
 
 

@@ -49,6 +49,10 @@ def config_differences(old: dict, new: dict) -> list[str]:
                        ignore=NON_SEMANTIC_KEYS)
 
 
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    return " ".join(str(err).split())[:limit] or type(err).__name__
+
+
 def lr_factor(local_step: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
     """Learning-rate multiplier at `local_step` of a stage of `total` steps."""
     if warmup and local_step < warmup:
@@ -130,7 +134,13 @@ class Trainer:
             raise SpoofrlError(f"{self.init}: --init needs a model folder (model.safetensors + config.yaml)")
         checkpoint = self._prepare_folder()
         if checkpoint == "finished":
-            LOG.info("%s is already finished (summary.json); nothing to do", self.out)
+            diff = self._finished_run_differences()
+            if diff:
+                LOG.warning("%s is already finished (summary.json); nothing to do, and the config given differs "
+                            "from the one it was trained with (%s%s): to train with it, use another --out",
+                            self.out, "; ".join(diff[:6]), " ..." if len(diff) > 6 else "")
+            else:
+                LOG.info("%s is already finished (summary.json); nothing to do", self.out)
             return self.out
         self._build_model(checkpoint)
         self._build_data()
@@ -173,6 +183,24 @@ class Trainer:
             LOG.info("%s: no checkpoint to resume from; starting from scratch", out)
             return None
         return load_checkpoint(out) if has_last else None
+
+    def _finished_run_differences(self) -> list[str]:
+        """For --resume of a finished run: how the config given differs from the run's (its config.yaml), [] when
+        it does not or the run's config cannot be read. The model section is compared as a resume compares it:
+        not at all for a run started with --init (whose architecture it used)."""
+        import json
+
+        from spoofrl.config import load_yaml
+        try:
+            old = load_yaml(self.out / CONFIG)
+            summary = json.loads((self.out / SUMMARY).read_text())
+        except (SpoofrlError, OSError, ValueError):
+            return []
+        new = to_dict(self.cfg)
+        recorded_init = summary.get("init") if isinstance(summary, dict) else None
+        if recorded_init or self.init is not None:
+            new["model"] = old.get("model")
+        return config_differences(old, new)
 
     def _open_metrics(self, checkpoint) -> None:
         if self.dist.is_main:
@@ -453,12 +481,25 @@ class Trainer:
             self._set_stage(state["stage"])  # the switch's results (weights, reference) come from the checkpoint
         elif self.reference is not None and self.access.ref is not None:
             self.access.ref = self.reference
-        self.detector.load_state_dict({k: v.to(self.device) for k, v in ckpt["model"].items()})
+        last = self.out / LAST
+        try:
+            self.detector.load_state_dict({k: v.to(self.device) for k, v in ckpt["model"].items()})
+        except RuntimeError as err:  # missing keys, shape mismatches
+            raise SpoofrlError(f"{last / MODEL}: weights do not match the run's model ({_one_line(err)}); "
+                               f"delete {last} to start over") from None
         optim = ckpt["optim"]
-        self.optimizer.load_state_dict(optim["optimizer"])
-        self.scheduler.load_state_dict(optim["scheduler"])
-        self.scaler.load_state_dict(optim["scaler"])
-        set_rng_state(*ckpt["rng"])
+        try:
+            self.optimizer.load_state_dict(optim["optimizer"])
+            self.scheduler.load_state_dict(optim["scheduler"])
+            self.scaler.load_state_dict(optim["scaler"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise SpoofrlError(f"{last / 'optimizer.pt'}: does not fit the run's optimizer ({_one_line(err)}); "
+                               f"delete {last} to start over") from None
+        try:
+            set_rng_state(*ckpt["rng"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
+            raise SpoofrlError(f"{last / 'rng.pt'} / rng.json: not a saved random state ({_one_line(err)}); "
+                               f"delete {last} to start over") from None
         if "old_policy" in tensors:
             self.access.old = ParamSnapshot.from_state(tensors["old_policy"], self.device)
         if "ref_cache" in tensors and self.access.ref_cache is not None:
