@@ -150,3 +150,16 @@ def test_bad_yaml_in_an_override_is_one_line():
         apply_overrides({}, ["optim.lr=[1,"])
     message = str(info.value)
     assert "\n" not in message and "optim.lr=[1," in message and "not valid YAML" in message
+
+
+def test_the_no_negative_ablation_refuses_clipping_or_scaling_it_never_has():
+    """`--set objective.negative=false` on the clipped grpo recipe would train another variant than the
+    study's 'w/o negative reward' (its gradient differs): refused, naming what to set."""
+    from spoofrl.training import load_train_config
+    for extra in ([], ["objective.epsilon=null"], ["objective.scale_rewards=none"]):
+        with pytest.raises(ConfigError, match="objective.negative.*epsilon=null.*scale_rewards=none"):
+            load_train_config("grpo", ["objective.negative=false", *extra])
+    cfg = load_train_config("grpo", ["objective.negative=false", "objective.epsilon=null",
+                                     "objective.scale_rewards=none"])
+    assert not cfg.objective.negative and cfg.objective.epsilon is None
+    assert load_train_config("grpo-noneg", []).objective.negative is False

@@ -99,8 +99,9 @@ class ObjectiveConfig:
                  "process's batch under torchrun); none = "
                  "centre per utterance without std scaling (Dr. GRPO, arXiv 2503.20783)")
     negative: bool = option(True, "GRPO: false = the study's 'w/o negative reward' ablation: advantages are the raw "
-                                  "rewards (no centring or scaling; scale_rewards is ignored), i.e. reward x "
-                                  "log-probability, which is SFT weighted by p(y|x)")
+                                  "rewards (no centring or scaling), i.e. reward x log-probability, which is SFT "
+                                  "weighted by p(y|x); needs epsilon null and scale_rewards none, as in the study "
+                                  "(recipe grpo-noneg); the logged loss is -mean(r log p) + beta KL as in its code")
     std_eps: float = option(1e-5, "GRPO: added to the reward std before dividing (1e-5 in the study)", ge=0, le=1)
     epsilon: float | None = option(0.2, "GRPO: clipping range of the ratio to the old policy (PPO, arXiv "
                                         "1707.06347; 0.2 in the study); null = no clipping and no old policy, "
@@ -147,6 +148,13 @@ class ObjectiveConfig:
             raise invalid("class_weights", "give two positive numbers (spoof, bonafide) or leave it empty")
         if self.epsilon_high is not None and self.epsilon is None:
             raise invalid("epsilon_high", "needs epsilon set (epsilon null means no clipping)")
+        if not self.negative and (self.epsilon is not None or self.scale_rewards != "none"):
+            # the study's 'w/o negative reward' ablation never clips nor scales: a lone negative=false on a
+            # clipped recipe would silently train another variant (different gradient)
+            raise invalid("negative", f"false is the study's 'w/o negative reward' ablation (raw rewards x log p), "
+                                      f"which has no clipping and no reward scaling: also set objective.epsilon=null "
+                                      f"and objective.scale_rewards=none (got epsilon {self.epsilon}, scale_rewards "
+                                      f"{self.scale_rewards}), or use the grpo-noneg recipe")
         if self.scale_rewards not in SCALE_CHOICES:
             raise ConfigError(f"scale_rewards must be one of {SCALE_CHOICES}")
         if self.reward_correct <= self.reward_wrong:
