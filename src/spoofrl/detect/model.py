@@ -33,11 +33,25 @@ def _read_run_config(folder: Path) -> dict:
     return load_yaml(path) if path.is_file() else {}
 
 
-def _describe_training_data(run_config: dict) -> str:
-    """What a run folder says it was trained on (its config's data.manifest), for the report."""
+NOT_RECORDED = "not recorded in the run's config.yaml"
+
+
+def _training_manifest(run_config: dict) -> str | None:
+    """The run config's data.manifest (the training data's manifest), when it names one."""
     data = run_config.get("data")
     manifest = data.get("manifest") if isinstance(data, dict) else None
-    return f"manifest {manifest}" if manifest else "not recorded in the run's config.yaml"
+    return str(manifest) if manifest else None
+
+
+def _describe_training_data(manifest: str | None) -> str:
+    """What a run folder says it was trained on, for the report."""
+    return f"manifest {manifest}" if manifest else NOT_RECORDED
+
+
+def public_file_name(path: str | Path) -> str:
+    """A file's name with its folder's name ('demo/manifest.csv'): says which file without the machine's layout."""
+    parts = Path(str(path).replace("\\", "/")).parts
+    return "/".join(p for p in parts[-2:] if p not in ("/", "..", "."))
 
 
 @dataclass
@@ -52,6 +66,7 @@ class LoadedModel:
     device: object  # torch.device
     # Serialises inference when several threads (HTTP requests) share the model; decoding stays parallel.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    manifest: str | None = None  # the training manifest named by the run's config.yaml, as written there
 
     @property
     def sample_rate(self) -> int:
@@ -72,13 +87,19 @@ class LoadedModel:
             return p_spoof_from_llr(scores, self.calibration.prior)
         return p_spoof_from_logodds(scores)
 
-    def info(self) -> dict:
+    def info(self, public: bool = False) -> dict:
+        """What the report says about the model. `public` (the HTTP service): names only, no server paths
+        (no "path"; the training manifest as folder/file name)."""
         cal = self.calibration
+        trained_on = self.trained_on
+        if public and self.manifest:
+            trained_on = _describe_training_data(public_file_name(self.manifest))
+        place = {"folder": self.folder.name} if public else {"path": str(self.folder), "folder": self.folder.name}
         return {
             "name": self.name,
-            "path": str(self.folder),
+            **place,
             "default": self.is_default,
-            "trained_on": self.trained_on,
+            "trained_on": trained_on,
             "synthetic_training_data": self.is_default,
             "score_type": self.score_type,
             "score_meaning": ("calibrated log-likelihood ratio of bona fide vs spoof (natural log)" if cal else
@@ -103,6 +124,8 @@ def load_detection_model(model_dir: str | Path | None = None, device: str = "aut
     # The default model's name itself says "synthetic", so every format (CSV's model column too) carries it.
     name = (f"spoofrl default model ({architecture}; trained on synthetic data)" if is_default
             else f"{folder.name} ({architecture})")
-    trained_on = DEFAULT_TRAINED_ON if is_default else _describe_training_data(run_config)
+    manifest = None if is_default else _training_manifest(run_config)
+    trained_on = DEFAULT_TRAINED_ON if is_default else _describe_training_data(manifest)
     return LoadedModel(model=model, folder=folder.resolve(), name=name, is_default=is_default,
-                       trained_on=trained_on, calibration=read_calibration(folder), device=torch_device)
+                       trained_on=trained_on, calibration=read_calibration(folder), device=torch_device,
+                       manifest=manifest)

@@ -29,13 +29,15 @@ def _segments_text(result: FileResult, sep: str = ";") -> str:
     return sep.join(f"{a:.1f}-{b:.1f}" for a, b in spoof_segments(result))
 
 
-def report_dict(loaded: LoadedModel, results: list[FileResult], opts: DetectOptions) -> dict:
-    """The JSON report: model info, settings, one object per file, counts."""
+def report_dict(loaded: LoadedModel, results: list[FileResult], opts: DetectOptions, public: bool = False) -> dict:
+    """The JSON report: model info, settings, one object per file, counts.
+
+    `public` (the HTTP service): the model is described by names only, never by paths of the server."""
     counts = {"files": len(results)}
     for verdict in ("bonafide", "spoof", "error"):
         counts[verdict] = sum(r.verdict == verdict for r in results)
     return {
-        "model": loaded.info(),
+        "model": loaded.info(public=public),
         "settings": {"threshold": opts.threshold, "chunk_seconds": opts.chunk_seconds, "aggregation": AGGREGATION,
                      "verdict_rule": f"bonafide when score >= {opts.threshold:g}, else spoof"},
         "files": [r.to_dict() for r in results],

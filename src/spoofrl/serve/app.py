@@ -3,28 +3,39 @@
 One upload per request (multipart field `file`). The answer is the JSON report of `spoofrl detect
 --format json` for that one file (model info, settings, `files: [ {...} ]`, summary), plus the file's
 spectrogram as a PNG data URL when `?spectrogram=true`. Errors are JSON `{"error": code, "detail": reason}`:
-413 upload too large, 415 not audio (neither soundfile nor ffmpeg decodes it), 422 audio that cannot be
-scored (empty, silent, too long, too short, truncated, corrupt part-way) or a malformed request, 404/405 an
-unknown path or method.
+400 a Host header the server does not answer to (DNS-rebinding guard, spoofrl.serve.hosts), 408 a body that
+stalls, 413 upload too large, 415 not audio (neither soundfile nor ffmpeg decodes it), 422 audio that cannot
+be scored (empty, silent, too long, too short, truncated, corrupt part-way, a non-finite score) or a
+malformed request, 429 busy (every analysis slot taken and the queue full; with Retry-After), 500 an
+unexpected server error (the traceback goes to the log, never to the client), 404/405 an unknown path or
+method.
 
-Requests run in FastAPI's thread pool: decoding happens in parallel, inference is serialised by the model's
-lock, and every request keeps its own state (temp folder, result), so concurrent requests cannot mix.
+Requests run in FastAPI's thread pool; every request keeps its own state (temp folder, result), so
+concurrent requests cannot mix. At most `max_concurrent` analyses (decode + score + spectrogram) run at once,
+`queue` more wait, and inference is serialised by the model's lock. Reports describe the model by names, never
+by server paths. JSON answers never hold NaN or infinities (a non-finite score is a 422).
 """
 import base64
+import logging
+import math
 import re
-from http import HTTPStatus
-import shutil
-import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 from spoofrl.detect import DetectOptions, LoadedModel, detect_one, report_dict
 from spoofrl.errors import AudioError
+from spoofrl.serve.limits import AnalysisGate, Busy
+from spoofrl.serve.tempdirs import ServeTempRoot, remove_stale_temp_dirs
+
+log = logging.getLogger(__name__)
 
 COPY_BLOCK = 1 << 16
 # The duration probe of ffmpeg-only uploads decodes pieces of this length at a low rate (cheap; only counted).
 PROBE_PIECE_SECONDS = 30.0
 PROBE_RATE = 8000
+RETRY_AFTER_SECONDS = 5  # told to clients refused with 429
 
 
 @dataclass
@@ -33,6 +44,9 @@ class ServeLimits:
     max_seconds: float = 600.0  # longer audio gets 422
     chunk_seconds: float = 4.0  # scored chunk length (timeline step)
     threshold: float = 0.0  # bonafide when score >= threshold
+    max_concurrent: int = 2  # analyses (decode + score + spectrogram) running at once
+    queue: int = 8  # analyses waiting for a slot; past that 429
+    body_timeout: float | None = 30.0  # s without body bytes before 408 (None: no timeout)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -42,9 +56,9 @@ class ServeLimits:
 class _RequestProblem(Exception):
     """Ends a request with a JSON error response."""
 
-    def __init__(self, status: int, code: str, detail: str):
+    def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 def _safe_suffix(filename: str | None) -> str:
@@ -116,25 +130,60 @@ def _spectrogram_data_url(path: Path, sr: int, limits: ServeLimits) -> str | Non
     return "data:image/png;base64," + base64.b64encode(spectrogram_png(wave, sr)).decode()
 
 
-def score_upload(loaded: LoadedModel, upload, limits: ServeLimits, with_spectrogram: bool) -> dict:
+def _finite_json(value):
+    """`value` with every NaN / infinite float replaced by None (JSON has no NaN; a bare NaN breaks clients)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def _non_finite_score(result) -> bool:
+    numbers = [result.score, result.p_spoof] + [c.get(k) for c in result.chunks for k in ("score", "p_spoof")]
+    return any(isinstance(x, float) and not math.isfinite(x) for x in numbers)
+
+
+def score_upload(loaded: LoadedModel, upload, limits: ServeLimits, with_spectrogram: bool,
+                 gate: AnalysisGate | None = None, temp: ServeTempRoot | None = None) -> dict:
     """Save, check, score one upload; returns the JSON report or raises _RequestProblem."""
     name = Path(upload.filename or "upload").name
     opts = DetectOptions(threshold=limits.threshold, chunk_seconds=limits.chunk_seconds,
                          max_seconds=limits.max_seconds, show_progress=False)
-    folder = Path(tempfile.mkdtemp(prefix="spoofrl-serve-"))
+    own_gate, own_temp = gate is None, temp is None
+    gate = gate or AnalysisGate(limits.max_concurrent, limits.queue)
+    temp = temp or ServeTempRoot()
     try:
-        path = _save_upload(upload, folder, limits.max_upload_bytes)
-        _probe(path, name, limits)
-        result = detect_one(loaded, str(path), opts)
-        result.path = name
-        if result.failed:
-            raise _RequestProblem(422, "cannot_score", _reason(result.error, path, name))
-        report = report_dict(loaded, [result], opts)
-        if with_spectrogram:
-            report["files"][0]["spectrogram_png"] = _spectrogram_data_url(path, loaded.sample_rate, limits)
-        return report
+        with gate.admit(), temp.request_dir() as folder:
+            path = _save_upload(upload, folder, limits.max_upload_bytes)
+            # The memory-heavy part, on one of the gate's max_concurrent slots (waits for one).
+            return gate.run(_analyse, loaded, path, name, opts, limits, with_spectrogram)
+    except Busy:
+        raise _RequestProblem(429, "busy", f"the server is busy: {gate.max_concurrent} analyses running and "
+                                           f"{gate.queue} waiting; retry in {RETRY_AFTER_SECONDS} s",
+                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if own_gate:
+            gate.close()
+        if own_temp:
+            temp.close()
+
+
+def _analyse(loaded: LoadedModel, path: Path, name: str, opts: DetectOptions, limits: ServeLimits,
+             with_spectrogram: bool) -> dict:
+    _probe(path, name, limits)
+    result = detect_one(loaded, str(path), opts)
+    result.path = name
+    if result.failed:
+        raise _RequestProblem(422, "cannot_score", _reason(result.error or "could not be scored", path, name))
+    if _non_finite_score(result):
+        raise _RequestProblem(422, "cannot_score", f"{name}: the model gave a non-finite score (NaN or infinite)")
+    report = report_dict(loaded, [result], opts, public=True)
+    if with_spectrogram:
+        report["files"][0]["spectrogram_png"] = _spectrogram_data_url(path, loaded.sample_rate, limits)
+    return _finite_json(report)
 
 
 def _page_html() -> str:
@@ -142,30 +191,51 @@ def _page_html() -> str:
     return files("spoofrl").joinpath("assets", "web", "index.html").read_text(encoding="utf-8")
 
 
-def create_app(loaded: LoadedModel, limits: ServeLimits | None = None):
-    """A FastAPI app serving `loaded`; wrap it in uvicorn (or use TestClient)."""
+def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
+               allowed_hosts: Iterable[str] = ()):
+    """A FastAPI app serving `loaded`; wrap it in uvicorn (spoofrl.serve.server.build_server) or TestClient.
+
+    Host headers answered: the loopback names (localhost, 127.0.0.1, ::1) and `allowed_hosts` (names, or '*'
+    for any: unsafe). `spoofrl serve` passes its --host and --allow-host names; a TestClient test passes
+    "testserver", the Host TestClient sends. Starting removes temp folders left by killed servers."""
+    from contextlib import asynccontextmanager
+
     from fastapi import FastAPI, File, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from spoofrl import __version__
-    from spoofrl.serve.limits import BodySizeLimit
+    from spoofrl.serve.hosts import LOCAL_HOSTS, HostCheck
+    from spoofrl.serve.limits import BodyGuard
     limits = limits or ServeLimits()
-    app = FastAPI(title="spoofrl detector", version=__version__,
+    gate = AnalysisGate(limits.max_concurrent, limits.queue)
+    remove_stale_temp_dirs()
+    temp = ServeTempRoot()
+
+    @asynccontextmanager
+    async def lifespan(_):
+        yield
+        gate.close()
+        temp.close()
+
+    app = FastAPI(title="spoofrl detector", version=__version__, lifespan=lifespan,
                   description="Audio deepfake detection. Higher score = more bona fide.")
+    app.state.gate, app.state.temp = gate, temp  # for tests and tools
     page = _page_html()
+
+    def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
     @app.exception_handler(_RequestProblem)
     async def _problem(_: Request, exc: _RequestProblem):
-        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+        return error(exc.status, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
         # 404 / 405 and friends in the same {"error", "detail"} shape as every other error of the API.
         code = re.sub(r"\W+", "_", HTTPStatus(exc.status_code).phrase.lower()).strip("_")
-        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
@@ -173,13 +243,26 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None):
         detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in errors)
         if any(e.get("loc", ("",))[0] == "body" for e in errors):
             detail += " (send the audio as multipart field 'file')"
-        return JSONResponse({"error": "bad_request", "detail": detail}, status_code=422)
+        return error(422, "bad_request", detail)
+
+    def internal_error(exc: BaseException) -> JSONResponse:
+        # The traceback goes to the server's log only: it names server paths and code.
+        log.error("unexpected error while serving a request", exc_info=exc)
+        return error(500, "internal_error", f"unexpected server error ({type(exc).__name__}); "
+                                            f"the server's log has the details")
+
+    # Last resort for errors outside api_detect (which catches its own): Starlette sends this response,
+    # then re-raises the exception to the server, which logs it.
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        return internal_error(exc)
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok", "version": __version__, "model": loaded.info(),
+        return {"status": "ok", "version": __version__, "model": loaded.info(public=True),
                 "limits": {"max_upload_mb": limits.max_upload_mb, "max_seconds": limits.max_seconds,
-                           "chunk_seconds": limits.chunk_seconds, "threshold": limits.threshold}}
+                           "chunk_seconds": limits.chunk_seconds, "threshold": limits.threshold,
+                           "max_concurrent": limits.max_concurrent, "queue": limits.queue}}
 
     @app.get("/", response_class=HTMLResponse)
     def index():
@@ -188,7 +271,13 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None):
     @app.post("/api/detect")
     def api_detect(file: UploadFile = File(..., description="audio clip (wav, flac, ogg, mp3, webm, m4a, ...)"),
                    spectrogram: bool = False):
-        return score_upload(loaded, file, limits, spectrogram)
+        try:
+            return score_upload(loaded, file, limits, spectrogram, gate, temp)
+        except _RequestProblem:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a JSON 500, never a traceback page
+            return internal_error(exc)
 
-    app.add_middleware(BodySizeLimit, limit_bytes=limits.max_upload_bytes)
+    app.add_middleware(BodyGuard, limit_bytes=limits.max_upload_bytes, body_timeout=limits.body_timeout)
+    app.add_middleware(HostCheck, allowed=[*LOCAL_HOSTS, *allowed_hosts])  # outermost: before any body is read
     return app
