@@ -169,6 +169,18 @@ def test_changed_config_is_refused_not_mixed(manifest, tmp_path, fake):
     assert fake.calls == []  # refused before training anything
 
 
+def test_options_that_do_not_change_what_is_learned_may_differ(manifest, tmp_path, fake):
+    """The stage check compares configs as a resumed training run does (training.config.NON_SEMANTIC_KEYS)."""
+    out = tmp_path / "out"
+    run_experiment(_config(manifest, tmp_path, seeds=1), out)
+    fake.calls.clear()
+    other_loader = _config(manifest, tmp_path, seeds=1, finetune={"recipe": str(tmp_path / "recipe.yaml"),
+                                                                  "overrides": ["data.workers=0",
+                                                                                "schedule.log_every=7"]})
+    run_experiment(other_loader, out)
+    assert fake.calls == []  # nothing retrained, nothing refused
+
+
 def test_report_only_and_arm_selection(manifest, tmp_path, fake):
     cfg = _config(manifest, tmp_path, seeds=1)
     out = tmp_path / "out"

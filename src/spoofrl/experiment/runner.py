@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from spoofrl.config import differences, flatten, load_yaml, resolve_preset, save_yaml, to_dict
+from spoofrl.config import load_yaml, resolve_preset, save_yaml, to_dict
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.data import TRAIN, DEV, build_training_manifests, read_test_sets, warn_overlaps
@@ -36,8 +36,6 @@ from spoofrl.experiment.models import (SCORES_MODEL, SUMMARY, WEIGHTS, model_ide
 LOG = logging.getLogger(__name__)
 
 STAGE_SPEC = "experiment_stage.json"
-# Keys of a train config that do not change what is learned (a run may resume on another device).
-NON_SEMANTIC_KEYS = ("device",)
 
 
 # ------------------------------------------------------------------------------------------ plans
@@ -147,19 +145,20 @@ def _portable(value, root: Path):
 
 
 def _fingerprint(stage: StagePlan) -> dict:
-    semantic = {k: v for k, v in stage.train_config.items() if k not in NON_SEMANTIC_KEYS}
-    return _portable({"train_config": semantic, "init": str(stage.init) if stage.init else None,
+    return _portable({"train_config": stage.train_config, "init": str(stage.init) if stage.init else None,
                       "init_model": model_identity(stage.init)}, stage.root)
 
 
-def _describe_change(old: dict, new: dict) -> str:
-    strip = lambda flat: {k.removeprefix("train_config."): v for k, v in flat.items()}  # noqa: E731
-    changes = differences(strip(flatten(old)), strip(flatten(new)))
+def _describe(changes: list[str]) -> str:
     return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
 def check_stage_spec(stage: StagePlan) -> None:
-    """Refuse to continue or reuse a stage folder made with another config or from another starting model."""
+    """Refuse to continue or reuse a stage folder made with another config or from another starting model.
+
+    Configs are compared as a resumed training run compares them (`config_differences`: options that do not
+    change what is learned, such as the device or the loader workers, may differ)."""
+    from spoofrl.training.config import config_differences
     path = stage.folder / STAGE_SPEC
     if not path.is_file():
         return
@@ -169,13 +168,15 @@ def check_stage_spec(stage: StagePlan) -> None:
         raise ConfigError(f"{path}: damaged (not JSON); delete {stage.folder} to redo that stage") from None
     new = json.loads(json.dumps(_fingerprint(stage)))  # same JSON types as the stored copy
     old.setdefault("init_model", new["init_model"])  # written before spoofrl recorded it: nothing to compare
-    if old == new:
-        return
+    changes = config_differences(old.get("train_config") or {}, new["train_config"])
+    if old.get("init") != new["init"]:
+        changes.append(f"init: {old.get('init')} -> {new['init']}")
     redo = f"delete {stage.folder} to redo it, or write the experiment to another --out"
-    if {k for k in new if old.get(k) != new[k]} == {"init_model"}:
+    if changes:
+        raise ConfigError(f"{stage.folder}: made with a different configuration ({_describe(changes)}); {redo}")
+    if old["init_model"] != new["init_model"]:
         what = "is gone" if new["init_model"] is None else "was retrained or replaced since"
         raise ConfigError(f"{stage.folder}: trained from a model that {what} ({stage.init}); {redo}")
-    raise ConfigError(f"{stage.folder}: made with a different configuration ({_describe_change(old, new)}); {redo}")
 
 
 def ensure_stage(stage: StagePlan) -> bool:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from spoofrl.config import (apply_overrides, error_location, from_dict, invalid, load_yaml, load_yaml_lines, option,
-                            parse_override, resolve_preset, to_dict)
+from spoofrl.config import (apply_overrides, differences, error_location, flatten, from_dict, invalid, load_yaml,
+                            load_yaml_lines, option, parse_override, resolve_preset, to_dict)
 from spoofrl.errors import ConfigError
 from spoofrl.data.augment import AugmentConfig, CodecConfig, NoiseConfig, RawBoostConfig
 from spoofrl.rl.advantages import SCALE_CHOICES
@@ -271,6 +271,18 @@ def resolve_model_section(section: Any) -> dict:
         section = _merge(base, {k: v for k, v in section.items() if k != "preset"})
     cfg = from_dict(ModelConfig, section, prefix="model")
     return to_dict(cfg.resolved())
+
+
+# Options that may differ between a run and its resumption (or an experiment stage and its rerun) without
+# changing what is learned. The one list: the trainer's resume check and the experiment's stage check use it.
+NON_SEMANTIC_KEYS = ("device", "threads", "data.workers", "data.check_audio", "schedule.log_every")
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """What changed between two resolved train configs, as 'key: old -> new' (the model section compared as a
+    whole; NON_SEMANTIC_KEYS ignored)."""
+    return differences(flatten(old, keep_whole=("model",)), flatten(new, keep_whole=("model",)),
+                       ignore=NON_SEMANTIC_KEYS)
 
 
 def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | None = None) -> TrainConfig:

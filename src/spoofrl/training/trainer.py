@@ -18,14 +18,14 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from spoofrl.config import differences, flatten, to_dict
+from spoofrl.config import to_dict
 from spoofrl.data.augment import Augmenter
 from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset, inverse_frequency_weights,
                                   load_batches, utterance_durations)
 from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.training import distributed
-from spoofrl.training.config import TrainConfig
+from spoofrl.training.config import NON_SEMANTIC_KEYS, TrainConfig, config_differences
 from spoofrl.training.forward import LogitsCache, ModelAccess, ParamSnapshot, TrainForward
 from spoofrl.training.objectives import build_objective, stage_names
 from spoofrl.training.runfolder import (CONFIG, LAST, MODEL, STAGE1, SUMMARY, TRAIN_LOG, MetricsWriter,
@@ -34,19 +34,11 @@ from spoofrl.training.runfolder import (CONFIG, LAST, MODEL, STAGE1, SUMMARY, TR
 
 LOG = logging.getLogger(__name__)
 
-# Options that may differ between a run and its resumption without changing what is learned.
-NON_SEMANTIC_KEYS = ("device", "threads", "data.workers", "data.check_audio", "schedule.log_every")
 CSV_STATS = ("loss", "reward_mean", "kl", "clip_frac", "entropy")
 
 
 def step_seed(seed: int, step: int, rank: int, salt: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank, salt]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def config_differences(old: dict, new: dict) -> list[str]:
-    """What changed between two resolved train configs (the model section compared as a whole)."""
-    return differences(flatten(old, keep_whole=("model",)), flatten(new, keep_whole=("model",)),
-                       ignore=NON_SEMANTIC_KEYS)
 
 
 def _one_line(err: BaseException, limit: int = 300) -> str:
