@@ -6,7 +6,7 @@ import argparse
 from spoofrl.cli.common import add_device_option
 
 # Raw dev scores written beside calibration.json when the command scores the manifest itself.
-DEV_SCORES_FILE = "calibration_dev_scores.tsv"
+from spoofrl.runfiles import DEV_SCORES, WEIGHTS
 
 DESCRIPTION = """\
 Fit a calibration that turns the model's raw scores (log-odds of bona fide) into log-likelihood ratios
@@ -52,7 +52,7 @@ def _check_both_classes(n_bona: int, n_spoof: int, where: str) -> None:
 def _dev_scores_from_model(args):
     """(bona fide scores, spoof scores, description) by scoring the manifest subset.
 
-    The raw scores are also saved as RUN_DIR/DEV_SCORES_FILE before fitting, so a refit (another --prior,
+    The raw scores are also saved as RUN_DIR/DEV_SCORES before fitting, so a refit (another --prior,
     or after a refused fit) can reuse them with --scores instead of scoring again."""
     from pathlib import Path
 
@@ -69,7 +69,7 @@ def _dev_scores_from_model(args):
     model = load_model(args.run_dir, device)
     scores = score_utterances(model, utts, device=device, batch_size=args.batch_size, max_seconds=args.max_seconds,
                               desc=f"scoring {args.subset}")
-    saved = write_scores(Path(args.run_dir) / DEV_SCORES_FILE, [u.utt for u in utts], scores,
+    saved = write_scores(Path(args.run_dir) / DEV_SCORES, [u.utt for u in utts], scores,
                          [u.label for u in utts], [u.attack for u in utts], [u.condition for u in utts])
     bona = [s for s, b in zip(scores, is_bona) if b]
     spoof = [s for s, b in zip(scores, is_bona) if not b]
@@ -86,7 +86,7 @@ def _check_args(args) -> None:
     from pathlib import Path
 
     from spoofrl.errors import SpoofrlError
-    if not (Path(args.run_dir) / "model.safetensors").is_file():
+    if not (Path(args.run_dir) / WEIGHTS).is_file():
         raise SpoofrlError(f"{args.run_dir}: not a model folder (no model.safetensors)")
     if args.scores is None and args.manifest is None:
         raise SpoofrlError("give --manifest M (its --subset is scored) or --scores TSV (raw dev scores)")

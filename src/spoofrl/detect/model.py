@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from spoofrl.errors import SpoofrlError
+from spoofrl.runfiles import CONFIG, WEIGHTS
 from spoofrl.metrics.calibration import (Calibration, p_spoof_from_llr, p_spoof_from_logodds,
                                          read_calibration)
 
@@ -21,7 +22,7 @@ def default_model_dir() -> Path:
     """Folder of the default model shipped inside the package (raises if this installation lacks it)."""
     from importlib.resources import files
     folder = Path(str(files("spoofrl").joinpath(*DEFAULT_MODEL_RESOURCE)))
-    if not (folder / "model.safetensors").is_file():
+    if not (folder / WEIGHTS).is_file():
         raise SpoofrlError(f"{folder}: the bundled default model is missing from this installation; pass "
                            f"--model RUN_DIR, or build it with scripts/train_default_model.sh")
     return folder
@@ -29,7 +30,7 @@ def default_model_dir() -> Path:
 
 def _read_run_config(folder: Path) -> dict:
     from spoofrl.config import load_yaml
-    path = folder / "config.yaml"
+    path = folder / CONFIG
     return load_yaml(path) if path.is_file() else {}
 
 

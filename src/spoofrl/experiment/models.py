@@ -12,9 +12,7 @@ from pathlib import Path
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.layout import Layout
 
-SUMMARY = "summary.json"
-WEIGHTS = "model.safetensors"
-SCORES_MODEL = "model.json"           # in a run's scores/ folder: the model its score files come from
+from spoofrl.runfiles import SCORES_MODEL, SUMMARY, WEIGHTS
 
 
 def posttrained_model(cfg: ExperimentConfig, layout: Layout, preset: str, seed: int) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from spoofrl.experiment.layout import Layout
+from spoofrl.runfiles import METRICS
 
 LOG = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def run_curves(layout: Layout, run: dict) -> dict[str, list[tuple[float, float]]
     chained: dict[str, list[tuple[float, float]]] = {}
     offset = 0.0
     for stage in run["training"]:
-        series = read_metrics_csv(layout.root / stage["run"] / "metrics.csv")
+        series = read_metrics_csv(layout.root / stage["run"] / METRICS)
         last = 0.0
         for key, points in series.items():
             chained.setdefault(key, []).extend((offset + s, v) for s, v in points)

@@ -20,7 +20,8 @@ from typing import Iterable
 from spoofrl.errors import SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.layout import Layout
-from spoofrl.experiment.models import SCORES_MODEL, final_model, model_identity, recorded_score_model
+from spoofrl.experiment.models import final_model, model_identity, recorded_score_model
+from spoofrl.runfiles import SCORES_MODEL, SUMMARY
 
 LOG = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def training_summary(layout: Layout, cfg: ExperimentConfig, detector: str, arm: 
     for name in chain:
         for i, _ in enumerate(cfg.arms[name].stage_list()):
             folder = layout.stage(detector, name, seed, i)
-            summary = _read_json(folder / "summary.json")
+            summary = _read_json(folder / SUMMARY)
             if summary is not None:
                 stages.append({"run": layout.relative(folder), "arm": name, **summary})
     return stages

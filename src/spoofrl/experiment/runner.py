@@ -30,12 +30,11 @@ from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.data import TRAIN, DEV, build_training_manifests, read_test_sets, warn_overlaps
 from spoofrl.experiment.layout import Layout
-from spoofrl.experiment.models import (SCORES_MODEL, SUMMARY, WEIGHTS, model_identity, posttrained_model,
-                                      recorded_score_model, start_model)
+from spoofrl.experiment.models import model_identity, posttrained_model, recorded_score_model, start_model
+from spoofrl.runfiles import CONFIG, LAST, SCORES_MODEL, STAGE_SPEC, SUMMARY, WEIGHTS
 
 LOG = logging.getLogger(__name__)
 
-STAGE_SPEC = "experiment_stage.json"
 
 
 # ------------------------------------------------------------------------------------------ plans
@@ -187,7 +186,7 @@ def ensure_stage(stage: StagePlan) -> bool:
     from spoofrl.training import load_train_config, train
     if stage.init is not None and not (stage.init / WEIGHTS).is_file():
         raise SpoofrlError(f"{stage.init}: no model.safetensors to start {stage.folder} from")
-    resume = (stage.folder / "last").is_dir()
+    resume = (stage.folder / LAST).is_dir()
     if stage.folder.exists() and not resume:
         shutil.rmtree(stage.folder)  # killed before its first checkpoint: nothing to keep
     stage.folder.mkdir(parents=True, exist_ok=True)
@@ -412,7 +411,7 @@ def _check_from_model(cfg: ExperimentConfig) -> None:
         return
     for preset in cfg.detectors:
         folder = Path(cfg.posttrain.from_model.replace("{detector}", detector_name(preset)))
-        if not (folder / "model.safetensors").is_file() or not (folder / "config.yaml").is_file():
+        if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
             raise ConfigError(f"posttrain.from_model: {folder} is not a spoofrl model folder "
                               f"(model.safetensors + config.yaml)")
 

@@ -29,8 +29,8 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
 from spoofrl.errors import SpoofrlError
+from spoofrl.runfiles import CALIBRATION
 
-CALIBRATION_FILE = "calibration.json"
 DEFAULT_PRIOR = 0.5
 FORMAT_VERSION = 1
 
@@ -131,7 +131,7 @@ def fit_calibration(bonafide_scores, spoof_scores, prior: float = DEFAULT_PRIOR)
 
 
 def save_calibration(cal: Calibration, folder: str | Path) -> Path:
-    path = Path(folder) / CALIBRATION_FILE
+    path = Path(folder) / CALIBRATION
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(cal.to_dict(), indent=2) + "\n")
     tmp.replace(path)
@@ -140,7 +140,7 @@ def save_calibration(cal: Calibration, folder: str | Path) -> Path:
 
 def read_calibration(folder: str | Path) -> Calibration | None:
     """The calibration saved in a model folder, or None when it has none."""
-    path = Path(folder) / CALIBRATION_FILE
+    path = Path(folder) / CALIBRATION
     if not path.is_file():
         return None
     try:

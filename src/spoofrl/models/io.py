@@ -20,10 +20,8 @@ from safetensors.torch import load_file, save_file
 from spoofrl.config import load_yaml, save_yaml, to_dict
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.models.detector import Detector, ModelConfig, build_model, model_config_from_dict
+from spoofrl.runfiles import CALIBRATION, CONFIG, WEIGHTS
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.yaml"
-CALIBRATION = "calibration.json"
 
 
 def state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:

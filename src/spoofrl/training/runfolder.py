@@ -30,24 +30,17 @@ from safetensors.torch import save_file
 from spoofrl.config import save_yaml
 from spoofrl.errors import SpoofrlError
 from spoofrl.models.io import save_weights, use_umask_permissions
+from spoofrl.runfiles import CONFIG, LAST, METRICS, STAGE1, SUMMARY, TENSORBOARD, TRAIN_LOG, WEIGHTS
 
 LOG = logging.getLogger(__name__)
 
-CONFIG = "config.yaml"
-MODEL = "model.safetensors"
-LAST = "last"
-STAGE1 = "stage1"
-METRICS = "metrics.csv"
-SUMMARY = "summary.json"
-TRAIN_LOG = "train.log"
-TB = "tb"
 METRIC_COLUMNS = ["step", "epoch", "loss", "reward_mean", "kl", "clip_frac", "entropy", "lr", "dev_eer"]
 
 
 def save_model_folder(detector: torch.nn.Module, folder: Path, config: dict) -> None:
     """model.safetensors + config.yaml: a folder spoofrl.models.load_model reads."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_weights(detector, folder / MODEL)
+    save_weights(detector, folder / WEIGHTS)
     save_yaml(config, folder / CONFIG)
 
 
@@ -152,12 +145,12 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     if not isinstance(optim, dict) or any(k not in optim for k in ("optimizer", "scheduler", "scaler")):
         raise _unreadable(optim_path, "not a saved optimizer state")
     out = {"state": state,
-           "model": _read_tensors(last / MODEL),
+           "model": _read_tensors(last / WEIGHTS),
            "optim": optim,
            "rng": (_read_torch(last / "rng.pt"), _read_json(last / "rng.json")),
            "tensors": {}}
     for path in sorted(last.glob("*.safetensors")):
-        if path.name != MODEL:
+        if path.name != WEIGHTS:
             out["tensors"][path.stem] = _read_tensors(path)
     return out
 
@@ -181,7 +174,7 @@ class MetricsWriter:
             with self.path.open("w", newline="") as fh:
                 csv.writer(fh).writerow(METRIC_COLUMNS)
         from torch.utils.tensorboard import SummaryWriter
-        self.tb = SummaryWriter(str(run_dir / TB), purge_step=None if resume_step is None else resume_step + 1)
+        self.tb = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=None if resume_step is None else resume_step + 1)
 
     def _truncate(self, step: int) -> None:
         with self.path.open(newline="") as fh:
@@ -208,6 +201,6 @@ class MetricsWriter:
         self.tb.close()
 
 
-__all__ = ["CONFIG", "MODEL", "LAST", "STAGE1", "METRICS", "SUMMARY", "TRAIN_LOG", "TB", "METRIC_COLUMNS",
+__all__ = ["CONFIG", "WEIGHTS", "LAST", "STAGE1", "METRICS", "SUMMARY", "TRAIN_LOG", "TENSORBOARD", "METRIC_COLUMNS",
            "save_model_folder", "save_checkpoint", "load_checkpoint", "recover_interrupted_save", "write_summary",
            "MetricsWriter", "rng_state", "set_rng_state"]

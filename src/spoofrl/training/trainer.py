@@ -25,11 +25,11 @@ from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset
 from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.training import distributed
+from spoofrl.runfiles import CONFIG, LAST, STAGE1, SUMMARY, TRAIN_LOG, WEIGHTS
 from spoofrl.training.config import NON_SEMANTIC_KEYS, TrainConfig, config_differences
 from spoofrl.training.forward import LogitsCache, ModelAccess, ParamSnapshot, TrainForward
 from spoofrl.training.objectives import build_objective, stage_names
-from spoofrl.training.runfolder import (CONFIG, LAST, MODEL, STAGE1, SUMMARY, TRAIN_LOG, MetricsWriter,
-                                        load_checkpoint, recover_interrupted_save, save_checkpoint,
+from spoofrl.training.runfolder import (MetricsWriter, load_checkpoint, recover_interrupted_save, save_checkpoint,
                                         save_model_folder, set_rng_state, write_summary)
 
 LOG = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class Trainer:
 
     def _run(self) -> Path:
         t0 = time.time()
-        if self.init is not None and not (self.init / MODEL).is_file():  # before anything is written to --out
+        if self.init is not None and not (self.init / WEIGHTS).is_file():  # before anything is written to --out
             raise SpoofrlError(f"{self.init}: --init needs a model folder (model.safetensors + config.yaml)")
         checkpoint = self._prepare_folder()
         if checkpoint == "finished":
@@ -438,12 +438,12 @@ class Trainer:
         reference, fresh optimiser state, enter the GRPO stage."""
         o = self.cfg.objective
         folder = self.out / STAGE1
-        if self.dist.is_main and not (folder / MODEL).is_file():
+        if self.dist.is_main and not (folder / WEIGHTS).is_file():
             save_model_folder(self.detector, folder, self.saved_config)  # no dev set: the last SFT model
         distributed.barrier(self.dist)
         if o.grpo_start == "best":
             from safetensors.torch import load_file
-            self.detector.load_state_dict(load_file(str(folder / MODEL), device=str(self.device)))
+            self.detector.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
         if self.dist.is_main:
             from spoofrl.models.io import save_weights
             save_weights(self.detector, folder / "grpo_start.safetensors")
@@ -477,7 +477,7 @@ class Trainer:
         try:
             self.detector.load_state_dict({k: v.to(self.device) for k, v in ckpt["model"].items()})
         except RuntimeError as err:  # missing keys, shape mismatches
-            raise SpoofrlError(f"{last / MODEL}: weights do not match the run's model ({_one_line(err)}); "
+            raise SpoofrlError(f"{last / WEIGHTS}: weights do not match the run's model ({_one_line(err)}); "
                                f"delete {last} to start over") from None
         optim = ckpt["optim"]
         try:
