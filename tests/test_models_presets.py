@@ -100,3 +100,17 @@ def test_saved_ssl_detector_loads_without_the_original_folder(hf_folder, tmp_pat
     saved = again.cfg.frontend
     assert saved["path"] == "" and saved["pretrained_from"] == str(copy_of_folder)
     assert saved["config"]["num_hidden_layers"] == TINY_W2V["num_hidden_layers"]
+
+
+def test_preset_overrides_merge_the_same_in_training_and_in_build_model():
+    """One merge rule: a nested override (`frontend.config.hidden_size`) changes that entry only, whether the
+    model section comes through a train config or straight to build_model / load_model."""
+    from spoofrl.config import to_dict
+    from spoofrl.models.detector import model_config_from_dict
+    from spoofrl.training.config import resolve_model_section
+    section = {"preset": "ssl-tiny-linear", "frontend": {"config": {"num_hidden_layers": 2}}}
+    direct = to_dict(model_config_from_dict(section).resolved())
+    trained = resolve_model_section(section)
+    assert direct == trained
+    config = trained["frontend"]["config"]
+    assert config["num_hidden_layers"] == 2 and config["hidden_size"] == 64  # merged, not replaced

@@ -11,6 +11,7 @@ Two-stage use for frozen front-ends (e.g. a frozen SSL encoder whose hidden stat
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,24 +150,38 @@ class Detector(nn.Module):
         return lengths.to(device=wave.device, dtype=torch.long)
 
 
+def merge_model_sections(base: dict, extra: dict) -> dict:
+    """Deep-merge `extra` into a copy of `base` (a preset and its overrides, e.g. `frontend.config.hidden_size`
+    changes that one entry); a component whose registry `name` changes is replaced whole. The one merge rule:
+    training configs and `load_model`/`build_model` both use it."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("name", old.get("name")) == old.get("name"):
+            out[key] = merge_model_sections(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def is_complete_section(data: dict) -> bool:
+    """Both components named: the section is used as written (a `preset` key there is informational)."""
+    return all(isinstance(data.get(k), dict) and "name" in data[k] for k in ("frontend", "backend"))
+
+
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """A model section -> validated ModelConfig. `preset: NAME` alone means that preset; a preset plus partial
-    `frontend` / `backend` sections (without 'name', or with the preset's name) overrides those options, e.g.
-    `{preset: ssl-linear, frontend: {path: /models/xls-r-300m}}`. A complete section (both components named)
-    is used as written, whatever `preset` says (there it is informational)."""
+    `frontend` / `backend` sections (without 'name', or with the preset's name) overrides those options, merged
+    deeply (`merge_model_sections`), e.g. `{preset: ssl-linear, frontend: {path: /models/xls-r-300m}}`. A
+    complete section (both components named) is used as written, whatever `preset` says."""
     if not isinstance(data, dict):
         raise ConfigError(f"model: expected a mapping, got {data!r}")
-    complete = all(isinstance(data.get(k), dict) and "name" in data[k] for k in ("frontend", "backend"))
-    if complete or not data.get("preset"):
+    if is_complete_section(data) or not data.get("preset"):
         return from_dict(ModelConfig, data, prefix="model")
     base = to_dict(load_model_preset(str(data["preset"])))
-    for key, value in data.items():
-        if key in ("frontend", "backend") and isinstance(value, dict) and \
-                value.get("name", base[key]["name"]) == base[key]["name"]:
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return from_dict(ModelConfig, base, prefix="model")
+    merged = merge_model_sections(base, {k: v for k, v in data.items() if k != "preset"})
+    merged["preset"] = data["preset"]
+    return from_dict(ModelConfig, merged, prefix="model")
 
 
 def build_model(cfg: ModelConfig | dict) -> Detector:

@@ -6,12 +6,11 @@ beside every checkpoint, and loads back to the same config.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from spoofrl.config import (apply_overrides, differences, error_location, flatten, from_dict, invalid, load_yaml,
+from spoofrl.config import (apply_overrides, differences, error_location, flatten, from_dict, invalid,
                             load_yaml_lines, option, parse_override, resolve_preset, to_dict)
 from spoofrl.errors import ConfigError
 from spoofrl.data.augment import AugmentConfig, CodecConfig, NoiseConfig, RawBoostConfig
@@ -241,36 +240,21 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    """Deep-merge `extra` into a copy of `base`; a component whose registry `name` changes is replaced whole."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        old = out.get(key)
-        if isinstance(value, dict) and isinstance(old, dict) and value.get("name", old.get("name")) == old.get("name"):
-            out[key] = _merge(old, value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def resolve_model_section(section: Any) -> dict:
-    """`{preset: NAME, ...overrides}` or a full model config -> a full, validated, resolved model config dict."""
-    from spoofrl.models.detector import ModelConfig
+    """`{preset: NAME, ...overrides}` or a full model config -> a full, validated, resolved model config dict
+    (the preset and its overrides merged by `models.detector.model_config_from_dict`, as `load_model` does)."""
+    from spoofrl.models.detector import is_complete_section, model_config_from_dict
     if not isinstance(section, dict):
         raise ConfigError(f"model: expected a mapping (preset: NAME, or frontend/backend), got {section!r}")
-    full = isinstance(section.get("frontend"), dict) and "name" in section["frontend"] and \
-        isinstance(section.get("backend"), dict) and "name" in section["backend"]
-    if not full:
+    if not is_complete_section(section):
         preset = section.get("preset")
         if not preset:
             raise ConfigError("model: give `preset: NAME` (a file in configs/models/) or a full frontend/backend "
                               "config")
         path = resolve_preset("models", str(preset))
-        base = load_yaml(path)
-        base["preset"] = Path(path).stem if Path(str(preset)).suffix not in (".yaml", ".yml") else str(path)
-        section = _merge(base, {k: v for k, v in section.items() if k != "preset"})
-    cfg = from_dict(ModelConfig, section, prefix="model")
-    return to_dict(cfg.resolved())
+        name = Path(path).stem if Path(str(preset)).suffix not in (".yaml", ".yml") else str(path)
+        section = {**section, "preset": name}
+    return to_dict(model_config_from_dict(section).resolved())
 
 
 # Options that may differ between a run and its resumption (or an experiment stage and its rerun) without
