@@ -38,3 +38,13 @@ def tone_file(tmp_path: Path):
         sf.write(str(path), x, sr)
         return path
     return write
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """The hand-set detector of test_detect (low bands read bona fide, high bands spoof), loaded for scoring;
+    shared by the server and hostile-input tests (test_detect has its own)."""
+    from test_detect import crafted_model_dir
+
+    from spoofrl.detect import load_detection_model
+    return load_detection_model(crafted_model_dir(tmp_path_factory.mktemp("model")), "cpu")

@@ -269,13 +269,18 @@ PLAIN = [
 ]
 
 
-@pytest.mark.parametrize("suffix, codec", PLAIN, ids=[p[0] for p in PLAIN])
-def test_plain_audio_still_decodes(suffix, codec, tmp_path, targets, listener):
-    path = tmp_path / f"clip{suffix}"
+def _plain_clip(path: Path, codec: list[str] | None, targets) -> Path:
+    """A one-second sine in a plain container: written by soundfile (codec None) or encoded by ffmpeg."""
     if codec is None:
         sf.write(str(path), _sine(), SR)
     else:
         _ffmpeg(targets[".wav"], path, *codec)
+    return path
+
+
+@pytest.mark.parametrize("suffix, codec", PLAIN, ids=[p[0] for p in PLAIN])
+def test_plain_audio_still_decodes(suffix, codec, tmp_path, targets, listener):
+    path = _plain_clip(tmp_path / f"clip{suffix}", codec, targets)
     x = load_audio(path)
     assert x.dtype == np.float32 and abs(len(x) - SR) < 2048  # raw ADTS keeps the encoder delay
     spectrum = np.abs(np.fft.rfft(x[:SR // 2] * np.hanning(len(x[:SR // 2]))))
@@ -293,14 +298,6 @@ try:
 except ImportError:
     TestClient = None
 needs_api = pytest.mark.skipif(TestClient is None, reason="fastapi/httpx not installed")
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
-    from test_detect import crafted_model_dir
-
-    from spoofrl.detect import load_detection_model
-    return load_detection_model(crafted_model_dir(tmp_path_factory.mktemp("model")), "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -363,11 +360,7 @@ def test_api_refuses_playlists_and_urls_naming_the_network(kind, spectrogram, cl
                                            (".ogg", None), (".opus", ["-c:a", "libopus"]),
                                            (".webm", ["-c:a", "libopus"])])
 def test_api_still_scores_plain_audio(suffix, codec, client, tmp_path, targets):
-    path = tmp_path / f"clip{suffix}"
-    if codec is None:
-        sf.write(str(path), _sine(), SR)
-    else:
-        _ffmpeg(targets[".wav"], path, *codec)
+    path = _plain_clip(tmp_path / f"clip{suffix}", codec, targets)
     resp = _post(client, path, path.name, spectrogram="true")
     assert resp.status_code == 200, resp.text
     report = resp.json()["files"][0]

@@ -42,11 +42,6 @@ def wav_bytes(x: np.ndarray, sr: int = SR, channels: int = 1, **kw) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
-    return load_detection_model(crafted_model_dir(tmp_path_factory.mktemp("model")), "cpu")
-
-
-@pytest.fixture(scope="module")
 def client(loaded):
     limits = ServeLimits(max_upload_mb=1.0, max_seconds=20.0, chunk_seconds=4.0)
     # TestClient sends "Host: testserver": allowed explicitly, as `spoofrl serve` allows its --host names.
