@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,103 @@ def _subcommands(parser):
     return {}
 
 
-def test_every_command_has_help(capsys):
+def _parsers(parser, path=()):
+    """(command path, parser) of every subcommand, at every depth (`data import`, ...)."""
+    for name, sub in _subcommands(parser).items():
+        yield path + (name,), sub
+        yield from _parsers(sub, path + (name,))
+
+
+def _squeezed(text: str) -> str:
+    """Text without whitespace: argparse re-wraps help strings (and may break lines after a hyphen)."""
+    return "".join(text.split())
+
+
+def _undocumented(parser) -> list[str]:
+    """What `parser.format_help()` fails to document: an option string absent from the text (as a whole word:
+    '--out' inside '--output' does not count), an argument without a help string, or a help string that the
+    text does not show. Arguments hidden on purpose (help=SUPPRESS) are skipped."""
+    import argparse
+    text = parser.format_help()
+    flat = _squeezed(text)
+    problems = []
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
+            continue
+        for opt in action.option_strings:
+            if not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text):
+                problems.append(f"{opt}: not in the help text")
+        name = "/".join(action.option_strings) or action.dest
+        if not action.option_strings and action.choices and not action.help:
+            # a positional documented by its choices in the description (`spoofrl config KIND`)
+            missing = [c for c in action.choices if c not in (parser.description or "")]
+            if missing:
+                problems.append(f"{name}: no help string, and the description does not name {missing}")
+            continue
+        if not (action.help or "").strip():
+            problems.append(f"{name}: empty help string")
+        elif _squeezed(parser._get_formatter()._expand_help(action)) not in flat:
+            problems.append(f"{name}: its help string is not shown")
+        if not action.option_strings and (action.metavar or action.dest) not in text:
+            problems.append(f"{name}: positional not named in the help text")
+    return problems
+
+
+# the statement of what a score means, in the help of the commands that print, read or transform scores
+SCORE_MEANING = re.compile(r"higher( score)? = more bona fide", re.I)
+STATES_SCORE_MEANING = ["demo", "experiment", "train", "detect", "calibrate", "serve", "metrics", "models", "export"]
+
+
+def test_every_command_has_help():
     parser = build_parser()
     commands = _subcommands(parser)
-    assert set(COMMANDS) <= set(commands)
-    for name, sub in commands.items():
+    assert list(commands) == COMMANDS  # registered, and in the order `spoofrl --help` promises
+    top = parser.format_help()
+    assert _undocumented(parser) == []
+    assert SCORE_MEANING.search(" ".join(top.split())) and "log-likelihood ratio" in top
+    # every subcommand has a one-line summary in `spoofrl --help`
+    summaries = {a.dest: a.help for a in next(a for a in parser._actions if a.__class__.__name__ ==
+                                                 "_SubParsersAction")._choices_actions}
+    for name in COMMANDS:
+        assert (summaries.get(name) or "").strip(), name
+        assert re.search(rf"^\s+{name}\s+\S", top, re.M), name
+    seen = set()
+    for path, sub in _parsers(parser):
+        name = " ".join(path)
+        seen.add(name)
         text = sub.format_help()
-        assert name in text and len(text) > 80, name
-        for child_name, child in _subcommands(sub).items():
-            assert len(child.format_help()) > 80, f"{name} {child_name}"
+        assert text.startswith(f"usage: spoofrl {name}"), name
+        assert sub.description and _squeezed(sub.description)[:60] in _squeezed(text), name
+        assert _undocumented(sub) == [], name
+        children = _subcommands(sub)
+        if children:  # `spoofrl data`: lists each of its subcommands with a summary
+            actions = next(a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction")
+            for child in actions._choices_actions:
+                assert child.help and re.search(rf"^\s+{child.dest}\s+\S", text, re.M), (name, child.dest)
+        if path[0] in STATES_SCORE_MEANING and len(path) == 1:
+            assert SCORE_MEANING.search(" ".join(text.split())), f"{name}: does not say what a score means"
+    assert {"data import", "data synth"} <= seen and set(COMMANDS) <= seen
+
+
+def test_help_check_finds_undocumented_options():
+    """The check above is not vacuous: an option without help, one hidden from the text, and a positional
+    whose choices the description does not explain are each reported."""
+    import argparse
+    p = argparse.ArgumentParser(prog="x", description="does things")
+    p.add_argument("--documented", help="a real help string")
+    p.add_argument("--bare")
+    p.add_argument("kind", choices=["a", "b"])
+    assert _undocumented(p) == ["--bare: empty help string",
+                                "kind: no help string, and the description does not name ['a', 'b']"]
+    p.description = "KIND is a or b"
+    assert _undocumented(p) == ["--bare: empty help string"]
+    q = argparse.ArgumentParser(prog="x")
+    q.add_argument("--out", help="%(prog)s writes here")
+    full = q.format_help()
+    assert _undocumented(q) == [] and "x writes here" in full
+    # a text that shows only '--output' and lost the help string: '--out' inside '--output' does not count
+    q.format_help = lambda: full.replace("--out", "--output").replace("x writes here", "")
+    assert _undocumented(q) == ["--out: not in the help text", "--out: its help string is not shown"]
 
 
 def test_user_error_is_one_line_without_traceback(capsys):

@@ -15,6 +15,7 @@ from spoofrl.cli import main
 from spoofrl.data.manifest import Utterance, write_manifest
 from spoofrl.experiment.layout import Layout
 from spoofrl.experiment.tables import fmt_stat
+from test_experiment_report import check_report, check_shown_table
 
 SR = 16000
 DET = "logmel-linear"
@@ -89,9 +90,12 @@ def finished(bench, tmp_path_factory):
 
 def test_tiny_experiment_writes_every_file(finished, capsys):
     _, out = finished
-    for name in ("results.json", "results.md", "det.png", "scores_hist.png", "training_curves.png", "report.html",
-                 "experiment.yaml", "experiment.log"):
-        assert (out / name).is_file() and (out / name).stat().st_size > 100, name
+    # the report read back: its tables hold results.json's per-run numbers, its figures are real images
+    check_report(out)
+    import yaml
+    saved_cfg = yaml.safe_load((out / "experiment.yaml").read_text())  # the resolved config of the run
+    assert saved_cfg["name"] == "tiny e2e" and saved_cfg["seeds"] == 2 and saved_cfg["detectors"] == [DET]
+    assert set(saved_cfg["arms"]) == {"posttrained", "sft", "grpo", "sft_then_grpo"}
     layout = Layout(out)
     assert (out / DET / "posttrain" / "summary.json").is_file()
     for arm in ("sft", "grpo", "sft_then_grpo"):
@@ -172,6 +176,31 @@ DEMO_SUBSETS = ["posttrain", "posttrain_dev", "target_train", "target_dev", "tar
                 "ood_channel", "ood_mix"]
 
 
+DEMO_LABELS = ["Post-trained", "SFT", "GRPO", "SFT->GRPO", "GRPO w/o neg."]
+
+
+def _check_printed_table(printed: str, results: dict) -> list[list[str]]:
+    """The EER table `spoofrl demo` prints: under its title, one row per arm, every cell an EER in % in
+    [0, 100] (mean ± std) equal to what results.json's runs give; returns the rows (header first)."""
+    lines = printed.splitlines()
+    det = next(iter(results["detectors"]))
+    start = lines.index(f"{results['experiment']} - detector {det}: EER (%), mean ± std over seeds")
+    assert set(lines[start + 2].replace(" ", "")) == {"-"}  # the rule under the header
+    rows = [re.split(r"\s{2,}", lines[start + 1].strip())]
+    for line in lines[start + 3:]:
+        if not line.strip():
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    check_shown_table(rows, results, det, "eer")
+    for row in rows[1:]:
+        for cell in row[2:]:
+            assert 0 <= float(cell.split(" ± ")[0]) <= 100, (row, cell)
+    # the printed reading is the report's
+    for line in results["reading"]:
+        assert f"- {line}" in lines
+    return rows
+
+
 @pytest.fixture(scope="module")
 def demo_bench(tmp_path_factory) -> Path:
     """A tiny stand-in for the `small` benchmark: its subsets and its synth.json stamp, 8 files each."""
@@ -192,13 +221,13 @@ def test_demo_command_on_a_reused_benchmark(demo_bench, tmp_path, capsys):
             "--set", "report.bootstrap=20"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    for label in ("Post-trained", "SFT", "GRPO", "SFT->GRPO", "GRPO w/o neg."):
-        assert re.search(rf"^{re.escape(label)} +1 ", printed, re.M), label
-    assert "OOD avg" in printed and "wall time" in printed
+    results = check_report(out)
+    assert results["missing_runs"] == [] and results["ood"] == ["attack", "source", "channel", "mix"]
+    table = _check_printed_table(printed, results)
+    assert [row[:2] for row in table[1:]] == [[label, "1"] for label in DEMO_LABELS]
+    assert re.search(r"^wall time \d+\.\d min \(benchmark 0 s, experiment \d+ s, 1 worker\(s\)\)$", printed, re.M)
     timing = json.loads((out / "demo_timing.json").read_text())
     assert timing["data_seconds"] == 0 and timing["variant"] == "demo-fast"
-    results = json.loads((out / "results.json").read_text())
-    assert results["missing_runs"] == [] and results["ood"] == ["attack", "source", "channel", "mix"]
     # the full demo needs the other preset: it refuses this benchmark instead of silently using it
     assert main(["demo", "--data", str(demo_bench), "--out", str(tmp_path / "full")]) == 2
     assert "holds the 'small' benchmark" in capsys.readouterr().err
@@ -206,16 +235,31 @@ def test_demo_command_on_a_reused_benchmark(demo_bench, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_fast_end_to_end(tmp_path, capsys):
-    """`spoofrl demo --fast` from nothing: benchmark generation, post-training, the five arms, the report."""
+    """`spoofrl demo --fast` from nothing: benchmark generation, post-training, the five arms, the report. The
+    printed table holds the measured EERs, and the detector learned: BENCHMARKS.md records (in-domain / OOD avg
+    EER %) post-trained 30.8 / 35.5, SFT 23.8 / 35.3, GRPO 27.1 / 35.2; the bounds below leave a wide margin."""
     out = tmp_path / "demo"
     assert main(["demo", "--fast", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    results = json.loads((out / "results.json").read_text())
-    assert results["missing_runs"] == []
+    results = check_report(out)
+    assert results["missing_runs"] == [] and results["ood"] == ["attack", "source", "channel", "mix"]
     det = next(iter(results["detectors"].values()))
-    assert set(det["arms"]) == {"posttrained", "sft", "grpo", "sft_then_grpo", "grpo_noneg"}
-    for name in ("report.html", "results.md", "det.png", "scores_hist.png", "training_curves.png"):
-        assert (out / name).is_file()
-    assert "OOD avg" in printed and "wall time" in printed
+    assert list(det["arms"]) == ["posttrained", "sft", "grpo", "sft_then_grpo", "grpo_noneg"]
+    table = _check_printed_table(printed, results)
+    assert [row[:2] for row in table[1:]] == [[DEMO_LABELS[0], "1"]] + [[label, "2"] for label in DEMO_LABELS[1:]]
+    eer = {arm: {name: np.mean([r["sets"][name]["eer"] for r in info["runs"]]) for name in results["test_sets"]}
+           for arm, info in det["arms"].items()}
+    # post-training learned the task: well below chance (50 %) in-domain and on average out of domain
+    assert eer["posttrained"]["target"] < 0.45, eer["posttrained"]
+    assert np.mean([eer["posttrained"][o] for o in results["ood"]]) < 0.45, eer["posttrained"]
+    # fine-tuning on the target domain adapts to it (recorded: 30.8 -> 23.8 %)
+    assert eer["sft"]["target"] < eer["posttrained"]["target"], (eer["sft"], eer["posttrained"])
+    # every fine-tuned run of every arm trained for the configured steps and is below chance in-domain
+    for arm, info in det["arms"].items():
+        for run in info["runs"]:
+            assert run["sets"]["target"]["eer"] < 0.5, (arm, run["seed"])
+            for stage in run["training"]:
+                assert stage["steps"] == 60 and 0 <= stage["best_dev_eer"] <= 1, (arm, stage)
     timing = json.loads((out / "demo_timing.json").read_text())
-    assert timing["total_seconds"] > timing["experiment_seconds"] > 0
+    assert timing["total_seconds"] > timing["experiment_seconds"] > 0 and timing["data_seconds"] > 0
+    assert timing["variant"] == "demo-fast"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,235 @@ def test_bundled_configs_hold_the_studys_arms_and_settings():
 
 # ------------------------------------------------------------------------------------------ report
 
+# Reading the report back: what a reader sees (tables, captions, figures) must hold the numbers of results.json.
+# Also used by test_experiment_e2e.py on the reports of real runs.
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; fails on anything that is not a PNG."""
+    import struct
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", data[16:24])
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    """[height, width, 3] RGB as uint8."""
+    import io
+
+    import matplotlib.image
+    return (matplotlib.image.imread(io.BytesIO(data), format="png")[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
+def pixels_near(rgb: np.ndarray, color, tol: int = 8) -> int:
+    """Pixels within `tol` (of 255) of `color` (RGB in 0..1) on every channel."""
+    target = np.round(np.asarray(color, dtype=float)[:3] * 255).astype(np.int16)
+    return int((np.abs(rgb.reshape(-1, 3).astype(np.int16) - target).max(axis=1) <= tol).sum())
+
+
+def check_figure(data: bytes, size: tuple[int, int], colors: dict[str, tuple] | None = None) -> None:
+    """A real figure: a PNG of exactly `size` pixels (matplotlib at 100 dpi: the panel layout), not one colour,
+    partly but not mostly ink, with coloured (not grey: the axes, text and grid) pixels, and each of `colors`
+    (what -> RGB in 0..1) drawn on at least 10 pixels."""
+    width, height = png_size(data)
+    assert abs(width - size[0]) <= 1 and abs(height - size[1]) <= 1, ((width, height), size)
+    rgb = png_pixels(data)
+    assert rgb.shape[:2] == (height, width)
+    packed = rgb.reshape(-1, 3).astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.uint32)
+    assert len(np.unique(packed)) > 20, "(nearly) a single colour"
+    ink = (rgb.min(axis=2) < 242).mean()
+    assert 0.01 < ink < 0.9, ink
+    for what, color in (colors or {}).items():
+        assert pixels_near(rgb, color) >= 10, f"{what}: colour {color} not drawn"
+    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+    assert (spread > 60).sum() >= 10, "nothing in colour: no curve, bar or legend drawn"
+
+
+def _html_parts(text: str) -> dict:
+    """Tables (rows of cell texts, entities decoded), links, images (alt, data) and visible text of report.html."""
+    from html.parser import HTMLParser
+
+    class Parser(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.links, self.images, self.text, self.cell = [], [], [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+            elif tag == "a" and self.cell is not None:
+                self.links.append(attrs["href"])
+            elif tag == "img":
+                self.images.append(attrs)
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.tables[-1][-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+            self.text.append(data)
+
+    parser = Parser()
+    parser.feed(text)
+    parser.close()
+    return {"tables": parser.tables, "links": parser.links, "images": parser.images,
+            "text": " ".join("".join(parser.text).split())}
+
+
+def _markdown_tables(md: str, detector: str) -> dict[str, tuple[str, list[list[str]]]]:
+    """metric title -> (caption, table rows) of `detector`'s section of results.md."""
+    lines = md.splitlines()
+    start = lines.index(f"## Detector `{detector}`")
+    found = {}
+    for i in range(start + 1, len(lines)):
+        if lines[i].startswith("## "):
+            break
+        m = re.match(r"\*\*(.+?)\*\*: (.+)$", lines[i])
+        if m:
+            j = i + 2 if not lines[i + 1].strip() else i + 1
+            rows = []
+            while j < len(lines) and lines[j].startswith("|"):
+                if not re.fullmatch(r"\|(---\|)+", lines[j]):
+                    rows.append([c.strip() for c in lines[j].strip().strip("|").split("|")])
+                j += 1
+            found[m.group(1)] = (m.group(2), rows)
+    return found
+
+
+def _stat(values: list[float], scale: float) -> tuple[float, float | None]:
+    return float(np.mean(values)) * scale, float(np.std(values, ddof=1)) * scale if len(values) > 1 else None
+
+
+def expected_table(results: dict, detector: str, metric: str) -> list[tuple[str, int, list]]:
+    """(label, runs, [(mean, std)] per column) of each arm, computed here from the per-run numbers."""
+    scale = 100.0 if metric == "eer" else 1.0
+    sets, ood = [results["in_domain"]] + results["ood"], results["ood"]
+    rows = []
+    for info in results["detectors"][detector]["arms"].values():
+        runs = info["runs"]
+        cols = [_stat([r["sets"][s][metric] for r in runs], scale) for s in sets]
+        if ood:  # OOD avg: each run's mean over the OOD sets, then mean / std over the runs
+            cols.append(_stat([np.mean([r["sets"][o][metric] for o in ood]) for r in runs], scale))
+        rows.append((info["label"], len(runs), cols))
+    return rows
+
+
+def check_shown_table(rows: list[list[str]], results: dict, detector: str, metric: str) -> None:
+    """A shown results table (Markdown, HTML or printed): the header, then one row per arm (in order) with its
+    label, number of runs and every cell's 'mean ± std' equal to the per-run numbers of results.json."""
+    digits = 2 if metric == "eer" else 3
+    head = ["arm", "runs", f"{results['in_domain']} (in-domain)"] + results["ood"] + (
+        ["OOD avg"] if results["ood"] else [])
+    assert rows[0] == head, rows[0]
+    expected = expected_table(results, detector, metric)
+    assert [r[0] for r in rows[1:]] == [e[0] for e in expected]
+    for row, (label, n, cols) in zip(rows[1:], expected):
+        assert row[1] == str(n) and len(row) == len(head), (label, row)
+        for cell, (mean, std), title in zip(row[2:], cols, head[2:]):
+            m = re.fullmatch(r"(-?\d+\.\d+)(?: ± (\d+\.\d+))?", cell)
+            assert m, (label, title, cell)
+            assert abs(float(m.group(1)) - mean) <= 0.51 * 10 ** -digits, (label, title, cell, mean)
+            assert (m.group(2) is None) == (std is None), (label, title, cell)
+            if std is not None:
+                assert abs(float(m.group(2)) - std) <= 0.51 * 10 ** -digits, (label, title, cell, std)
+
+
+def check_report(root: Path, distinct_curves: bool = False) -> dict:
+    """Open every report file under `root` and check what it shows against results.json; returns results.
+    distinct_curves: the arms' DET and training curves differ (else one arm's curve may hide another's, and
+    curves of perfect detectors lie outside the DET axes): every arm's colour must then show."""
+    import matplotlib
+
+    results = json.loads((root / "results.json").read_text())
+    detectors, sets, ood = list(results["detectors"]), results["test_sets"], results["ood"]
+    assert sets == [results["in_domain"]] + ood
+    # results.json: each arm's summary is the mean / sample std of its runs
+    for det in detectors:
+        for arm, info in results["detectors"][det]["arms"].items():
+            for name in sets:
+                values = [r["sets"][name]["eer"] for r in info["runs"]]
+                assert info["summary"][name]["eer"]["mean"] == pytest.approx(np.mean(values)), (arm, name)
+                assert info["summary"][name]["eer"]["n"] == len(values)
+            for run in info["runs"]:
+                for name in sets:
+                    m = run["sets"][name]
+                    assert 0 <= m["eer"] <= 1 and 0 <= m["min_dcf"] and (root / m["scores"]).is_file()
+    md = (root / "results.md").read_text()
+    page = _html_parts((root / "report.html").read_text())
+    assert md.startswith(f"# {results['experiment']}: results")
+    for det_index, det in enumerate(detectors):
+        shown = _markdown_tables(md, det)
+        assert list(shown) == ["EER (%)", "minDCF"]
+        for k, (title, metric) in enumerate((("EER (%)", "eer"), ("minDCF", "min_dcf"))):
+            cap, rows = shown[title]
+            assert "mean ± sample std over seeds" in cap and "lower is better" in cap, cap
+            assert (f"OOD avg = mean over the {len(ood)} out-of-domain sets" in cap) == bool(ood), cap
+            check_shown_table(rows, results, det, metric)
+            assert page["tables"][2 * det_index + k] == rows  # report.html shows the same table ...
+            assert f"{title}: {cap}" in page["text"]            # ... under the same caption
+    # the reading, in both
+    for line in results["reading"]:
+        assert f"- {line}" in md.splitlines() and " ".join(line.split()) in page["text"]
+    assert results["metric_settings"]["recompute"] in md
+    # report.html: the arms, test sets, the per-run table (every seed, its EER linked to its score file)
+    text = page["text"]
+    assert f"In-domain test set: {results['in_domain']}" in text and "Scores: higher = more bona fide" in text
+    assert f"out-of-domain: {', '.join(ood) or 'none'}" in text
+    for det_index, det in enumerate(detectors):
+        arms = results["detectors"][det]["arms"]
+        for arm, info in arms.items():
+            assert f"{info['label']} ({arm}):" in text, arm
+        runs_table = page["tables"][2 * len(detectors) + det_index]
+        assert runs_table[0][:2] == ["arm", "seed"] and runs_table[0][-3:] == ["best step", "best dev EER %",
+                                                                                "train s (total)"]
+        expected_rows = [(info, run) for info in arms.values() for run in info["runs"]]
+        assert len(runs_table) - 1 == len(expected_rows)
+        for row, (info, run) in zip(runs_table[1:], expected_rows):
+            assert row[:2] == [info["label"], str(run["seed"])], row
+            for cell, name in zip(row[2:], sets):
+                m = run["sets"][name]
+                got = re.fullmatch(r"(\d+\.\d+)(?: \[(\d+\.\d), (\d+\.\d)\])?; (\d+\.\d+)(?: \[.*\])?", cell)
+                assert got, cell
+                assert abs(float(got.group(1)) - m["eer"] * 100) <= 0.0051, (cell, m["eer"])
+                assert abs(float(got.group(4)) - m["min_dcf"]) <= 0.00051, (cell, m["min_dcf"])
+                if m.get("eer_ci"):
+                    assert abs(float(got.group(2)) - m["eer_ci"][0] * 100) <= 0.051, cell
+                    assert abs(float(got.group(3)) - m["eer_ci"][1] * 100) <= 0.051, cell
+                assert m["scores"] in page["links"]
+            dev = run["training"][-1]["best_dev_eer"] if run["training"] else None
+            assert row[-2] == (f"{dev * 100:.2f}" if dev is not None else "–"), row
+    # figures: files of the expected layout, embedded in the page byte for byte after their captions
+    n_rows = sum(1 for det in detectors for info in results["detectors"][det]["arms"].values() if info["runs"])
+    tab10 = matplotlib.colormaps["tab10"]
+    first = results["detectors"][detectors[0]]["arms"]
+    arm_colors = {info["label"]: tab10(i % 10) for i, info in enumerate(first.values())}
+    trained = {label: c for (label, c), info in zip(arm_colors.items(), first.values()) if info["trained"]}
+    check_figure((root / "det.png").read_bytes(), (330 * len(sets), 330 * len(detectors)),
+                 arm_colors if distinct_curves else None)
+    blend = {name: 0.55 * np.array(matplotlib.colors.to_rgb(name)) + 0.45 for name in ("tab:red", "tab:green")}
+    check_figure((root / "scores_hist.png").read_bytes(), (420 * (1 + bool(ood)), 220 * n_rows),
+                 {"spoof (red)": blend["tab:red"], "bona fide (green)": blend["tab:green"]})
+    check_figure((root / "training_curves.png").read_bytes(), (360 * 4, 280 * len(detectors)),
+                 trained if distinct_curves else None)
+    import base64
+    embedded = {img["alt"]: base64.b64decode(img["src"].split(",", 1)[1]) for img in page["images"]}
+    assert [img["src"].split(",")[0] for img in page["images"]] == ["data:image/png;base64"] * 3
+    for name in ("det.png", "scores_hist.png", "training_curves.png"):
+        assert embedded[name] == (root / name).read_bytes(), name
+    assert text.index("DET curves on normal-deviate axes") < text.index("Score distributions of bona fide") < \
+        text.index("Training curves from each run's metrics.csv") < text.index("Reproducing the numbers")
+    return results
+
+
+
 SEPARATION = {"posttrained": (0.3, 3.0), "sft": (3.0, 0.6), "grpo": (2.8, 2.4)}
 
 
@@ -212,10 +442,9 @@ def three_seed_report(tmp_path_factory):
 
 def test_report_files_and_numbers_match_spoofrl_metrics(three_seed_report, capsys):
     cfg, layout, results = three_seed_report
-    for path in (layout.results_json, layout.results_md, layout.det_png, layout.hist_png, layout.curves_png,
-                 layout.report_html):
-        assert path.is_file() and path.stat().st_size > 200, path
-    saved = json.loads(layout.results_json.read_text())
+    # every report file read back: tables = the per-run numbers, captions, seeds, figures
+    saved = check_report(layout.root, distinct_curves=True)  # separations differ per arm (SEPARATION)
+    assert saved["ood"] == ["oa"] and saved["test_sets"] == ["target", "oa"]
     assert saved["missing_runs"] == []
     arms = saved["detectors"][DET]["arms"]
     assert [r["seed"] for r in arms["sft"]["runs"]] == [0, 1, 2]
@@ -231,17 +460,12 @@ def test_report_files_and_numbers_match_spoofrl_metrics(three_seed_report, capsy
             fresh = json.loads(capsys.readouterr().out)
             for key in ("eer", "min_dcf", "act_dcf", "cllr", "n_bonafide", "n_spoof", "eer_ci"):
                 assert stored[key] == fresh[key], (arm, name, key)
-    # the OOD average and the table agree with the per-run numbers
+    # the OOD average agrees with the per-run numbers
     sft = arms["sft"]
     ood = [r["sets"]["oa"]["eer"] for r in sft["runs"]]
     assert sft["summary"]["ood_avg"]["eer"]["mean"] == pytest.approx(np.mean(ood))
     assert sft["summary"]["ood_avg"]["eer"]["std"] == pytest.approx(np.std(ood, ddof=1))
-    rows = table_rows(results, DET)
-    assert rows[0] == ["arm", "runs", "target (in-domain)", "oa", "OOD avg"]
-    sft_row = next(r for r in rows if r[0] == "sft")
-    assert sft_row[1] == "3" and sft_row[-1] == fmt_stat(sft["summary"]["ood_avg"]["eer"], 100)
-    md = layout.results_md.read_text()
-    assert sft_row[-1] in md and "spoofrl metrics" in md
+    assert table_rows(results, DET) == _markdown_tables(layout.results_md.read_text(), DET)["EER (%)"][1]
     html = layout.report_html.read_text()
     assert html.count("data:image/png;base64,") == 3 and "http://" not in html and "https://" not in html
     assert 'href="logmel-linear/arms/sft/seed0/scores/target.tsv"' in html

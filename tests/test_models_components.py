@@ -80,12 +80,132 @@ def test_backends_handle_lengths_and_short_inputs(backend):
         assert logits.shape == (3, 2) and torch.isfinite(logits).all()
 
 
-def test_aasist_preset_has_the_published_size():
+AASIST_WAVE_LENGTHS = [16000, 12000]  # 1 s and 0.75 s in one padded batch
+
+
+@pytest.fixture(scope="module")
+def aasist():
+    """The aasist-sinc preset in eval mode, run once on a padded batch: the model, its inputs, the front-end
+    output, the (masked) encoder output, the logits, and the output shapes of every graph stage."""
     from spoofrl.models import load_model_preset
-    model = build_model(load_model_preset("aasist-sinc"))
+    torch.manual_seed(0)
+    model = build_model(load_model_preset("aasist-sinc")).eval()
+    wave = 0.1 * torch.randn(2, max(AASIST_WAVE_LENGTHS), generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor(AASIST_WAVE_LENGTHS)
+    backend, shapes, hooks = model.backend, {}, []
+
+    def shape_of(x):
+        return tuple(shape_of(t) for t in x) if isinstance(x, tuple) else tuple(x.shape)
+    for name, module in backend.named_modules():
+        if name.startswith(("gat_", "pool_", "hsgal", "out")) and name.count(".") <= 1:
+            hooks.append(module.register_forward_hook(
+                lambda mod, inp, out, name=name: shapes.update({name: (shape_of(inp[0]), shape_of(out))})))
+    with torch.no_grad():
+        feats, frames = model.extract_features(wave, lengths)
+        encoded = backend._encode(feats, frames)
+        logits = model(wave, lengths)
+    for hook in hooks:
+        hook.remove()
+    return {"model": model, "wave": wave, "lengths": lengths, "feats": feats, "frames": frames, "encoded": encoded,
+            "logits": logits, "shapes": shapes}
+
+
+def test_aasist_preset_has_the_published_size_and_structure(aasist):
+    """The aasist-sinc preset is AASIST (Jung et al., ICASSP 2022) as published: ~297 k parameters, a fixed
+    70-filter sinc front-end, a 6-block residual encoder, GAT on 24 spectral and on the temporal nodes,
+    graph pooling by [0.5, 0.7, 0.5, 0.5], two HS-GAL branches of two layers (64 -> 32) with a master node,
+    and a 5 x 32 readout into 2 logits."""
+    model, shapes = aasist["model"], aasist["shapes"]
     assert 280_000 < count_parameters(model) < 320_000  # AASIST: ~297 k parameters
-    nodes = model.backend.pos_spectral.shape[1]
-    assert nodes == 24  # 70 sinc filters, pooled by 3 (ceil)
+    assert model.backend.pos_spectral.shape[1] == 24  # 70 sinc filters, pooled by 3 (ceil)
+    assert not [n for n, p in model.frontend.named_parameters() if p.requires_grad]  # fixed sinc, as published
+    assert [b.conv1.out_channels for b in model.backend.encoder] == [32, 32, 64, 64, 64, 64]
+    # one padded batch: [B, 2] finite logits
+    assert aasist["logits"].shape == (2, 2) and torch.isfinite(aasist["logits"]).all()
+    # 16000 samples -> 5334 frames (sinc pool 3) -> 8 encoder frames (6 time pools of 3, ceil); 12000 -> 6
+    assert aasist["frames"].tolist() == [5334, 4000] and aasist["encoded"].shape == (2, 64, 24, 8)
+    # the padded item's frames past its length are zeroed after the encoder; the longer item's are not
+    encoded = aasist["encoded"]
+    assert (encoded[1, :, :, 6:] == 0).all() and (encoded[1, :, :, 5] != 0).any() and (encoded[0, :, :, 7] != 0).any()
+    b = 2
+    assert shapes["gat_spectral"] == ((b, 24, 64), (b, 24, 64)) and shapes["pool_spectral"][1] == (b, 12, 64)
+    assert shapes["gat_temporal"] == ((b, 8, 64), (b, 8, 64)) and shapes["pool_temporal"][1] == (b, 5, 64)
+    for k in (0, 1):  # two parallel branches: HS-GAL -> graph pooling -> HS-GAL, each with a master node
+        assert shapes[f"hsgal1.{k}"] == ((b, 5, 64), ((b, 5, 32), (b, 12, 32), (b, 1, 32)))
+        assert shapes[f"pool_hs_temporal.{k}"][1] == (b, 2, 32) and shapes[f"pool_hs_spectral.{k}"][1] == (b, 6, 32)
+        assert shapes[f"hsgal2.{k}"] == ((b, 2, 32), ((b, 2, 32), (b, 6, 32), (b, 1, 32)))
+        layer = model.backend.hsgal1[k]
+        assert (layer.temperature, model.backend.hsgal2[k].temperature) == (100.0, 100.0)
+        assert len({id(w) for w in (layer.w11, layer.w22, layer.w12, layer.w_master)}) == 4  # per node-type pair
+    assert (model.backend.gat_spectral.temperature, model.backend.gat_temporal.temperature) == (2.0, 2.0)
+    assert shapes["out"] == ((b, 160), (b, 2))  # readout: max |.| and mean of each node type + master
+
+
+# (parameter, smallest change of the logits it must cause). Attention vectors act through a softmax at the
+# layer's temperature (HS-GAL: 100, near-uniform attention): they are perturbed `temperature` times as much,
+# and their smaller effect is still 100x above rounding (the unperturbed forward reproduces the logits exactly)
+AASIST_STAGES = [
+    ("pos_spectral", 1e-3), ("gat_spectral.with_att.weight", 1e-3), ("gat_spectral.att_weight", 1e-5),
+    ("gat_temporal.with_att.weight", 1e-3), ("gat_temporal.att_weight", 1e-5),
+    ("pool_spectral.score.weight", 1e-3), ("pool_temporal.score.weight", 1e-3),
+    *[(f"masters.{k}", 1e-3) for k in (0, 1)],
+    *[(f"{layer}.{k}.{w}", 1e-3) for layer in ("hsgal1", "hsgal2") for k in (0, 1)
+      for w in ("with_att.weight", "type1.weight", "type2.weight", "with_att_master.weight")],
+    *[(f"{layer}.{k}.{w}", 1e-5) for layer in ("hsgal1", "hsgal2") for k in (0, 1)
+      for w in ("w11", "w22", "w12", "w_master")],
+    *[(f"{pool}.{k}.score.weight", 1e-3) for pool in ("pool_hs_spectral", "pool_hs_temporal") for k in (0, 1)],
+    ("out.weight", 1e-3),
+]
+
+
+def test_aasist_every_graph_stage_shapes_the_output(aasist):
+    """Perturbing a weight of each graph stage - both GATs, every graph pooling, each HS-GAL layer of both
+    branches (node transforms and the type-specific attention vectors T-T, S-S, T-S and master), the master
+    nodes, the positional embedding, the readout - changes the logits: no stage is bypassed."""
+    import copy
+    model = copy.deepcopy(aasist["model"])
+    encoded = aasist["encoded"]
+    model.backend._encode = lambda feats, lengths: encoded  # the encoder's output, computed once
+    feats, frames = aasist["feats"], aasist["frames"]
+    params = dict(model.backend.named_parameters())
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        base = model.forward_features(feats, frames)
+        assert torch.equal(base, aasist["logits"])
+        for name, at_least in AASIST_STAGES:
+            p = params[name]
+            kept = p.clone()
+            owner = model.backend.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model.backend
+            scale = owner.temperature if at_least < 1e-3 else 1.0  # attention vectors: see AASIST_STAGES
+            p.add_(torch.randn(p.shape, generator=generator) * (p.std() if p.numel() > 1 else 1.0) * scale)
+            change = (model.forward_features(feats, frames) - base).abs().max().item()
+            p.copy_(kept)
+            assert change > at_least, (name, change)
+        assert torch.equal(model.forward_features(feats, frames), base)  # every weight restored
+
+
+def test_aasist_short_input_and_gradients():
+    """A 0.1 s clip (one temporal node left after pooling) still gives finite [1, 2] logits; one training step's
+    backward pass reaches the learnable sinc front-end, the encoder and every graph module."""
+    from spoofrl.models import load_model_preset
+    torch.manual_seed(0)
+    spec = load_model_preset("aasist-sinc")
+    model = build_model({"frontend": dict(spec.frontend, learnable=True), "backend": spec.backend})
+    model.eval()
+    with torch.no_grad():
+        short = model(0.1 * torch.randn(1, 1600), torch.tensor([1600]))
+    assert short.shape == (1, 2) and torch.isfinite(short).all()
+    model.train()
+    wave = 0.1 * torch.randn(2, 4800, generator=torch.Generator().manual_seed(3))
+    logits = model(wave, torch.tensor([4800, 3600]))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    without = [n for n, p in model.named_parameters()
+               if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0]
+    assert without == [], without
+    names = {n.split(".")[0] + "." + n.split(".")[1] for n, _ in model.named_parameters()}
+    assert {"frontend.low_offset_hz", "frontend.band_offset_hz", "backend.encoder", "backend.gat_spectral",
+            "backend.gat_temporal", "backend.hsgal1", "backend.hsgal2", "backend.pool_hs_spectral",
+            "backend.masters", "backend.out"} <= names
 
 
 def test_lcnn_mfm_halves_channels():
