@@ -17,7 +17,8 @@ def register(sub):
                                    "KIND is train, experiment, model, frontend or backend; the last two need NAME, "
                                    "a registry key (see `spoofrl models`). For train, experiment and model, NAME "
                                    "is an optional section to show alone, e.g. `spoofrl config train objective`.")
-    p.add_argument("kind", choices=[*ROOTS, "frontend", "backend"])
+    p.add_argument("kind", choices=[*ROOTS, "frontend", "backend"],
+                   help="which options: a config kind (train, experiment, ...) or a detector component kind")
     p.add_argument("name", nargs="?", help="registry key of the front-end / back-end, or a section of "
                                            "train / experiment / model (e.g. objective, data.augment)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (for docs)")
