@@ -19,6 +19,14 @@ from spoofrl.cli import main
 from spoofrl.detect import DetectOptions, detect_files, expand_inputs, load_detection_model
 
 SR = 16000
+# The crafted model's test signals (tones, hiss) hold no speech, so the tests of scoring score them anyway;
+# the speech gate itself (verdict no-speech) is tested at the end of this file and in test_vad.py.
+ANYWAY = "--score-without-speech"
+
+
+def scoring(**kw) -> DetectOptions:
+    """Options of the scoring tests: no progress bar, and tones / hiss scored although they hold no speech."""
+    return DetectOptions(show_progress=False, score_without_speech=True, **kw)
 
 
 def low_tone(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
@@ -67,8 +75,8 @@ def write(path: Path, x: np.ndarray, sr: int = SR, **kw) -> Path:
     return path
 
 
-def run_json(capsys, args: list[str]) -> tuple[int, dict]:
-    rc = main(["detect", *args, "--format", "json"])
+def run_json(capsys, args: list[str], anyway: bool = True) -> tuple[int, dict]:
+    rc = main(["detect", *([ANYWAY] if anyway else []), *args, "--format", "json"])
     return rc, json.loads(capsys.readouterr().out)
 
 
@@ -99,7 +107,7 @@ def test_unmatched_glob_missing_file_and_empty_folder_are_reported(tmp_path, mod
     assert "matched no files" in reasons["nothing*.wav"]
     assert "not found" in reasons["missing.wav"]
     assert "no audio files" in reasons["empty"]
-    assert report["summary"] == {"files": 4, "bonafide": 1, "spoof": 0, "error": 3}
+    assert report["summary"] == {"files": 4, "bonafide": 1, "spoof": 0, "no-speech": 0, "error": 3}
 
 
 # ------------------------------------------------------------------------------------------ bad files
@@ -133,7 +141,7 @@ def test_huge_float_samples_are_an_error_not_a_nan_spoof(tmp_path, model_dir, ca
     """Finite float samples >= 1e19 overflow the features: the score would be NaN, read as 'spoof'."""
     write(tmp_path / "good.wav", low_tone(1.0))
     write(tmp_path / "huge.wav", (low_tone(1.0) * 1e20).astype(np.float32), subtype="FLOAT")
-    rc = main(["detect", str(tmp_path), "--model", str(model_dir), "--format", "json"])
+    rc = main(["detect", ANYWAY, str(tmp_path), "--model", str(model_dir), "--format", "json"])
     text = capsys.readouterr().out
     report = json.loads(text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
     files = by_name(report)
@@ -154,14 +162,14 @@ def test_model_with_nan_weights_gives_errors_with_a_reason(tmp_path, loaded, mod
         model.backend.head.weight.fill_(float("nan"))
     damaged = dataclasses.replace(loaded, model=model)
     write(tmp_path / "a.wav", low_tone(1.0))
-    [result] = detect_files(damaged, [str(tmp_path / "a.wav")], DetectOptions(show_progress=False))
+    [result] = detect_files(damaged, [str(tmp_path / "a.wav")], scoring())
     assert result.failed and result.score is None
     assert "non-finite score" in result.error and "damaged" in result.error
 
 
 def test_exit_code_zero_when_all_files_score(tmp_path, model_dir, capsys):
     write(tmp_path / "a.wav", low_tone(1.0))
-    assert main(["detect", str(tmp_path / "a.wav"), "--model", str(model_dir)]) == 0
+    assert main(["detect", ANYWAY, str(tmp_path / "a.wav"), "--model", str(model_dir)]) == 0
     out = capsys.readouterr().out
     assert "a.wav" in out and "bonafide" in out and str(Path(model_dir).resolve()) in out
 
@@ -169,7 +177,7 @@ def test_exit_code_zero_when_all_files_score(tmp_path, model_dir, capsys):
 def test_one_bad_file_makes_exit_code_nonzero_and_table_names_the_reason(tmp_path, model_dir, capsys):
     write(tmp_path / "a.wav", low_tone(1.0))
     (tmp_path / "b.wav").write_text("nope")
-    rc = main(["detect", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(model_dir)])
+    rc = main(["detect", ANYWAY, str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(model_dir)])
     captured = capsys.readouterr()
     assert rc == 1
     lines = captured.out.splitlines()
@@ -187,8 +195,7 @@ def test_stereo_48k_and_8k_mulaw_score_like_the_16k_original(tmp_path, loaded):
     stereo = write(tmp_path / "stereo48.wav", np.stack([x48, x48], axis=1), sr=48000)
     mulaw = write(tmp_path / "mulaw8k.wav", low_tone(2.0, sr=8000), sr=8000, subtype="ULAW")
     assert sf.info(str(mulaw)).subtype == "ULAW"
-    results = {Path(r.path).name: r for r in detect_files(loaded, [str(ref), str(stereo), str(mulaw)],
-                                                          DetectOptions(show_progress=False))}
+    results = {Path(r.path).name: r for r in detect_files(loaded, [str(ref), str(stereo), str(mulaw)], scoring())}
     for name in ("stereo48.wav", "mulaw8k.wav"):
         r = results[name]
         assert r.error is None and abs(r.duration - 2.0) < 0.01, name
@@ -201,7 +208,7 @@ def test_csv_has_one_row_per_file_and_names_the_model(tmp_path, model_dir, capsy
     write(tmp_path / "a.wav", low_tone(1.0))
     write(tmp_path / "b.wav", hiss(9.0))
     out_file = tmp_path / "out" / "report.csv"
-    rc = main(["detect", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(model_dir),
+    rc = main(["detect", ANYWAY, str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--model", str(model_dir),
                "--format", "csv", "-o", str(out_file)])
     assert rc == 0 and capsys.readouterr().out == ""
     rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
@@ -240,7 +247,7 @@ def test_ffmpeg_only_format_is_streamed_with_a_timeline(tmp_path, loaded):
                    check=True)
     truncated = tmp_path / "truncated.m4a"
     truncated.write_bytes(m4a.read_bytes()[: m4a.stat().st_size // 2])
-    good, bad = detect_files(loaded, [str(m4a), str(truncated)], DetectOptions(show_progress=False))
+    good, bad = detect_files(loaded, [str(m4a), str(truncated)], scoring())
     assert good.error is None and good.duration == pytest.approx(8.0, abs=0.1)
     assert [c["verdict"] for c in good.chunks] == ["bonafide", "spoof"]
     assert bad.verdict == "error" and "not a readable audio file" in bad.error and "\n" not in bad.error
@@ -250,8 +257,8 @@ def test_short_file_has_no_timeline_and_batch_size_does_not_change_scores(tmp_pa
     seconds = [0.5, 1.75, 3.0, 4.25, 5.5]
     paths = [write(tmp_path / f"{i}.wav", low_tone(s, seed=i) if i % 2 else hiss(s, seed=i))
              for i, s in enumerate(seconds)]
-    one = detect_files(loaded, [str(p) for p in paths], DetectOptions(batch_size=1, show_progress=False))
-    many = detect_files(loaded, [str(p) for p in paths], DetectOptions(batch_size=16, show_progress=False))
+    one = detect_files(loaded, [str(p) for p in paths], scoring(batch_size=1))
+    many = detect_files(loaded, [str(p) for p in paths], scoring(batch_size=16))
     # Up to one chunk (4 s) plus a tail under a quarter chunk: no timeline; 5.5 s: two chunks.
     assert [len(r.chunks) for r in one] == [0, 0, 0, 0, 2]
     # Only equal-length chunks share a forward pass, so the batch size changes nothing but float rounding.
@@ -265,7 +272,7 @@ def test_a_files_score_does_not_depend_on_the_other_files(tmp_path, loaded):
     is run: alone, or in one command with other files."""
     target = write(tmp_path / "target.wav", np.concatenate([low_tone(4.0), hiss(1.0)]))
     others = [write(tmp_path / f"other{i}.wav", low_tone(4.0 + i, seed=i)) for i in range(3)]
-    opts = DetectOptions(show_progress=False)
+    opts = scoring()
     (alone,) = detect_files(loaded, [str(target)], opts)
     together = detect_files(loaded, [str(p) for p in others] + [str(target)], opts)[-1]
     assert together.chunks == alone.chunks and together.score == alone.score
@@ -290,7 +297,7 @@ def test_long_file_is_streamed_in_chunks_not_loaded_whole(tmp_path, loaded, monk
     monkeypatch.setattr(spoofrl.inference, "score_waveforms", spy)
     tracemalloc.start()
     try:
-        (result,) = detect_files(loaded, [str(path)], DetectOptions(batch_size=4, show_progress=False))
+        (result,) = detect_files(loaded, [str(path)], scoring(batch_size=4))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -305,14 +312,14 @@ def test_truncated_wav_is_an_error_but_a_streamed_wav_header_is_fine(tmp_path, l
     full = write(tmp_path / "full.wav", low_tone(6.0))
     cut = tmp_path / "cut.wav"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    results = detect_files(loaded, [str(full), str(cut)], DetectOptions(show_progress=False))
+    results = detect_files(loaded, [str(full), str(cut)], scoring())
     assert results[0].error is None
     assert results[1].verdict == "error" and "truncated" in results[1].error
     # ffmpeg writing to a pipe cannot know the length: the header's size is unknown, not a truncation.
     piped = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(full), "-f", "wav", "-"],
                            capture_output=True, check=True).stdout
     (tmp_path / "piped.wav").write_bytes(piped)
-    (result,) = detect_files(loaded, [str(tmp_path / "piped.wav")], DetectOptions(show_progress=False))
+    (result,) = detect_files(loaded, [str(tmp_path / "piped.wav")], scoring())
     assert result.error is None and result.duration == pytest.approx(6.0)
 
 
@@ -327,7 +334,7 @@ def test_ctrl_c_keeps_the_files_already_scored(tmp_path, model_dir, capsys, monk
         return real_read(state, *args)
     monkeypatch.setattr(engine, "_read_file", read_until_the_third)
     out = tmp_path / "report.csv"
-    rc = main(["detect", *map(str, paths), "--model", str(model_dir), "--format", "csv", "-o", str(out),
+    rc = main(["detect", ANYWAY, *map(str, paths), "--model", str(model_dir), "--format", "csv", "-o", str(out),
                "--batch-size", "64"])  # the finished files' chunks are still waiting in the batch at Ctrl-C
     assert rc == 130 and "interrupted" in capsys.readouterr().err
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
@@ -344,16 +351,17 @@ def test_bad_options_and_output_fail_before_any_scoring(tmp_path, model_dir, cap
     path = str(write(tmp_path / "a.wav", low_tone(1.0)))
     cases = {("--chunk-seconds", "0.01"): "between 0.5 and 600", ("--chunk-seconds", "inf"): "between 0.5 and 600",
              ("--batch-size", "0"): "--batch-size must be >= 1", ("--threshold", "nan"): "finite",
+             ("--min-speech-share", "1.5"): "between 0 and 1", ("--min-speech-share", "nan"): "between 0 and 1",
              ("-o", str(tmp_path)): "is a folder"}
     for option, words in cases.items():
-        assert main(["detect", path, "--model", str(model_dir), *option]) == 2, option
+        assert main(["detect", ANYWAY, path, "--model", str(model_dir), *option]) == 2, option
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, (option, err)
 
 
 def test_too_short_file_is_an_error(tmp_path, loaded):
     path = write(tmp_path / "blip.wav", low_tone(0.01))
-    (result,) = detect_files(loaded, [str(path)], DetectOptions(show_progress=False))
+    (result,) = detect_files(loaded, [str(path)], scoring())
     assert result.verdict == "error" and "too short" in result.error
 
 
@@ -386,7 +394,7 @@ def test_threshold_moves_the_verdict(tmp_path, model_dir, capsys):
 
 def test_bad_model_folder_is_a_one_line_error(tmp_path, capsys):
     write(tmp_path / "a.wav", low_tone(1.0))
-    rc = main(["detect", str(tmp_path / "a.wav"), "--model", str(tmp_path / "no-such-run")])
+    rc = main(["detect", ANYWAY, str(tmp_path / "a.wav"), "--model", str(tmp_path / "no-such-run")])
     err = capsys.readouterr().err
     assert rc == 2 and "no-such-run" in err and "model folder not found" in err and err.count("\n") == 1
 
@@ -406,10 +414,10 @@ def test_default_model_is_bundled_and_says_it_is_synthetic(tmp_path, capsys):
     # The bundled model ships calibrated: its scores are LLRs with a stated prior.
     assert report["model"]["score_type"] == "llr" and 0 < report["model"]["calibration"]["prior_bonafide"] < 1
     # Every format says which model scored and that it was trained on synthetic data.
-    assert main(["detect", str(path)]) == 0
+    assert main(["detect", ANYWAY, str(path)]) == 0
     table = capsys.readouterr().out
     assert "spoofrl default model" in table and "trained on: synthetic data" in table
-    assert main(["detect", str(path), "--format", "csv"]) == 0
+    assert main(["detect", ANYWAY, str(path), "--format", "csv"]) == 0
     (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
     assert "default model" in row["model"] and "synthetic" in row["model"]
 
@@ -440,5 +448,94 @@ def test_default_model_recipe_runs_end_to_end(tmp_path):
     loaded = load_detection_model(run, "cpu")
     assert loaded.score_type == "llr"
     clip = write(tmp_path / "a.wav", low_tone(2.0))
-    (result,) = detect_files(loaded, [str(clip)], DetectOptions(show_progress=False))
+    (result,) = detect_files(loaded, [str(clip)], scoring())
     assert result.verdict in ("bonafide", "spoof")
+
+
+# ------------------------------------------------------------------------------------------ speech gate
+# Tones and hiss hold no speech (speech share 0): without --score-without-speech they get verdict no-speech.
+# Real speech (espeak-ng) and the VAD itself are tested in test_vad.py.
+
+def test_files_without_speech_get_no_speech_verdict_no_score_and_exit_zero(tmp_path, model_dir, capsys):
+    write(tmp_path / "tone.wav", low_tone(2.0))
+    write(tmp_path / "hiss.wav", hiss(1.0))
+    (tmp_path / "text.wav").write_text("not audio")
+    rc, report = run_json(capsys, [str(tmp_path / "tone.wav"), str(tmp_path / "hiss.wav"), "--model", str(model_dir)],
+                          anyway=False)
+    assert rc == 0  # no-speech is an answer, not a failure
+    for f in report["files"]:
+        assert f["verdict"] == "no-speech" and f["score"] is None and f["p_spoof"] is None, f
+        assert f["speech_share"] == 0.0 and f["error"] is None and "not scored" in f["note"]
+        assert f["duration"] is not None
+    assert report["summary"] == {"files": 2, "bonafide": 0, "spoof": 0, "no-speech": 2, "error": 0}
+    assert report["settings"]["min_speech_share"] == 0.05 and report["settings"]["score_without_speech"] is False
+    assert report["settings"]["verdict_rule"].startswith("no-speech (not scored) when the speech share is below 0.05")
+    assert "silero-vad" in report["settings"]["vad"]
+    # With a file that fails, the exit code is 1 as before; the no-speech files are counted apart.
+    rc = main(["detect", *(str(tmp_path / n) for n in ("tone.wav", "hiss.wav", "text.wav")), "--model", str(model_dir)])
+    captured = capsys.readouterr()
+    assert rc == 1
+    lines = captured.out.splitlines()
+    assert any(line.startswith(str(tmp_path / "tone.wav")) and line.endswith("0.0%  no-speech") for line in lines)
+    assert lines[-1] == "3 file(s): 0 bonafide, 0 spoof, 2 no-speech, 1 error"
+    assert "2 of 3 file(s) hold too little speech" in captured.err
+    assert "1 of 3 file(s) could not be scored" in captured.err
+
+
+def test_csv_reports_speech_share_and_the_no_speech_verdict(tmp_path, model_dir, capsys):
+    write(tmp_path / "tone.wav", low_tone(2.0))
+    assert main(["detect", str(tmp_path / "tone.wav"), "--model", str(model_dir), "--format", "csv"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert row["verdict"] == "no-speech" and row["score"] == "" and row["p_spoof"] == ""
+    assert row["speech_share"] == "0.0000" and "not scored" in row["note"] and row["error"] == ""
+
+
+def test_score_without_speech_scores_anyway_with_a_note(tmp_path, model_dir, capsys):
+    path = write(tmp_path / "partly_fake.wav", np.concatenate([low_tone(8.0), hiss(4.0)]))
+    gated_rc, gated = run_json(capsys, [str(path), "--model", str(model_dir)], anyway=False)
+    rc, report = run_json(capsys, [str(path), "--model", str(model_dir)])  # --score-without-speech
+    assert gated_rc == rc == 0
+    g, f = gated["files"][0], report["files"][0]
+    # Gated: a no-speech timeline (per-chunk speech share, no scores).
+    assert [(c["verdict"], c["score"], c["speech_share"]) for c in g["chunks"]] == [("no-speech", None, 0.0)] * 3
+    # Anyway: the verdict comes from the score, the speech share and a note are still there.
+    assert f["verdict"] == "bonafide" and f["score"] is not None and f["speech_share"] == 0.0
+    assert f["note"].startswith("scored although only 0.0 % of it is speech")
+    assert [c["verdict"] for c in f["chunks"]] == ["bonafide", "bonafide", "spoof"]
+    assert all(c["speech_share"] == 0.0 for c in f["chunks"])
+    assert report["settings"]["score_without_speech"] is True and report["summary"]["no-speech"] == 0
+    # --min-speech-share 0 gates nothing: scored, and no note (nothing is below the minimum).
+    _, zero = run_json(capsys, [str(path), "--model", str(model_dir), "--min-speech-share", "0"], anyway=False)
+    assert zero["files"][0]["score"] == f["score"] and zero["files"][0]["note"] is None
+
+
+def test_no_speech_files_do_not_change_the_other_files_scores(tmp_path, loaded):
+    tone = write(tmp_path / "tone.wav", low_tone(5.0))
+    other = write(tmp_path / "other.wav", hiss(5.0))
+    scored = scoring()
+    (alone,) = detect_files(loaded, [str(tone)], scored)
+    gated_other, _ = detect_files(loaded, [str(other), str(tone)], DetectOptions(show_progress=False))
+    mixed = detect_files(loaded, [str(other), str(tone)], DetectOptions(show_progress=False, min_speech_share=0.0))
+    assert gated_other.verdict == "no-speech" and mixed[1].score == alone.score
+
+
+def test_cli_defaults_of_the_speech_gate_agree_with_the_engine():
+    """cmd_detect / cmd_serve write the default out (importing the engine would slow the CLI's start)."""
+    from spoofrl.cli import build_parser, cmd_detect
+    from spoofrl.detect.engine import DEFAULT_MIN_SPEECH_SHARE
+    from spoofrl.serve import ServeLimits
+    assert DetectOptions().min_speech_share == DEFAULT_MIN_SPEECH_SHARE == cmd_detect.DEFAULT_MIN_SPEECH_SHARE
+    assert ServeLimits().min_speech_share == DEFAULT_MIN_SPEECH_SHARE
+    parser = build_parser()
+    assert parser.parse_args(["detect", "a.wav"]).min_speech_share == DEFAULT_MIN_SPEECH_SHARE
+    assert parser.parse_args(["serve"]).min_speech_share == DEFAULT_MIN_SPEECH_SHARE
+    assert parser.parse_args(["detect", "a.wav"]).score_without_speech is False
+
+
+def test_huge_samples_are_an_error_for_the_speech_gate_too(tmp_path, loaded):
+    """Samples >= 1e19 make the VAD's probabilities NaN: the speech share is unknown, which is an error with
+    the reason, never a silent no-speech."""
+    path = write(tmp_path / "huge.wav", (low_tone(1.0) * 1e20).astype(np.float32), subtype="FLOAT")
+    (result,) = detect_files(loaded, [str(path)], DetectOptions(show_progress=False))
+    assert result.verdict == "error" and result.score is None and result.speech_share is None
+    assert "voice activity detector gave non-finite" in result.error and "[-1, 1]" in result.error

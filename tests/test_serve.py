@@ -43,7 +43,9 @@ def wav_bytes(x: np.ndarray, sr: int = SR, channels: int = 1, **kw) -> bytes:
 
 @pytest.fixture(scope="module")
 def client(loaded):
-    limits = ServeLimits(max_upload_mb=1.0, max_seconds=20.0, chunk_seconds=4.0)
+    # The crafted model's clips (tones, hiss) hold no speech: this server scores them anyway (the speech gate
+    # is tested with `gated` below).
+    limits = ServeLimits(max_upload_mb=1.0, max_seconds=20.0, chunk_seconds=4.0, score_without_speech=True)
     # TestClient sends "Host: testserver": allowed explicitly, as `spoofrl serve` allows its --host names.
     with TestClient(create_app(loaded, limits, allowed_hosts=["testserver"])) as c:
         yield c
@@ -72,7 +74,7 @@ def test_detect_returns_the_same_json_as_the_cli_report(client, loaded, tmp_path
     resp = post(client, path.read_bytes(), name="mixed.wav")
     assert resp.status_code == 200
     got = resp.json()
-    opts = DetectOptions(chunk_seconds=4.0, max_seconds=20.0, show_progress=False)
+    opts = DetectOptions(chunk_seconds=4.0, max_seconds=20.0, show_progress=False, score_without_speech=True)
     (result,) = detect_files(loaded, [str(path)], opts)
     result.path = "mixed.wav"
     expected = report_dict(loaded, [result], opts)
@@ -201,6 +203,7 @@ def test_concurrent_requests_each_get_their_own_result(client):
     (["--max-seconds", "inf"], "--max-seconds must be a positive number"),
     (["--chunk-seconds", "0.1"], "--chunk-seconds must be between 0.5 and 600"),
     (["--threshold", "nan"], "--threshold must be a finite number"),
+    (["--min-speech-share", "-0.1"], "--min-speech-share must be between 0 and 1"),
     (["--max-concurrent", "0"], "--max-concurrent must be >= 1"),
     (["--queue", "-1"], "--queue must be >= 0"),
     (["--header-timeout", "0"], "--header-timeout must be a positive number"),
@@ -260,7 +263,8 @@ def test_serve_command_passes_hosts_timeouts_and_limits(loaded, monkeypatch, tmp
     monkeypatch.setattr(spoofrl.detect, "load_detection_model", lambda *a, **k: loaded)
     rc = main(["serve", "--host", "0.0.0.0", "--port", str(free_port()), "--allow-host", "detector.lan",
                "--allow-host", "10.9.8.7", "--header-timeout", "3", "--body-timeout", "4", "--keep-alive", "6",
-               "--max-connections", "9", "--max-concurrent", "1", "--queue", "2"])
+               "--max-connections", "9", "--max-concurrent", "1", "--queue", "2", "--min-speech-share", "0.2",
+               "--score-without-speech"])
     assert rc == 0 and captured["ran"]
     options = captured["options"]
     assert (options.header_timeout, options.keep_alive, options.max_connections) == (3.0, 6.0, 9)
@@ -270,6 +274,7 @@ def test_serve_command_passes_hosts_timeouts_and_limits(loaded, monkeypatch, tmp
         assert c.get("/healthz", headers={"host": "evil.example"}).status_code == 400
         limits = c.get("/healthz", headers={"host": "localhost"}).json()["limits"]
         assert (limits["max_concurrent"], limits["queue"]) == (1, 2)
+        assert (limits["min_speech_share"], limits["score_without_speech"]) == (0.2, True)
 
 
 # --- slow clients, timeouts and the analysis gate, on a live uvicorn server ------------------------------
@@ -397,7 +402,7 @@ def test_busy_server_answers_429_when_every_analysis_slot_is_taken(loaded, monke
         return real_detect_one(*args, **kwargs)
 
     monkeypatch.setattr(app_module, "detect_one", slow_detect_one)
-    app = create_app(loaded, ServeLimits(max_concurrent=1, queue=0))
+    app = create_app(loaded, ServeLimits(max_concurrent=1, queue=0, score_without_speech=True))
     files = {"file": ("a.wav", wav_bytes(low_tone(1.0)), "audio/wav")}
     with live_server(app) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -6,6 +6,10 @@ import sys
 
 from spoofrl.cli.common import add_device_option
 
+# spoofrl.detect.engine's DEFAULT_MIN_SPEECH_SHARE, written out: importing the engine here would slow every
+# `spoofrl` command's start by most of a second (tests/test_detect.py checks that the two agree).
+DEFAULT_MIN_SPEECH_SHARE = 0.05
+
 DESCRIPTION = """\
 Score audio files with a deepfake detector. PATH may be files, folders (searched recursively for audio
 files) or quoted globs ('data/**/*.flac'); any format spoofrl reads (wav, flac, ogg, mp3, and through
@@ -15,6 +19,11 @@ Higher score = more bona fide. Without calibration the score is the model's log-
 when the model folder has calibration.json (`spoofrl calibrate`) it is a log-likelihood ratio (LLR).
 p_spoof is the probability of spoof (for an LLR, at the prior stated in calibration.json). Verdict:
 bonafide when score >= --threshold (default 0: even odds), else spoof.
+
+Speech: a voice activity detector (Silero VAD, weights inside the silero-vad package) measures the share of
+each file (and chunk) that is speech. A file with less than --min-speech-share of speech (default 0.05:
+noise, music, hum, silence) gets verdict 'no-speech' and no score, since a deepfake detector's score of
+non-speech means nothing; --score-without-speech scores it anyway (verdict from the score, with a note).
 
 Files are streamed in chunks of --chunk-seconds (memory stays flat for hour-long files); the file score
 is the duration-weighted mean of the chunk scores, and files longer than one chunk get a per-chunk
@@ -27,8 +36,8 @@ data only (spoofrl's built-in benchmark) and is a demonstration, not a productio
 Ctrl-C stops scoring; the report of the files finished so far is still written (the others get
 verdict 'error', reason 'interrupted') and the exit status is 130.
 
-Exit status: 0 all files scored; 1 some files failed (verdict 'error'); 2 nothing could be run;
-130 interrupted."""
+Exit status: 0 every file scored or no-speech (no-speech is an answer, not a failure); 1 some files
+failed (verdict 'error'); 2 nothing could be run; 130 interrupted."""
 
 
 def register(sub):
@@ -49,6 +58,12 @@ def register(sub):
                    help="length of the scored chunks and timeline steps, 0.5 to 600 (default 4; use about the "
                         "training crop length)")
     p.add_argument("--batch-size", type=int, default=16, metavar="B", help="chunks per forward pass (default 16)")
+    p.add_argument("--min-speech-share", type=float, default=DEFAULT_MIN_SPEECH_SHARE, metavar="F",
+                   help=f"files with a smaller share of speech (0 to 1) get verdict no-speech and no score "
+                        f"(default {DEFAULT_MIN_SPEECH_SHARE:g}; 0 scores every file)")
+    p.add_argument("--score-without-speech", action="store_true",
+                   help="score files with little or no speech anyway (verdict from the score; the speech share "
+                        "and a note are still reported)")
     add_device_option(p)
     p.set_defaults(func=run)
 
@@ -104,8 +119,9 @@ def _render(loaded, results, opts, fmt: str) -> str:
 
 def run(args) -> int:
     from spoofrl.detect import DetectInterrupted, DetectOptions, detect_files, expand_inputs, load_detection_model
-    opts = DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds,
-                         batch_size=args.batch_size).validate()
+    opts = DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds, batch_size=args.batch_size,
+                         min_speech_share=args.min_speech_share,
+                         score_without_speech=args.score_without_speech).validate()
     _check_output(args.output)
     inputs = expand_inputs(args.paths)
     loaded = load_detection_model(args.model, args.device)
@@ -115,6 +131,10 @@ def run(args) -> int:
         results, interrupted = stop.results, True
     _write(_render(loaded, results, opts, args.format), args.output)
     failed = [r for r in results if r.failed]
+    no_speech = sum(r.no_speech for r in results)
+    if no_speech:
+        print(f"spoofrl detect: {no_speech} of {len(results)} file(s) hold too little speech to score (verdict "
+              f"'no-speech'; --score-without-speech scores them anyway)", file=sys.stderr)
     if interrupted:
         print(f"spoofrl detect: interrupted; the report holds the {len(results) - len(failed)} file(s) scored "
               f"before Ctrl-C", file=sys.stderr)

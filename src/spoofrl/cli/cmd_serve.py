@@ -9,7 +9,9 @@ DESCRIPTION = """\
 Serve a detector over HTTP (FastAPI + uvicorn):
   GET  /            web page: upload or record a clip, see the verdict, score, spectrogram and per-chunk timeline
   POST /api/detect  multipart upload (field 'file'; add ?spectrogram=true for a PNG) -> the JSON report of
-                    `spoofrl detect --format json` for that file (the model named by folder, not by path)
+                    `spoofrl detect --format json` for that file (the model named by folder, not by path);
+                    a clip with less than --min-speech-share of speech gets verdict 'no-speech' and no
+                    score (200), unless ?score_without_speech=true (or --score-without-speech)
   GET  /healthz     status, model information and limits
 Higher score = more bona fide (log-odds, or an LLR when the model folder has calibration.json).
 Errors are JSON {"error", "detail"}: 400 bad_host, 408 body_timeout, 413 upload too large, 415 not audio,
@@ -51,6 +53,12 @@ def register(sub):
     p.add_argument("--max-seconds", type=float, default=600.0, help="longer audio is refused with 422 (default 600)")
     p.add_argument("--chunk-seconds", type=float, default=4.0, help="scored chunk length / timeline step, 0.5 to 600 (default 4)")
     p.add_argument("--threshold", type=float, default=0.0, help="verdict bonafide when score >= T (default 0)")
+    p.add_argument("--min-speech-share", type=float, default=0.05, metavar="F",
+                   help="clips with a smaller share of speech (0 to 1) get verdict no-speech and no score "
+                        "(default 0.05, as `detect`)")
+    p.add_argument("--score-without-speech", action="store_true",
+                   help="score clips with little or no speech by default (a request's "
+                        "?score_without_speech=false still gates them)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests with this Host name (repeatable; '*' = any Host, unsafe: no "
                         "DNS-rebinding guard); localhost, 127.0.0.1, ::1 and --host are always answered")
@@ -88,7 +96,8 @@ def _check(args) -> None:
     for name in args.allow_host:
         if name != "*" and normalize_host(name) is None:
             raise SpoofrlError(f"--allow-host {name!r}: not a host name")
-    DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds).validate()
+    DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds,
+                  min_speech_share=args.min_speech_share).validate()
 
 
 def run(args) -> int:
@@ -107,6 +116,7 @@ def run(args) -> int:
     loaded = load_detection_model(args.model, args.device)
     limits = ServeLimits(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                          chunk_seconds=args.chunk_seconds, threshold=args.threshold,
+                         min_speech_share=args.min_speech_share, score_without_speech=args.score_without_speech,
                          max_concurrent=args.max_concurrent, queue=args.queue, body_timeout=args.body_timeout)
     hosts = allowed_host_names(args.host, args.allow_host)
     app = create_app(loaded, limits, allowed_hosts=hosts)

@@ -2,7 +2,10 @@
 
 One upload per request (multipart field `file`). The answer is the JSON report of `spoofrl detect
 --format json` for that one file (model info, settings, `files: [ {...} ]`, summary), plus the file's
-spectrogram as a PNG data URL when `?spectrogram=true`. Errors are JSON `{"error": code, "detail": reason}`:
+spectrogram as a PNG data URL when `?spectrogram=true`. A clip with too little speech (voice activity
+detection, see spoofrl.detect.vad) is a normal 200 answer with verdict `no-speech`, `speech_share` and no
+score; `?score_without_speech=true` scores it anyway (`false` gates it even where the server scores every
+clip). Errors are JSON `{"error": code, "detail": reason}`:
 400 a Host header the server does not answer to (DNS-rebinding guard, spoofrl.serve.hosts), 408 a body that
 stalls, 413 upload too large, 415 not audio (neither soundfile nor ffmpeg decodes it), 422 audio that cannot
 be scored (empty, silent, too long, too short, truncated, corrupt part-way, a non-finite score) or a
@@ -25,6 +28,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 from spoofrl.detect import DetectOptions, LoadedModel, detect_one, report_dict
+from spoofrl.detect.engine import DEFAULT_MIN_SPEECH_SHARE
 from spoofrl.errors import AudioError
 from spoofrl.serve.limits import AnalysisGate, Busy
 from spoofrl.serve.tempdirs import ServeTempRoot, remove_stale_temp_dirs
@@ -44,6 +48,8 @@ class ServeLimits:
     max_seconds: float = 600.0  # longer audio gets 422
     chunk_seconds: float = 4.0  # scored chunk length (timeline step)
     threshold: float = 0.0  # bonafide when score >= threshold
+    min_speech_share: float = DEFAULT_MIN_SPEECH_SHARE  # clips with less speech get verdict no-speech
+    score_without_speech: bool = False  # the server's default for ?score_without_speech
     max_concurrent: int = 2  # analyses (decode + score + spectrogram) running at once
     queue: int = 8  # analyses waiting for a slot; past that 429
     body_timeout: float | None = 30.0  # s without body bytes before 408 (None: no timeout)
@@ -147,11 +153,16 @@ def _non_finite_score(result) -> bool:
 
 
 def score_upload(loaded: LoadedModel, upload, limits: ServeLimits, with_spectrogram: bool,
-                 gate: AnalysisGate | None = None, temp: ServeTempRoot | None = None) -> dict:
-    """Save, check, score one upload; returns the JSON report or raises _RequestProblem."""
+                 gate: AnalysisGate | None = None, temp: ServeTempRoot | None = None,
+                 score_without_speech: bool | None = None) -> dict:
+    """Save, check, score one upload; returns the JSON report or raises _RequestProblem.
+
+    `score_without_speech`: the request's choice; None takes the server's (limits.score_without_speech)."""
     name = Path(upload.filename or "upload").name
+    anyway = limits.score_without_speech if score_without_speech is None else score_without_speech
     opts = DetectOptions(threshold=limits.threshold, chunk_seconds=limits.chunk_seconds,
-                         max_seconds=limits.max_seconds, show_progress=False)
+                         max_seconds=limits.max_seconds, show_progress=False,
+                         min_speech_share=limits.min_speech_share, score_without_speech=anyway)
     own_gate, own_temp = gate is None, temp is None
     gate = gate or AnalysisGate(limits.max_concurrent, limits.queue)
     temp = temp or ServeTempRoot()
@@ -206,9 +217,11 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from spoofrl import __version__
+    from spoofrl.detect.vad import get_vad
     from spoofrl.serve.hosts import LOCAL_HOSTS, HostCheck
     from spoofrl.serve.limits import BodyGuard
     limits = limits or ServeLimits()
+    get_vad()  # load the voice activity detector now: the first request is not slowed, a missing package fails here
     gate = AnalysisGate(limits.max_concurrent, limits.queue)
     remove_stale_temp_dirs()
     temp = ServeTempRoot()
@@ -262,6 +275,8 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
         return {"status": "ok", "version": __version__, "model": loaded.info(public=True),
                 "limits": {"max_upload_mb": limits.max_upload_mb, "max_seconds": limits.max_seconds,
                            "chunk_seconds": limits.chunk_seconds, "threshold": limits.threshold,
+                           "min_speech_share": limits.min_speech_share,
+                           "score_without_speech": limits.score_without_speech,
                            "max_concurrent": limits.max_concurrent, "queue": limits.queue}}
 
     @app.get("/", response_class=HTMLResponse)
@@ -270,9 +285,9 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
 
     @app.post("/api/detect")
     def api_detect(file: UploadFile = File(..., description="audio clip (wav, flac, ogg, mp3, webm, m4a, ...)"),
-                   spectrogram: bool = False):
+                   spectrogram: bool = False, score_without_speech: bool | None = None):
         try:
-            return score_upload(loaded, file, limits, spectrogram, gate, temp)
+            return score_upload(loaded, file, limits, spectrogram, gate, temp, score_without_speech)
         except _RequestProblem:
             raise
         except Exception as exc:  # noqa: BLE001 - a JSON 500, never a traceback page
