@@ -54,18 +54,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
-    uvicorn = require_module("uvicorn")
-    from spoofrl.detect import load_detection_model
-    from spoofrl.serve import ServeLimits, create_app
-    loaded = load_detection_model(crafted_model_dir(tmp_path_factory.mktemp("model")), "cpu")
-    port = free_port()
-    # its clips (tones, hiss, the fake microphone's beep) hold no speech: scored anyway (no-speech has its own test)
-    limits = ServeLimits(max_seconds=60, score_without_speech=True)
-    config = uvicorn.Config(create_app(loaded, limits), host="127.0.0.1", port=port,
-                            log_level="warning")
-    server = uvicorn.Server(config)
+def serve_in_thread(uvicorn, app, port: int):
+    """Run `app` with uvicorn on 127.0.0.1:port in a daemon thread; yields its URL, stops it after (a fixture body)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -76,6 +67,18 @@ def server_url(tmp_path_factory):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory):
+    uvicorn = require_module("uvicorn")
+    from spoofrl.detect import load_detection_model
+    from spoofrl.serve import ServeLimits, create_app
+    loaded = load_detection_model(crafted_model_dir(tmp_path_factory.mktemp("model")), "cpu")
+    port = free_port()
+    # its clips (tones, hiss, the fake microphone's beep) hold no speech: scored anyway (no-speech has its own test)
+    limits = ServeLimits(max_seconds=60, score_without_speech=True)
+    yield from serve_in_thread(uvicorn, create_app(loaded, limits), port)
 
 
 @pytest.fixture(scope="module")

@@ -294,28 +294,16 @@ def test_server_wide_score_without_speech_can_be_refused_per_request(model_dir, 
 # In a real browser, with test_serve_browser's chromium fixture (`browser`; it fails without chromium unless
 # SPOOFRL_ALLOW_NO_BROWSER=1) and a server with the speech gate on.
 
-from test_serve_browser import browser, free_port, require_module, upload_and_wait  # noqa: F401
+from test_serve_browser import browser, free_port, require_module, serve_in_thread, upload_and_wait  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def gated_server_url(model_dir):
-    import time
     uvicorn = require_module("uvicorn")
     from spoofrl.serve import ServeLimits, create_app
     loaded = load_detection_model(model_dir, "cpu")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(loaded, ServeLimits(max_seconds=60)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield from serve_in_thread(uvicorn, create_app(loaded, ServeLimits(max_seconds=60)), port)
 
 
 @pytest.mark.browser
