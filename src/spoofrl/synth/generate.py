@@ -189,6 +189,9 @@ def _check_stamp(out: Path, preset: str, seed: int, left_out: list[str]) -> None
             made = json.loads(stamp.read_text())
         except json.JSONDecodeError:
             raise ConfigError(f"{stamp}: unreadable; delete the folder or choose another --out") from None
+        if made.get("design", "v1") != "v1":   # a `--design real` folder (spoofrl.synth.real_generate)
+            raise ConfigError(f"{out} holds a benchmark of design '{made.get('design')}'; rerun with --design "
+                              f"{made.get('design')} to finish it, or choose another --out")
         if made.get("preset") != preset or made.get("seed") != seed:
             raise ConfigError(f"{out} holds a benchmark made with --preset {made.get('preset')} --seed {made.get('seed')}; "
                               f"rerun with those options to finish it, or choose another --out")
