@@ -179,19 +179,36 @@ def write_meta(plan: list[BasePlan], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _check_stamp(out: Path, preset: str, seed: int, left_out: list[str]) -> None:
-    """Refuse to mix two different benchmarks in one folder (other preset, seed or set of optional voices)."""
+def read_stamp(out: Path, design: str, hint: str) -> dict | None:
+    """The synth.json of a benchmark folder made with `design`, or None for a new or empty folder; a file, an
+    unreadable stamp, another design or a foreign non-empty folder are refused (both designs use this).
+    `hint` tells how to finish a folder of the other design."""
     stamp = out / STAMP
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; --out must be a folder")
-    if stamp.is_file():
-        try:
-            made = json.loads(stamp.read_text())
-        except json.JSONDecodeError:
-            raise ConfigError(f"{stamp}: unreadable; delete the folder or choose another --out") from None
-        if made.get("design", "v1") != "v1":   # a `--design real` folder (spoofrl.synth.real_generate)
-            raise ConfigError(f"{out} holds a benchmark of design '{made.get('design')}'; rerun with --design "
-                              f"{made.get('design')} to finish it, or choose another --out")
+    if not stamp.is_file():
+        if out.is_dir() and any(out.iterdir()):
+            raise ConfigError(f"{out} is not empty and was not made by 'spoofrl data synth'; choose an empty or new "
+                              f"folder")
+        return None
+    try:
+        made = json.loads(stamp.read_text())
+    except json.JSONDecodeError:
+        raise ConfigError(f"{stamp}: unreadable; delete the folder or choose another --out") from None
+    if made.get("design", "v1") != design:
+        raise ConfigError(f"{out} holds a benchmark of design '{made.get('design', 'v1')}'; {hint}")
+    return made
+
+
+def write_stamp(out: Path, stamp: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
+
+
+def _check_stamp(out: Path, preset: str, seed: int, left_out: list[str]) -> None:
+    """Refuse to mix two different benchmarks in one folder (other preset, seed or set of optional voices)."""
+    made = read_stamp(out, "v1", "rerun with --design real to finish it, or choose another --out")
+    if made is not None:
         if made.get("preset") != preset or made.get("seed") != seed:
             raise ConfigError(f"{out} holds a benchmark made with --preset {made.get('preset')} --seed {made.get('seed')}; "
                               f"rerun with those options to finish it, or choose another --out")
@@ -199,12 +216,8 @@ def _check_stamp(out: Path, preset: str, seed: int, left_out: list[str]) -> None
             raise ConfigError(f"{out} was made with optional voices left out: {', '.join(made.get('left_out', [])) or 'none'}; "
                               f"now left out: {', '.join(left_out) or 'none'}. The files would differ: install or remove "
                               f"the optional sources to match, or choose another --out")
-    elif out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty and was not made by 'spoofrl data synth'; choose an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
     from spoofrl import __version__
-    stamp.write_text(json.dumps({"preset": preset, "seed": seed, "left_out": left_out, "spoofrl": __version__},
-                                indent=1) + "\n")
+    write_stamp(out, {"preset": preset, "seed": seed, "left_out": left_out, "spoofrl": __version__})
 
 
 def unavailable_optional_voices() -> dict[Voice, str]:

@@ -38,7 +38,7 @@ from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.synth import dsp
 from spoofrl.synth.attacks import ATTACKS, Attack
 from spoofrl.synth.channels import CHANNELS, Channel, _coloured_noise
-from spoofrl.synth.generate import SOURCE_LEVEL_DB, SynthReport, write_flac_atomic
+from spoofrl.synth.generate import SOURCE_LEVEL_DB, SynthReport, read_stamp, write_flac_atomic, write_stamp
 from spoofrl.synth.packaging import package_many, rate_roundtrip
 from spoofrl.synth.real_design import (DESIGN, MARGIN_S, MAX_S, MIN_S, REAL_PRESETS, VERSION, RealBase,
                                        RealItem, RealPreset, check_real_design, make_real_plan, plan_digest,
@@ -48,7 +48,6 @@ from spoofrl.synth.splits import rng_for
 
 log = logging.getLogger(__name__)
 
-STAMP = "synth.json"
 BASES_PER_CHUNK = 10
 ACTIVE_DB = -40.0          # speech = 10 ms frames within this many dB of the clip's loudest frame
 RATE_RANGE = (0.5, 2.6)    # speaking-rate factors TTS may be driven to when matching a clip's length
@@ -380,16 +379,8 @@ def _stamp(preset: str, seed: int, digest: str, manifest: Path, left_out: list[s
 
 def _check_stamp(out: Path, stamp: dict) -> None:
     """Refuse to mix two benchmarks in one folder (other design, preset, seed, clips or left-out engines)."""
-    path = out / STAMP
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file; --out must be a folder")
-    if path.is_file():
-        try:
-            made = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise ConfigError(f"{path}: unreadable; delete the folder or choose another --out") from None
-        if made.get("design", "v1") != DESIGN:
-            raise ConfigError(f"{out} holds a benchmark of design '{made.get('design', 'v1')}'; choose another --out")
+    made = read_stamp(out, DESIGN, "choose another --out")
+    if made is not None:
         for key, what in (("preset", "--preset"), ("seed", "--seed")):
             if made.get(key) != stamp[key]:
                 raise ConfigError(f"{out} holds a benchmark made with {what} {made.get(key)}; rerun with it to "
@@ -403,10 +394,7 @@ def _check_stamp(out: Path, stamp: dict) -> None:
         if sorted(made.get("left_out", [])) != stamp["left_out"]:
             raise ConfigError(f"{out} was made with TTS engines left out: {', '.join(made.get('left_out', [])) or 'none'}"
                               f"; now left out: {', '.join(stamp['left_out']) or 'none'}; choose another --out")
-    elif out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty and was not made by 'spoofrl data synth'; choose an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stamp, indent=1) + "\n")
+    write_stamp(out, stamp)
 
 
 def unavailable_tts_engines() -> dict[str, str]:
