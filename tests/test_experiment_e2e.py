@@ -263,3 +263,16 @@ def test_demo_fast_end_to_end(tmp_path, capsys):
     timing = json.loads((out / "demo_timing.json").read_text())
     assert timing["total_seconds"] > timing["experiment_seconds"] > 0 and timing["data_seconds"] > 0
     assert timing["variant"] == "demo-fast"
+
+
+def test_demo_refuses_a_benchmark_of_the_real_design(tmp_path):
+    """Same preset and seed but `--design real`: another benchmark, never reused silently by the v1 demo."""
+    from spoofrl.errors import ConfigError
+    from spoofrl.experiment.demo import _check_reused
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    (folder / "synth.json").write_text(json.dumps({"design": "real", "version": 2, "preset": "small", "seed": 0}))
+    with pytest.raises(ConfigError, match="design 'real'"):
+        _check_reused(folder, "small", 0)
+    (folder / "synth.json").write_text(json.dumps({"preset": "small", "seed": 0}))
+    _check_reused(folder, "small", 0)  # a v1 folder (no design key) is reused

@@ -43,9 +43,11 @@ def _check_reused(folder: Path, preset: str, seed: int) -> None:
         return
     except json.JSONDecodeError:
         raise ConfigError(f"{folder / STAMP}: damaged; delete {folder} or choose another --data") from None
-    if (made.get("preset"), made.get("seed")) != (preset, seed):
-        raise ConfigError(f"{folder} holds the '{made.get('preset')}' benchmark (seed {made.get('seed')}); this demo "
-                          f"needs '{preset}' (seed {seed}): choose another --out or --data")
+    design = made.get("design", "v1")
+    if (design, made.get("preset"), made.get("seed")) != ("v1", preset, seed):
+        raise ConfigError(f"{folder} holds the '{made.get('preset')}' benchmark of design '{design}' (seed "
+                          f"{made.get('seed')}); this demo needs '{preset}' of design 'v1' (seed {seed}): choose "
+                          f"another --out or --data")
 
 
 def ensure_benchmark(folder: Path, preset: str, seed: int, workers: int) -> tuple[Path, float]:
