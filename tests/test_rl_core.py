@@ -72,7 +72,7 @@ def test_negative_false_leaves_advantages_as_raw_rewards():
     for scale in ("group", "batch", "none"):
         assert torch.equal(compute_advantages(rewards, scale_rewards=scale, center=False), rewards)
     from spoofrl.training.config import ObjectiveConfig
-    from spoofrl.training.objectives import grpo_settings
+    from spoofrl.training.objectives.grpo import grpo_settings
     settings = grpo_settings(ObjectiveConfig(name="grpo", negative=False, scale_rewards="batch", epsilon=None,
                                              beta=0.0, num_generations=16))
     logits = BASE.clone().requires_grad_(True)
@@ -85,7 +85,7 @@ def test_negative_false_logs_the_references_loss_with_the_same_gradient():
     """'w/o negative' logs -mean(r log p) + beta KL (the AntiDeepfake code's quantity, not -mean(r) + beta KL);
     the gradient is the ratio form's."""
     from spoofrl.training.config import ObjectiveConfig
-    from spoofrl.training.objectives import grpo_settings
+    from spoofrl.training.objectives.grpo import grpo_settings
     settings = grpo_settings(ObjectiveConfig(name="grpo", negative=False, scale_rewards="none", epsilon=None,
                                              beta=0.04, num_generations=16))
     assert settings.surrogate == "logp"

@@ -14,7 +14,12 @@ DEV_SCORES = "calibration_dev_scores.tsv"  # the dev scores the calibration was 
 
 # training run folder
 LAST = "last"                          # resumable checkpoint (a model folder too)
-STAGE1 = "stage1"                      # sft_then_grpo: the SFT stage's best model
+STAGE1 = "stage1"                      # staged runs: the first stage's best model (stage2/ the second's, ...)
+
+
+def stage_folder(index: int) -> str:
+    """Folder of stage `index` (0-based) of a staged run: its best model; the last stage's model is the run's."""
+    return f"stage{index + 1}"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"               # written last, on success
 TRAIN_LOG = "train.log"

@@ -15,6 +15,7 @@ from spoofrl.config import (apply_overrides, differences, error_location, flatte
 from spoofrl.errors import ConfigError
 from spoofrl.data.augment import AugmentConfig, CodecConfig, NoiseConfig, RawBoostConfig
 from spoofrl.rl.advantages import SCALE_CHOICES
+from spoofrl.training.registry import OBJECTIVES
 
 # Ranges of the options (`spoofrl config train` shows each as "allowed: ..."); every float must be finite.
 MAX_CROP_SECONDS = 600      # a training crop (or max_seconds window) of up to 10 minutes of audio
@@ -71,14 +72,16 @@ class DataConfig:
 
 # ------------------------------------------------------------------------------------------ objective
 
-OBJECTIVES = ("sft", "grpo", "sft_then_grpo")
+SFT_THEN_GRPO = "sft_then_grpo"   # objective.name shorthand for two stages: sft, then grpo (see resolved_stages)
 
 
 @dataclass
 class ObjectiveConfig:
-    name: Literal["sft", "grpo", "sft_then_grpo"] = option(
-        "sft", "sft: cross-entropy; grpo: group relative policy optimisation with the detector's softmax as the "
-               "policy (arXiv 2603.02914); sft_then_grpo: sft_steps of SFT, then GRPO for the rest of the schedule")
+    name: str = option(
+        "sft", "the objective (a name in spoofrl.training.registry.OBJECTIVES): sft = cross-entropy; grpo = group "
+               "relative policy optimisation with the detector's softmax as the policy (arXiv 2603.02914); "
+               "sft_then_grpo = shorthand for two stages, sft_steps of SFT then GRPO for the rest of the "
+               "schedule (see `stages`); ignored when `stages` is given")
     # --- SFT
     label_smoothing: float = option(0.0, "SFT: label smoothing of the cross-entropy (0 = none)", ge=0, lt=1)
     class_weights: list[float] = option(factory=list, doc="SFT: cross-entropy weights of (spoof, bonafide); empty "
@@ -140,6 +143,9 @@ class ObjectiveConfig:
 
     def validate(self):
         # single-option ranges are declared on the fields (option(..., ge=, le=)); here the combinations
+        if self.name != SFT_THEN_GRPO and self.name not in OBJECTIVES:
+            raise invalid("name", f"unknown objective {self.name!r}; known: {', '.join(OBJECTIVES.names())}, "
+                                  f"{SFT_THEN_GRPO}")
         if self.mixed_policy and self.estimator == "sampled" and self.num_generations < 2:
             raise invalid("num_generations", "mixed_policy needs num_generations >= 2 (G-1 drawn labels plus "
                                              "the truth)")
@@ -158,7 +164,7 @@ class ObjectiveConfig:
             raise ConfigError(f"scale_rewards must be one of {SCALE_CHOICES}")
         if self.reward_correct <= self.reward_wrong:
             raise invalid("reward_correct", "must be larger than reward_wrong")
-        if self.name == "sft_then_grpo" and self.sft_steps < 1:
+        if self.name == SFT_THEN_GRPO and self.sft_steps < 1:
             raise invalid("sft_steps", f"must be at least 1 with sft_then_grpo (optimizer steps of the SFT stage), "
                                        f"got {self.sft_steps}")
 
@@ -202,8 +208,68 @@ class ScheduleConfig:
     log_every: int = option(10, "write a metrics row (averages since the last row) every N steps", ge=1, le=MAX_STEPS)
     save_every: int = option(0, "write the resumable last/ checkpoint every N steps; 0 = at every validation",
                                 ge=0, le=MAX_STEPS)
-    early_stop: int = option(0, "stop after N validations without a better dev EER; 0 = never (sft_then_grpo: "
-                                "in the GRPO stage; the SFT stage always runs its sft_steps)", ge=0, le=1_000_000)
+    early_stop: int = option(0, "stop after N validations without a better dev EER; 0 = never (staged runs: "
+                                "in the last stage; earlier stages always run their steps)", ge=0, le=1_000_000)
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+
+@dataclass
+class StageConfig:
+    """One stage of a staged run (`stages: [{objective: sft, steps: 200}, {objective: grpo}]`): its objective
+    and how it starts from the stage before it. spoofrl's addition (TRL trains one objective per trainer)."""
+
+    objective: str = option("sft", "the stage's objective, a name in spoofrl.training.registry.OBJECTIVES (sft, "
+                                   "grpo, ...)")
+    steps: int = option(0, "optimizer steps of the stage; every stage but the last needs >= 1, the last takes the "
+                           "rest of the schedule (schedule.steps or epochs) and must leave this 0", ge=0, le=MAX_STEPS)
+    options: dict[str, Any] = option(factory=dict, doc="objective options of this stage over the `objective` "
+                                                        "section, e.g. {beta: 0.0, num_generations: 8}")
+    lr: float | None = option(None, "learning rate of the stage; null = optim.lr", gt=0, le=10)
+    start: Literal["last", "best"] = option(
+        "best", "stages after the first: start from the previous stage's last weights, or its best on dev (each "
+                "stage but the last keeps its model in stageK/)")
+    reference: Literal["switch", "init"] = option(
+        "switch", "KL reference of the stage (objectives that use one, e.g. grpo with beta > 0): the model the "
+                  "stage starts from (switch) or the run's initial model (init); objective.reference, when set, "
+                  "is used instead")
+    reset_optimizer: bool = option(True, "stages after the first: fresh optimiser state (Adam moments); the "
+                                         "learning-rate schedule (warmup included) restarts in any case")
+
+    def validate(self):
+        if self.objective not in OBJECTIVES:
+            raise invalid("objective", f"unknown objective {self.objective!r}; known: {', '.join(OBJECTIVES.names())}")
+        if "name" in self.options:
+            raise invalid("options", "give the stage's objective as `objective`, not options.name")
+
+
+def resolved_stages(cfg: "TrainConfig") -> list[StageConfig]:
+    """The run's stages: `stages` when given, else the shorthand objective.name=sft_then_grpo (SFT for
+    objective.sft_steps, then GRPO with grpo_start / grpo_reference / reset_optimizer / grpo_lr), else one stage
+    of objective.name."""
+    if cfg.stages:
+        return list(cfg.stages)
+    o = cfg.objective
+    if o.name == SFT_THEN_GRPO:
+        return [StageConfig("sft", steps=o.sft_steps),
+                StageConfig("grpo", lr=o.grpo_lr, start=o.grpo_start, reference=o.grpo_reference,
+                            reset_optimizer=o.reset_optimizer)]
+    return [StageConfig(o.name)]
+
+
+def stage_objective(cfg: "TrainConfig", stage: StageConfig, key: str = "") -> "ObjectiveConfig":
+    """The objective options of `stage`: the `objective` section with the stage's options over it, validated
+    (errors name `key`.options.OPTION)."""
+    if not stage.options:
+        return cfg.objective
+    merged = {**to_dict(cfg.objective), **stage.options, "name": stage.objective}
+    return from_dict(ObjectiveConfig, merged, prefix=f"{key}.options" if key else "objective")
+
+
+def describe_stages(cfg: "TrainConfig") -> str:
+    """'grpo', or 'sft -> grpo' for a staged run."""
+    return " -> ".join(s.objective for s in resolved_stages(cfg))
 
 
 # ------------------------------------------------------------------------------------------ top level
@@ -217,6 +283,10 @@ class TrainConfig:
                                        "starting model's architecture is used")
     data: DataConfig = option(factory=DataConfig, doc="training and dev data")
     objective: ObjectiveConfig = option(factory=ObjectiveConfig, doc="training objective and its options")
+    stages: list[StageConfig] = option(factory=list, doc="a staged run: objectives one after the other, e.g. "
+                                                          "[{objective: sft, steps: 200}, {objective: grpo}] (each "
+                                                          "stage's options over the `objective` section); empty = "
+                                                          "one stage of objective.name (sft_then_grpo: two)")
     optim: OptimConfig = option(factory=OptimConfig, doc="optimiser")
     schedule: ScheduleConfig = option(factory=ScheduleConfig, doc="steps, validation, logging, checkpoints")
     seed: int = option(0, "random seed (data order, crops, augmentation, sampled labels, initialisation)",
@@ -231,10 +301,30 @@ class TrainConfig:
         if self.data.balance == "loss" and self.objective.class_weights:
             raise invalid("objective.class_weights", "give either objective.class_weights or data.balance: loss, "
                                                      "not both")
-        if self.objective.name == "sft_then_grpo" and self.schedule.steps and \
+        if self.objective.name == SFT_THEN_GRPO and self.schedule.steps and \
                 self.schedule.steps <= self.objective.sft_steps:
             raise invalid("schedule.steps", f"must exceed objective.sft_steps ({self.objective.sft_steps}) to leave "
                                             f"steps for GRPO, got {self.schedule.steps}")
+        if self.stages:
+            self._validate_stages()
+
+    def _validate_stages(self):
+        if self.objective.name == SFT_THEN_GRPO:
+            raise invalid("objective.name", "sft_then_grpo is the shorthand for two stages: give either it or "
+                                            "`stages`, not both")
+        *leading, last = self.stages
+        for i, stage in enumerate(leading):
+            if stage.steps < 1:
+                raise invalid(f"stages[{i}].steps", "every stage but the last needs its number of steps (>= 1)")
+        if last.steps:
+            raise invalid(f"stages[{len(self.stages) - 1}].steps", "the last stage takes the rest of the schedule "
+                                                                   "(schedule.steps or epochs): leave its steps 0")
+        fixed = sum(s.steps for s in leading)
+        if self.schedule.steps and self.schedule.steps <= fixed:
+            raise invalid("schedule.steps", f"must exceed the steps of the stages before the last ({fixed}), got "
+                                            f"{self.schedule.steps}")
+        for i, stage in enumerate(self.stages):
+            stage_objective(self, stage, f"stages[{i}]")
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -297,5 +387,5 @@ def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | No
 
 
 __all__ = ["TrainConfig", "DataConfig", "AugmentConfig", "RawBoostConfig", "NoiseConfig", "CodecConfig",
-           "ObjectiveConfig", "OptimConfig", "ScheduleConfig", "load_train_config", "resolve_model_section",
-           "OBJECTIVES"]
+           "ObjectiveConfig", "OptimConfig", "ScheduleConfig", "StageConfig", "load_train_config",
+           "resolve_model_section", "resolved_stages", "stage_objective", "describe_stages", "SFT_THEN_GRPO"]

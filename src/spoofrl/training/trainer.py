@@ -1,4 +1,4 @@
-"""The one training loop of spoofrl. Objectives (SFT, GRPO) are plug-ins; sft_then_grpo switches between them.
+"""The one training loop of spoofrl. Objectives (SFT, GRPO, ...) are plug-ins, run one after the other in stages.
 
 Determinism: the batch order and every crop / augmentation are functions of (seed, epoch, index), and each
 step re-seeds torch (dropout) and the label sampler from (seed, step, rank). Together with the checkpointed
@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -25,10 +26,11 @@ from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset
 from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.training import distributed
-from spoofrl.runfiles import CONFIG, LAST, STAGE1, SUMMARY, TRAIN_LOG, WEIGHTS
-from spoofrl.training.config import NON_SEMANTIC_KEYS, TrainConfig, config_differences
+from spoofrl.runfiles import CONFIG, LAST, SUMMARY, TRAIN_LOG, WEIGHTS, stage_folder
+from spoofrl.training.config import (NON_SEMANTIC_KEYS, ObjectiveConfig, StageConfig, TrainConfig, config_differences,
+                                     describe_stages, resolved_stages, stage_objective)
 from spoofrl.training.forward import LogitsCache, ModelAccess, ParamSnapshot, TrainForward
-from spoofrl.training.objectives import build_objective, stage_names
+from spoofrl.training.objectives import Objective, build_objective
 from spoofrl.training.runfolder import (MetricsWriter, load_checkpoint, recover_interrupted_save, save_checkpoint,
                                         save_model_folder, set_rng_state, write_summary)
 
@@ -81,6 +83,15 @@ class _Interrupt:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+@dataclass
+class _Stage:
+    config: StageConfig
+    options: ObjectiveConfig  # the objective section with the stage's options over it
+    objective: Objective
+    start: int    # first global step
+    end: int      # one past the last
 
 
 class Trainer:
@@ -146,8 +157,8 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
         self._open_metrics(checkpoint)
-        LOG.info("training %s for %d steps (%s) on %s%s; output %s", self.cfg.objective.name, self.total_steps,
-                 ", ".join(f"{n}: {e - s}" for n, s, e in self.stages), self.device,
+        LOG.info("training %s for %d steps (%s) on %s%s; output %s", describe_stages(self.cfg), self.total_steps,
+                 ", ".join(f"{st.config.objective}: {st.end - st.start}" for st in self.stages), self.device,
                  f" x {self.dist.world} processes" if self.dist.enabled else "", self.out)
         finished = self._loop(t0)
         if finished:
@@ -355,22 +366,27 @@ class Trainer:
     def _build_stages(self) -> None:
         s = self.cfg.schedule
         total = s.steps or sum(self.planner.steps_in_epoch(e) for e in range(s.epochs))
-        names = stage_names(self.cfg.objective)
-        if len(names) == 2:
-            switch = self.cfg.objective.sft_steps
-            if switch >= total:
-                raise ConfigError(f"objective.sft_steps ({switch}) leaves no GRPO steps in a schedule of {total}")
-            self.stages = [(names[0], 0, switch), (names[1], switch, total)]
-        else:
-            self.stages = [(names[0], 0, total)]
+        configs = resolved_stages(self.cfg)
+        bounds, start = [], 0
+        for i, stage in enumerate(configs):
+            end = total if i == len(configs) - 1 else start + stage.steps
+            if end >= total and i < len(configs) - 1:
+                raise ConfigError(f"the stages before the last take {sum(c.steps for c in configs[:-1])} steps, "
+                                  f"leaving none for the last stage in a schedule of {total}")
+            bounds.append((start, end))
+            start = end
+        balance_loss = self.cfg.data.balance == "loss"
+        class_weights = self.class_weights.cpu() if balance_loss else None
+        self.stages = []
+        for i, (config, (a, b)) in enumerate(zip(configs, bounds)):
+            options = stage_objective(self.cfg, config, f"stages[{i}]")
+            self.stages.append(_Stage(config, options, build_objective(options, config.objective, class_weights), a, b))
         self.total_steps = total
         self.step = 0
 
     def stage_lr(self, index: int) -> float:
-        o = self.cfg.objective
-        if index == 1 and o.grpo_lr is not None:
-            return o.grpo_lr
-        return self.cfg.optim.lr
+        lr = self.stages[index].config.lr
+        return self.cfg.optim.lr if lr is None else lr
 
     def _build_optimizer(self, lr: float) -> None:
         o = self.cfg.optim
@@ -395,20 +411,18 @@ class Trainer:
             self.optimizer, lambda k: lr_factor(k, total, s.warmup_steps, s.lr_schedule, s.min_lr_ratio))
 
     def _needs_initial_reference(self) -> bool:
-        """A reference taken at the start: GRPO with beta > 0, or a later GRPO stage whose reference is the
+        """A reference taken at the start: the first stage uses one, or a later stage whose reference is the
         initial model (or a given folder)."""
-        o = self.cfg.objective
-        if o.beta <= 0 or "grpo" not in [name for name, _, _ in self.stages]:
-            return False
-        return self.stages[0][0] == "grpo" or bool(o.reference) or o.grpo_reference == "init"
+        return any(st.objective.needs_reference and (i == 0 or bool(self.cfg.objective.reference)
+                                                     or st.config.reference == "init")
+                   for i, st in enumerate(self.stages))
 
     def _set_stage(self, index: int) -> None:
         """Objective, model access, best tracking and learning-rate schedule of stage `index`."""
-        name, start, end = self.stages[index]
+        stage = self.stages[index]
         self.stage = index
-        balance_loss = self.cfg.data.balance == "loss"
-        self.objective = build_objective(self.cfg.objective, name, self.class_weights.cpu() if balance_loss else None)
-        self.sample_weights_on = balance_loss and name == "grpo"
+        self.objective = stage.objective
+        self.sample_weights_on = self.cfg.data.balance == "loss" and stage.objective.sample_weighted
         needs_ref = self.objective.needs_reference
         if needs_ref and self.reference is None:
             self.reference = ParamSnapshot.of(self.detector)
@@ -416,9 +430,9 @@ class Trainer:
         self.access = ModelAccess(self.wrapped, self.detector, autocast=self.autocast, ref_cache=cache,
                                   feature_cache=self.feature_cache, utt_ids=self._utt_ids)
         self.access.ref = self.reference if needs_ref else None
-        self.stage_start, self.stage_end = start, end
+        self.stage_start, self.stage_end = stage.start, stage.end
         self.best_eer, self.best_step, self.evals_since_best = None, None, 0
-        self._build_scheduler(start, end)
+        self._build_scheduler(stage.start, stage.end)
 
     def _initial_reference(self) -> ParamSnapshot:
         folder = self.cfg.objective.reference
@@ -433,29 +447,32 @@ class Trainer:
                               f"(e.g. {bad[0]})")
         return ParamSnapshot({k: state[k].to(self.device) for k in mine})
 
-    def _switch_to_grpo(self) -> None:
-        """SFT -> GRPO: keep the SFT stage's model in stage1/, start from its best (or last) weights, set the
-        reference, fresh optimiser state, enter the GRPO stage."""
-        o = self.cfg.objective
-        folder = self.out / STAGE1
+    def _next_stage(self) -> None:
+        """Stage k -> k+1: keep stage k's model in stageK/, start from its best (or last) weights, set the
+        reference, optionally a fresh optimiser state, enter the next stage."""
+        done, index = self.stage, self.stage + 1
+        nxt = self.stages[index].config
+        folder = self.out / stage_folder(done)
         if self.dist.is_main and not (folder / WEIGHTS).is_file():
-            save_model_folder(self.detector, folder, self.saved_config)  # no dev set: the last SFT model
+            save_model_folder(self.detector, folder, self.saved_config)  # no dev set: the stage's last model
         distributed.barrier(self.dist)
-        if o.grpo_start == "best":
+        if nxt.start == "best":
             from safetensors.torch import load_file
             self.detector.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
         if self.dist.is_main:
             from spoofrl.models.io import save_weights
-            save_weights(self.detector, folder / "grpo_start.safetensors")
-        if not o.reference and o.grpo_reference == "switch" and o.beta > 0:
+            save_weights(self.detector, folder / f"{self.stages[index].config.objective}_start.safetensors")
+        if not self.cfg.objective.reference and nxt.reference == "switch" and \
+                self.stages[index].objective.needs_reference:
             self.reference = ParamSnapshot.of(self.detector)
-        if o.reset_optimizer:
-            self._build_optimizer(self.stage_lr(1))
-        else:  # keep the Adam moments, restart the schedule at the GRPO stage's rate
+        if nxt.reset_optimizer:
+            self._build_optimizer(self.stage_lr(index))
+        else:  # keep the Adam moments, restart the schedule at the next stage's rate
             for group in self.optimizer.param_groups:
-                group["lr"] = group["initial_lr"] = self.stage_lr(1) * group["lr_scale"]
-        self._set_stage(1)
-        LOG.info("step %d: SFT stage done; GRPO starts from the %s SFT weights", self.step, o.grpo_start)
+                group["lr"] = group["initial_lr"] = self.stage_lr(index) * group["lr_scale"]
+        self._set_stage(index)
+        LOG.info("step %d: %s stage done; %s starts from its %s weights", self.step,
+                 self.stages[done].config.objective, nxt.objective, nxt.start)
 
     # ------------------------------------------------------------------------------------------ resume
     def _state(self) -> dict:
@@ -551,8 +568,8 @@ class Trainer:
         if outcome:
             return outcome != "stop_after"
         for step, epoch, pos, batch in self._batches(self.step):
-            if self.stage + 1 < len(self.stages) and step >= self.stages[self.stage + 1][1]:
-                self._switch_to_grpo()
+            if self.stage + 1 < len(self.stages) and step >= self.stages[self.stage + 1].start:
+                self._next_stage()
                 if self.cfg.schedule.eval_at_start and self.dev_utts:
                     self._evaluate_and_log({})
             stats = self._train_step(step, batch)
@@ -614,7 +631,8 @@ class Trainer:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(step_seed(self.cfg.seed, step, self.dist.rank, 2))  # sampled labels
         obj = self.objective
-        if obj.needs_old_policy and (step - self.stage_start) % self.cfg.objective.old_policy_refresh_steps == 0:
+        refresh = self.stages[self.stage].options.old_policy_refresh_steps
+        if obj.needs_old_policy and (step - self.stage_start) % refresh == 0:
             self.access.old = ParamSnapshot.of(self.detector)
         batch = batch.to(self.device)
         self.wrapped.train()
@@ -659,7 +677,7 @@ class Trainer:
         if better:
             self.best_eer, self.best_step, self.evals_since_best = eer, self.step, 0
             if self.dist.is_main:
-                folder = self.out / STAGE1 if self.stage + 1 < len(self.stages) else self.out
+                folder = self.out / stage_folder(self.stage) if self.stage + 1 < len(self.stages) else self.out
                 save_model_folder(self.detector, folder, self.saved_config)
         else:
             self.evals_since_best += 1
@@ -670,7 +688,7 @@ class Trainer:
         self._write_row(row)
         self._tb({"dev_eer": eer}, "dev")
         patience = self.cfg.schedule.early_stop
-        # the SFT stage of sft_then_grpo always runs its sft_steps: stopping there would skip GRPO altogether
+        # a stage before the last always runs its steps: stopping there would skip the later stages altogether
         last_stage = self.stage == len(self.stages) - 1
         return bool(patience) and last_stage and self.evals_since_best >= patience
 
@@ -692,7 +710,7 @@ class Trainer:
                 "best_step": self.best_step if self.dev_utts else self.step,
                 "best_dev_eer": self.best_eer, "steps": self.step,
                 "seconds": round(self.seconds_before + time.time() - t0, 2),
-                "objective": self.cfg.objective.name, "init": str(self.init) if self.init else None,
+                "objective": self.cfg.objective.name if not self.cfg.stages else describe_stages(self.cfg), "init": str(self.init) if self.init else None,
                 "processes": self.dist.world, "device": str(self.device),
                 "train_utterances": len(self.train_utts), "dev_utterances": len(self.dev_utts)})
         distributed.barrier(self.dist)
