@@ -206,7 +206,7 @@ def demo_bench(tmp_path_factory) -> Path:
     """A tiny stand-in for the `small` benchmark: its subsets and its synth.json stamp, 8 files each."""
     root = tmp_path_factory.mktemp("demo_bench")
     _write_bench(root, {subset: 8 for subset in DEMO_SUBSETS}, seed=2)
-    (root / "synth.json").write_text(json.dumps({"preset": "small", "seed": 0}))
+    (root / "synth.json").write_text(json.dumps({"design": "real", "version": 2, "preset": "small", "seed": 0}))
     return root
 
 
@@ -265,14 +265,19 @@ def test_demo_fast_end_to_end(tmp_path, capsys):
     assert timing["variant"] == "demo-fast"
 
 
-def test_demo_refuses_a_benchmark_of_the_real_design(tmp_path):
-    """Same preset and seed but `--design real`: another benchmark, never reused silently by the v1 demo."""
+def test_demo_reuses_only_a_benchmark_of_its_own_design(tmp_path):
+    """Same preset and seed but another design: another benchmark, never reused silently."""
     from spoofrl.errors import ConfigError
     from spoofrl.experiment.demo import _check_reused
     folder = tmp_path / "bench"
     folder.mkdir()
     (folder / "synth.json").write_text(json.dumps({"design": "real", "version": 2, "preset": "small", "seed": 0}))
-    with pytest.raises(ConfigError, match="design 'real'"):
-        _check_reused(folder, "small", 0)
+    _check_reused(folder, "small", 0)  # the default demo (design real) reuses it
+    with pytest.raises(ConfigError, match="design 'real'.*needs 'small' of design 'v1'"):
+        _check_reused(folder, "small", 0, "v1")
+    with pytest.raises(ConfigError, match="needs 'demo'"):
+        _check_reused(folder, "demo", 0)
     (folder / "synth.json").write_text(json.dumps({"preset": "small", "seed": 0}))
-    _check_reused(folder, "small", 0)  # a v1 folder (no design key) is reused
+    _check_reused(folder, "small", 0, "v1")  # a v1 folder (no design key) is reused by --design v1
+    with pytest.raises(ConfigError, match="design 'v1'.*needs 'small' of design 'real'"):
+        _check_reused(folder, "small", 0)

@@ -27,7 +27,7 @@ SUBSETS = [d.name for d in DESIGN]
 def tiny(tmp_path_factory) -> Path:
     """The tiny benchmark made once through the CLI with 2 workers."""
     out = tmp_path_factory.mktemp("bench") / "tiny"
-    assert main(["data", "synth", "--out", str(out), "--preset", "tiny", "--seed", "5", "--workers", "2"]) == 0
+    assert main(["data", "synth", "--design", "v1", "--out", str(out), "--preset", "tiny", "--seed", "5", "--workers", "2"]) == 0
     return out
 
 
@@ -162,7 +162,7 @@ def test_refuses_to_mix_benchmarks(tiny, tmp_path):
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
-    assert main(["data", "synth", "--out", str(tmp_path / "x"), "--preset", "tiny", "--workers", "0"]) == 2
+    assert main(["data", "synth", "--design", "v1", "--out", str(tmp_path / "x"), "--preset", "tiny", "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert "--workers must be at least 1" in err and err.count("\n") == 1
 

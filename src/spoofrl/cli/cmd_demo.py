@@ -7,7 +7,10 @@ from spoofrl.cli.cmd_experiment import set_help
 from spoofrl.cli.common import add_set_option
 
 DESCRIPTION = """\
-The main job in one command. Generates the built-in `demo` benchmark (or reuses it), post-trains a small
+The main job in one command. Fetches real human recordings from Debian packages (`spoofrl data fetch`;
+cached, ~190 MB of packages the first time), builds the built-in `demo` benchmark on them (`spoofrl data synth
+--design real`: bona fide = the real recordings; spoofs = their copy-synthesis through vocoders and codecs,
+TTS engines speaking their transcripts, TTS through vocoders; or reuses it), post-trains a small
 detector (LFCC + deltas, frame-wise FFN, mean+std pooling; configs/experiments/models/lfcc-ffn.yaml) on its
 broad post-training subset, adapts it to the new target domain with each arm - post-trained only, SFT, GRPO,
 SFT->GRPO (GRPO from the SFT runs' models), GRPO without negative reward - over 3 seeds, and prints the table:
@@ -16,10 +19,12 @@ std over seeds, plus a short reading that claims no more than the numbers show.
 Report: OUT/report.html (results.json, results.md, DET curves, score histograms, training curves; every score
 file is kept, higher score = more bona fide, so each number can be recomputed with `spoofrl metrics`).
 
-About 6 minutes on 2 CPU cores from a clean state, benchmark generation included (BENCHMARKS.md); --fast
-is a 2-minute version on the smaller `small` benchmark with fewer steps and 2 seeds. Rerunning continues
-an interrupted demo.
-Same as: spoofrl data synth --preset demo --out OUT/benchmark &&
+About 6 minutes on 2 CPU cores once the recordings are cached, benchmark generation included
+(BENCHMARKS.md); --fast is a 2-minute version on the smaller `small` benchmark with fewer steps and 2 seeds.
+Rerunning continues an interrupted demo. --design v1 runs it on the earlier benchmark (synthetic bona fide,
+nothing fetched) to reproduce tables recorded before design 2.
+Same as: spoofrl data fetch &&
+         spoofrl data synth --design real --preset demo --workers 2 --out OUT/benchmark &&
          spoofrl experiment demo --set data.manifest=OUT/benchmark/manifest.csv --out OUT
 Settings: configs/experiments/demo.yaml (demo-fast.yaml with --fast); ablations: configs/experiments/ablations.yaml
 """
@@ -35,6 +40,8 @@ def register(sub):
                    help="processes for benchmark generation and arm runs (default: the available CPU cores)")
     p.add_argument("--data", metavar="DIR", help="benchmark folder to use or create (default OUT/benchmark)")
     p.add_argument("--device", help="'auto' (default), 'cpu', 'cuda'")
+    p.add_argument("--design", default="real", choices=["real", "v1"],
+                   help="benchmark design: real (default; real bona fide, fetched) or v1 (synthetic bona fide)")
     add_set_option(p)
     set_help(p, "override an experiment config option (`spoofrl config experiment`), e.g. "
                 "--set finetune.overrides=[schedule.steps=300]; repeatable, values are YAML")
@@ -53,7 +60,8 @@ def run(args) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     out = Path(args.out or ("demo-out-fast" if args.fast else "demo-out"))
     results = run_demo(out, fast=args.fast, seeds=args.seeds, workers=args.workers,
-                       data=Path(args.data) if args.data else None, device=args.device, overrides=args.overrides)
+                       data=Path(args.data) if args.data else None, device=args.device, overrides=args.overrides,
+                       design=args.design)
     print_summary(results, out)
     t = results["timing"]
     print(f"wall time {t['total_seconds'] / 60:.1f} min (benchmark {t['data_seconds']:.0f} s, "

@@ -207,7 +207,8 @@ def write_stamp(out: Path, stamp: dict) -> None:
 
 def _check_stamp(out: Path, preset: str, seed: int, left_out: list[str]) -> None:
     """Refuse to mix two different benchmarks in one folder (other preset, seed or set of optional voices)."""
-    made = read_stamp(out, "v1", "rerun with --design real to finish it, or choose another --out")
+    made = read_stamp(out, "v1", "rerun without --design v1 (real is the default) to finish it, or choose "
+                                 "another --out")
     if made is not None:
         if made.get("preset") != preset or made.get("seed") != seed:
             raise ConfigError(f"{out} holds a benchmark made with --preset {made.get('preset')} --seed {made.get('seed')}; "

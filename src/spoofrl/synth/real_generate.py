@@ -379,7 +379,7 @@ def _stamp(preset: str, seed: int, digest: str, manifest: Path, left_out: list[s
 
 def _check_stamp(out: Path, stamp: dict) -> None:
     """Refuse to mix two benchmarks in one folder (other design, preset, seed, clips or left-out engines)."""
-    made = read_stamp(out, DESIGN, "choose another --out")
+    made = read_stamp(out, DESIGN, "rerun with --design v1 to finish it, or choose another --out")
     if made is not None:
         for key, what in (("preset", "--preset"), ("seed", "--seed")):
             if made.get(key) != stamp[key]:
