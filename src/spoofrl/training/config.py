@@ -14,6 +14,7 @@ from spoofrl.config import (apply_overrides, differences, error_location, flatte
                             load_yaml_lines, option, parse_override, resolve_preset, to_dict)
 from spoofrl.errors import ConfigError
 from spoofrl.data.augment import AugmentConfig, CodecConfig, NoiseConfig, RawBoostConfig
+from spoofrl.rewards import RewardSpec
 from spoofrl.rl.advantages import SCALE_CHOICES
 from spoofrl.training.registry import OBJECTIVES
 
@@ -95,6 +96,11 @@ class ObjectiveConfig:
     reward_correct: float = option(1.0, "GRPO: reward of a sampled label equal to the truth (1 in the study)",
                                         ge=-1e6, le=1e6)
     reward_wrong: float = option(0.0, "GRPO: reward of a wrong label (0 in the study)", ge=-1e6, le=1e6)
+    rewards: list[RewardSpec] = option(factory=list, doc="GRPO: reward functions from spoofrl.rewards.REWARDS with "
+                                                          "weights and options, e.g. [{name: answer}, {name: format, "
+                                                          "weight: 0.1}] (TRL's reward_funcs + reward_weights; "
+                                                          "docs/rewards.md); empty = [{name: answer, options: "
+                                                          "{correct: reward_correct, wrong: reward_wrong}}]")
     scale_rewards: Literal["group", "batch", "none"] = option(
         "batch", "GRPO advantage normalisation: group = mean/std over each utterance's G samples (the paper's "
                  "formula, DeepSeekMath arXiv 2402.03300); batch = over the whole batch (the study's code; each "
@@ -143,6 +149,10 @@ class ObjectiveConfig:
 
     def validate(self):
         # single-option ranges are declared on the fields (option(..., ge=, le=)); here the combinations
+        if self.rewards and (self.reward_correct, self.reward_wrong) != (1.0, 0.0):
+            raise invalid("rewards", "with `rewards` given, set the label rewards as options of its answer reward "
+                                     "({name: answer, options: {correct: ..., wrong: ...}}), not reward_correct / "
+                                     "reward_wrong")
         if self.name != SFT_THEN_GRPO and self.name not in OBJECTIVES:
             raise invalid("name", f"unknown objective {self.name!r}; known: {', '.join(OBJECTIVES.names())}, "
                                   f"{SFT_THEN_GRPO}")
@@ -210,6 +220,13 @@ class ScheduleConfig:
                                 ge=0, le=MAX_STEPS)
     early_stop: int = option(0, "stop after N validations without a better dev EER; 0 = never (staged runs: "
                                 "in the last stage; earlier stages always run their steps)", ge=0, le=1_000_000)
+
+
+def objective_rewards(cfg: ObjectiveConfig) -> list[RewardSpec]:
+    """The rewards of a GRPO objective: `rewards`, or the study's label reward from reward_correct / wrong."""
+    if cfg.rewards:
+        return list(cfg.rewards)
+    return [RewardSpec(name="answer", options={"correct": cfg.reward_correct, "wrong": cfg.reward_wrong})]
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -388,4 +405,5 @@ def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | No
 
 __all__ = ["TrainConfig", "DataConfig", "AugmentConfig", "RawBoostConfig", "NoiseConfig", "CodecConfig",
            "ObjectiveConfig", "OptimConfig", "ScheduleConfig", "StageConfig", "load_train_config",
-           "resolve_model_section", "resolved_stages", "stage_objective", "describe_stages", "SFT_THEN_GRPO"]
+           "resolve_model_section", "resolved_stages", "stage_objective", "describe_stages", "objective_rewards",
+           "SFT_THEN_GRPO"]

@@ -1,12 +1,39 @@
 """GRPO: the detector's softmax over (spoof, bonafide) is the policy; rewards, advantages and the clipped,
-KL-regularised loss come from `spoofrl.rl` (every option in docs/training.md)."""
+KL-regularised loss come from `spoofrl.rl` (every option in docs/training.md).
+
+Rewards come from the reward registry (`objective.rewards`, docs/rewards.md) as for a generative policy: each
+sampled label is handed to the rewards as its name ("spoof" / "bonafide", the completion text) and the
+utterance's label as the `label` column, so the default `answer` reward is the study's 1/0 label reward.
+"""
 from __future__ import annotations
 
 import torch
 
-from spoofrl.rl import CategoricalPolicy, GRPOSettings, LabelMatchReward, grpo_loss
-from spoofrl.training.config import ObjectiveConfig
+from spoofrl.data.manifest import LABEL_INDEX
+from spoofrl.rewards import RewardContext, RewardSet, build_rewards
+from spoofrl.rl import CategoricalPolicy, GRPOSettings, grpo_loss
+from spoofrl.training.config import ObjectiveConfig, objective_rewards
 from spoofrl.training.objectives.base import probability_stats
+
+LABEL_NAMES = tuple(sorted(LABEL_INDEX, key=LABEL_INDEX.get))   # class index -> label name
+
+
+class LabelRewards:
+    """`grpo_loss`'s reward function over sampled labels [B, N], scored by a RewardSet on their names; the
+    per-reward statistics of the last call are kept in `stats` for the logs."""
+
+    def __init__(self, rewards: RewardSet):
+        self.rewards = rewards
+        self.stats: dict[str, float] = {}
+
+    def __call__(self, actions: torch.Tensor, targets: torch.Tensor, **context) -> torch.Tensor:
+        b, n = actions.shape[:2]
+        flat = actions.reshape(b * n).tolist()
+        labels = [LABEL_NAMES[t] for t in targets.tolist() for _ in range(n)]
+        scores = self.rewards.score([LABEL_NAMES[a] for a in flat], [[a] for a in flat], None, {"label": labels},
+                                    RewardContext(num_generations=n), shape=(b, n))
+        self.stats = scores.stats
+        return scores.total.to(actions.device)
 
 
 def grpo_settings(cfg: ObjectiveConfig) -> GRPOSettings:
@@ -26,7 +53,7 @@ class GRPOObjective:
     def __init__(self, cfg: ObjectiveConfig, class_weights: torch.Tensor | None = None):
         self.cfg = cfg
         self.settings = grpo_settings(cfg)
-        self.reward = LabelMatchReward(cfg.reward_correct, cfg.reward_wrong)
+        self.reward = LabelRewards(build_rewards(objective_rewards(cfg), prefix="objective.rewards"))
         # the old policy matters only with clipping, and only when it lags behind the current one
         self.needs_old_policy = cfg.epsilon is not None and cfg.old_policy_refresh_steps > 1
         self.needs_reference = cfg.beta > 0
@@ -49,4 +76,6 @@ class GRPOObjective:
         stats = dict(out.stats)
         probs = probability_stats(holder["logits"], batch.targets)
         stats.update({"p_true": probs["p_true"], "accuracy": probs["accuracy"]})
+        if len(self.reward.rewards.rewards) > 1:  # one reward: its statistics are reward_mean / reward_std
+            stats.update(self.reward.stats)
         return out.loss, stats
