@@ -30,8 +30,9 @@ is the duration-weighted mean of the chunk scores, and files longer than one chu
 timeline (in JSON; the table and CSV list the spoof-like spans). Files that cannot be scored get
 verdict 'error' with the reason; the others are still scored.
 
-Without --model, the small default model bundled with spoofrl is used: it was trained on synthetic
-data only (spoofrl's built-in benchmark) and is a demonstration, not a production detector.
+Without --model, the small default model bundled with spoofrl is used: it was trained on spoofrl's
+built-in benchmark (real recordings as bona fide; vocoded copies and rule-based TTS as spoofs; no modern
+neural TTS or voice conversion) and is a demonstration, not a production detector.
 
 Ctrl-C stops scoring; the report of the files finished so far is still written (the others get
 verdict 'error', reason 'interrupted') and the exit status is 130.
@@ -45,7 +46,7 @@ def register(sub):
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders (recursive) or quoted globs")
     p.add_argument("--model", metavar="RUN_DIR", help="run or model folder (model.safetensors + config.yaml "
-                   "[+ calibration.json]); default: the bundled default model (synthetic training data)")
+                   "[+ calibration.json]); default: the bundled default model (a demonstration)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="table (default; readable), csv (one row per file) or json (model info + every file "
                         "with its per-chunk timeline)")

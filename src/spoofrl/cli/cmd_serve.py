@@ -39,7 +39,7 @@ with all 45 at once); see BENCHMARKS.md.
 Temp files: uploads live in $TMPDIR/spoofrl-serve-<pid>-*/ while scored; each start removes such folders
 left by servers that were killed (process gone), and legacy spoofrl-serve-* folders over an hour old.
 
-Without --model the bundled default model is served: it was trained on synthetic data only.
+Without --model the bundled default model is served: a demonstration model (see its MODEL_CARD.md).
 The default host 127.0.0.1 is reachable from this machine only; use --host 0.0.0.0 to expose it."""
 
 

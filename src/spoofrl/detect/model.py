@@ -13,9 +13,10 @@ from spoofrl.metrics.calibration import (Calibration, p_spoof_from_llr, p_spoof_
                                          read_calibration)
 
 DEFAULT_MODEL_RESOURCE = ("assets", "default-model")
-DEFAULT_TRAINED_ON = ("synthetic data only: spoofrl's built-in benchmark (`spoofrl data synth --preset demo`, "
-                      "copy-synthesis vocoder attacks on rule-based TTS speech); a demonstration "
-                      "model, not a production detector")
+DEFAULT_TRAINED_ON = ("spoofrl's built-in benchmark, design 2 (`spoofrl data synth --preset demo`): real human "
+                      "recordings from Debian packages as bona fide; their vocoded copies and rule-based TTS as "
+                      "spoofs; no modern neural TTS or voice conversion; a demonstration model, not a production "
+                      "detector (its MODEL_CARD.md has the measured numbers)")
 
 
 def default_model_dir() -> Path:
@@ -101,7 +102,7 @@ class LoadedModel:
             **place,
             "default": self.is_default,
             "trained_on": trained_on,
-            "synthetic_training_data": self.is_default,
+            "demonstration_model": self.is_default,
             "score_type": self.score_type,
             "score_meaning": ("calibrated log-likelihood ratio of bona fide vs spoof (natural log)" if cal else
                               "raw log-odds of bona fide (natural log; uncalibrated)") + "; higher = more bona fide",
@@ -122,8 +123,8 @@ def load_detection_model(model_dir: str | Path | None = None, device: str = "aut
     model = load_model(folder, torch_device)
     run_config = _read_run_config(folder)
     architecture = f"{model.cfg.frontend['name']} + {model.cfg.backend['name']}"
-    # The default model's name itself says "synthetic", so every format (CSV's model column too) carries it.
-    name = (f"spoofrl default model ({architecture}; trained on synthetic data)" if is_default
+    # The default model's name itself says what it is, so every format (CSV's model column too) carries it.
+    name = (f"spoofrl default model ({architecture}; a demonstration, no neural deepfakes seen)" if is_default
             else f"{folder.name} ({architecture})")
     manifest = None if is_default else _training_manifest(run_config)
     trained_on = DEFAULT_TRAINED_ON if is_default else _describe_training_data(manifest)
