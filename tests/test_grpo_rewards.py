@@ -6,10 +6,9 @@ import torch
 
 from spoofrl.errors import ConfigError
 from spoofrl.rewards import REWARDS, build_rewards
-from spoofrl.rl import LabelMatchReward
 from spoofrl.training import load_train_config, train
 from spoofrl.training.config import ObjectiveConfig, objective_rewards
-from spoofrl.training.objectives.grpo import LABEL_NAMES, LabelRewards
+from spoofrl.rewards.labels import LABEL_NAMES, LabelRewards
 from test_train_run import read_rows, small_config
 from test_train_data import write_toy_corpus
 
@@ -31,7 +30,8 @@ def test_default_rewards_equal_the_study_label_reward(correct, wrong):
     g = torch.Generator().manual_seed(0)
     actions = torch.randint(0, 2, (5, 64), generator=g)
     targets = torch.randint(0, 2, (5,), generator=g)
-    assert torch.equal(fn(actions, targets), LabelMatchReward(correct, wrong)(actions, targets))
+    expected = torch.where(actions == targets.view(-1, 1), torch.tensor(correct), torch.tensor(wrong))
+    assert torch.equal(fn(actions, targets), expected)
 
 
 def test_rewards_with_reward_correct_is_refused(manifest):

@@ -11,13 +11,18 @@ import torch
 import torch.nn.functional as F
 from mc_stats import convergence_slope
 
-from spoofrl.rl import (CategoricalPolicy, FunctionReward, GRPOSettings, LabelMatchReward, WeightedRewards,
-                        compute_advantages, grpo_loss, kl_estimate, policy_loss)
+from spoofrl.rl import CategoricalPolicy, GRPOSettings, compute_advantages, grpo_loss, kl_estimate, policy_loss
 
 B = 8
 BASE = torch.randn(B, 2, generator=torch.Generator().manual_seed(0)) * 1.5
 REF = BASE + 0.3 * torch.randn(B, 2, generator=torch.Generator().manual_seed(99))
 TARGETS = torch.tensor([0, 1] * (B // 2))
+
+
+def label_reward(actions, targets, **_):
+    """The study's reward: 1 for the true label, 0 for the other (the trainer's `answer` reward, tested equal
+    in test_grpo_rewards.py)."""
+    return (actions == targets.view(-1, 1)).float()
 
 
 def logit_gradient(estimator: str, g: int, seed: int = 0, **options) -> torch.Tensor:
@@ -27,7 +32,7 @@ def logit_gradient(estimator: str, g: int, seed: int = 0, **options) -> torch.Te
     ref = CategoricalPolicy(lambda _: REF, grad=False)
     settings = GRPOSettings(**{"num_generations": g, "estimator": estimator, "epsilon": None, "beta": 0.04,
                                **options})
-    out = grpo_loss(policy, None, TARGETS, LabelMatchReward(), settings, ref_policy=ref,
+    out = grpo_loss(policy, None, TARGETS, label_reward, settings, ref_policy=ref,
                     generator=torch.Generator().manual_seed(seed))
     (grad,) = torch.autograd.grad(out.loss, logits)
     return grad
@@ -76,7 +81,7 @@ def test_negative_false_leaves_advantages_as_raw_rewards():
     settings = grpo_settings(ObjectiveConfig(name="grpo", negative=False, scale_rewards="batch", epsilon=None,
                                              beta=0.0, num_generations=16))
     logits = BASE.clone().requires_grad_(True)
-    out = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, LabelMatchReward(), settings,
+    out = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, label_reward, settings,
                     generator=torch.Generator().manual_seed(0))
     assert torch.equal(out.advantages, out.rewards) and out.advantages.min() >= 0
 
@@ -92,7 +97,7 @@ def test_negative_false_logs_the_references_loss_with_the_same_gradient():
     results = {}
     for surrogate in ("logp", "ratio"):
         logits = BASE.clone().requires_grad_(True)
-        out = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, LabelMatchReward(),
+        out = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, label_reward,
                         GRPOSettings(**{**settings.__dict__, "surrogate": surrogate}),
                         ref_policy=CategoricalPolicy(lambda _: REF, grad=False),
                         generator=torch.Generator().manual_seed(0))
@@ -164,7 +169,7 @@ def _sgd_update(estimator: str, g: int, lr: float = 0.1, **options) -> torch.Ten
     w = W0.clone().requires_grad_(True)
     settings = GRPOSettings(**{"num_generations": g, "estimator": estimator, "epsilon": None, "beta": 0.0,
                                **options})
-    out = grpo_loss(CategoricalPolicy(lambda x: x @ w), FEATS, TARGETS, LabelMatchReward(), settings,
+    out = grpo_loss(CategoricalPolicy(lambda x: x @ w), FEATS, TARGETS, label_reward, settings,
                     generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD([w], lr=lr)
     out.loss.backward()
@@ -228,11 +233,11 @@ def test_off_policy_samples_use_probability_as_ratio_and_are_not_clipped():
 def test_mixed_policy_adds_the_truth_to_each_group():
     logits = BASE.clone().requires_grad_(True)
     settings = GRPOSettings(num_generations=8, mixed_policy=True, beta=0.0, epsilon=None)
-    out = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, LabelMatchReward(), settings,
+    out = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, label_reward, settings,
                     generator=torch.Generator().manual_seed(0))
     assert out.actions.shape == (B, 8) and torch.equal(out.actions[:, -1], TARGETS)
     assert torch.all(out.rewards[:, -1] == 1)
-    exact = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, LabelMatchReward(),
+    exact = grpo_loss(CategoricalPolicy(lambda _: logits), None, TARGETS, label_reward,
                       GRPOSettings(num_generations=8, mixed_policy=True, estimator="exact", beta=0.0,
                                    epsilon=None))
     assert torch.allclose(exact.weights.sum(1), torch.ones(B)) and torch.allclose(exact.weights[:, -1],
@@ -301,18 +306,3 @@ def test_one_step_actions_give_the_same_loss_for_every_normalisation():
     values = {t: float(policy_loss(logp, adv, loss_type=t).loss) for t in ("grpo", "bnpo", "dapo", "dr_grpo")}
     assert max(values.values()) - min(values.values()) < 1e-6
 
-
-# ------------------------------------------------------------------------------------------ rewards
-
-def test_rewards_compose_with_weights():
-    actions = torch.tensor([[0, 1, 1], [1, 1, 0]])
-    targets = torch.tensor([1, 1])
-    match = LabelMatchReward(correct=1.0, wrong=-0.5)
-    assert torch.equal(match(actions, targets), torch.tensor([[-0.5, 1.0, 1.0], [1.0, 1.0, -0.5]]))
-    fmt = FunctionReward(lambda a, t, **_: (a == 1).float() * 2, name="format")
-    combined = WeightedRewards([LabelMatchReward(), fmt], [1.0, 0.1])  # FT-GRPO style 1 : 0.1 weighting
-    expected = (actions == targets[:, None]).float() + 0.1 * 2 * (actions == 1).float()
-    assert torch.allclose(combined(actions, targets), expected)
-    assert set(combined.components(actions, targets)) == {"label_match", "format"}
-    with pytest.raises(ValueError, match="expected"):
-        FunctionReward(lambda a, t, **_: torch.zeros(3), name="bad")(actions, targets)

@@ -17,7 +17,7 @@ import torch
 from mc_stats import convergence_slope
 from torch import nn
 
-from spoofrl.rl import FunctionReward, GRPOSettings, LogProbs, Policy, WeightedRewards, grpo_loss
+from spoofrl.rl import GRPOSettings, LogProbs, Policy, grpo_loss
 
 A, B_TOKEN, EOS, BOS = 0, 1, 2, 3
 VOCAB, T, IN_DIM = 3, 3, 4
@@ -103,9 +103,9 @@ def format_reward(actions, targets, **_):
     return ((valid_mask(actions) & (actions != EOS)).sum(-1) >= 2).float()
 
 
-# FT-GRPO-style composition (accuracy 1 : format 0.1, arXiv 2601.02983)
-REWARD = WeightedRewards([FunctionReward(accuracy_reward, "accuracy"), FunctionReward(format_reward, "format")],
-                         [1.0, 0.1])
+def REWARD(actions, targets, **_):
+    """FT-GRPO-style composition (accuracy 1 : format 0.1, arXiv 2601.02983)."""
+    return accuracy_reward(actions, targets) + 0.1 * format_reward(actions, targets)
 X = torch.randn(4, IN_DIM, generator=torch.Generator().manual_seed(1))
 TARGETS = torch.tensor([A, B_TOKEN, A, B_TOKEN])
 

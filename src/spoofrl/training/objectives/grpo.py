@@ -9,31 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from spoofrl.data.manifest import LABEL_INDEX
-from spoofrl.rewards import RewardContext, RewardSet, build_rewards
+from spoofrl.rewards import build_rewards
+from spoofrl.rewards.labels import LabelRewards
 from spoofrl.rl import CategoricalPolicy, GRPOSettings, grpo_loss
 from spoofrl.training.config import ObjectiveConfig, objective_rewards
 from spoofrl.training.objectives.base import probability_stats
-
-LABEL_NAMES = tuple(sorted(LABEL_INDEX, key=LABEL_INDEX.get))   # class index -> label name
-
-
-class LabelRewards:
-    """`grpo_loss`'s reward function over sampled labels [B, N], scored by a RewardSet on their names; the
-    per-reward statistics of the last call are kept in `stats` for the logs."""
-
-    def __init__(self, rewards: RewardSet):
-        self.rewards = rewards
-        self.stats: dict[str, float] = {}
-
-    def __call__(self, actions: torch.Tensor, targets: torch.Tensor, **context) -> torch.Tensor:
-        b, n = actions.shape[:2]
-        flat = actions.reshape(b * n).tolist()
-        labels = [LABEL_NAMES[t] for t in targets.tolist() for _ in range(n)]
-        scores = self.rewards.score([LABEL_NAMES[a] for a in flat], [[a] for a in flat], None, {"label": labels},
-                                    RewardContext(num_generations=n), shape=(b, n))
-        self.stats = scores.stats
-        return scores.total.to(actions.device)
 
 
 def grpo_settings(cfg: ObjectiveConfig) -> GRPOSettings:
