@@ -135,6 +135,11 @@ class _Package:
     error: FetchError | None = None
 
 
+def _damaged(err: FetchError, name: str, advice: str) -> FetchError:
+    """A 'corrupt' error with what to do about it appended; any other error unchanged."""
+    return err if err.kind != "corrupt" else FetchError("corrupt", (name,), err.detail, f"{err}{advice}")
+
+
 class _Packages:
     """Gets each package once (several sources share fillets-ng-data), remembering what happened."""
 
@@ -160,6 +165,11 @@ class _Packages:
             self.got[name] = pkg
         return self.got[name]
 
+    def _open(self, path: Path, name: str) -> tuple[DebInfo, Path]:
+        """Check a .deb and unpack it (a damaged one raises FetchError 'corrupt')."""
+        info = inspect_deb(path, name)
+        return info, self._unpack(info)
+
     def _unpack(self, info: DebInfo) -> Path:
         root, fresh = unpack(info, self.pkgs_dir)
         (self.unpacked if fresh else self.reused).append(info.package)
@@ -171,13 +181,9 @@ class _Packages:
             if path is None:
                 raise FetchError("missing-deb", (name,), ", ".join(str(d) for d in self.debs))
             try:
-                info = inspect_deb(path, name)
-                return info, self._unpack(info)
+                return self._open(path, name)
             except FetchError as err:
-                if err.kind != "corrupt":
-                    raise
-                raise FetchError("corrupt", (name,), err.detail,
-                                 f"{err}: download it again (`apt-get download {name}`) and replace it") from None
+                raise _damaged(err, name, f": download it again (`apt-get download {name}`) and replace it") from None
         path = find_deb([self.deb_dir], name)
         if path is None:
             done = self._stamped(name)
@@ -191,15 +197,11 @@ class _Packages:
                 path = apt_download(name, self.deb_dir)
                 self.downloaded.append(name)
             try:
-                info = inspect_deb(path, name)
-                return info, self._unpack(info)
+                return self._open(path, name)
             except FetchError as err:
-                if err.kind != "corrupt":
-                    raise
-                if attempt == 2:
-                    raise FetchError("corrupt", (name,), err.detail,
-                                     f"{err} (downloaded again, still damaged: the mirror may be broken; try "
-                                     f"later, or download it by hand and use --debs)") from None
+                if attempt == 2 or err.kind != "corrupt":
+                    raise _damaged(err, name, " (downloaded again, still damaged: the mirror may be broken; try "
+                                              "later, or download it by hand and use --debs)") from None
                 LOG.warning("%s; deleting it and downloading it again", err)
                 path.unlink(missing_ok=True)
                 path = None
