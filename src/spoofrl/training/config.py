@@ -103,9 +103,10 @@ class ObjectiveConfig:
                                                           "{correct: reward_correct, wrong: reward_wrong}}]")
     scale_rewards: Literal["group", "batch", "none"] = option(
         "batch", "GRPO advantage normalisation: group = mean/std over each utterance's G samples (the paper's "
-                 "formula, DeepSeekMath arXiv 2402.03300); batch = over the whole batch (the study's code; each "
-                 "process's batch under torchrun); none = "
-                 "centre per utterance without std scaling (Dr. GRPO, arXiv 2503.20783)")
+                 "formula, DeepSeekMath arXiv 2402.03300; TRL's group); batch = mean and std over the whole batch "
+                 "(the study's code; each process's batch under torchrun; differs from TRL's batch, which keeps "
+                 "the group mean and only takes the std over the batch); none = centre per utterance without std "
+                 "scaling (Dr. GRPO, arXiv 2503.20783; TRL's none)")
     negative: bool = option(True, "GRPO: false = the study's 'w/o negative reward' ablation: advantages are the raw "
                                   "rewards (no centring or scaling), i.e. reward x log-probability, which is SFT "
                                   "weighted by p(y|x); needs epsilon null and scale_rewards none, as in the study "
