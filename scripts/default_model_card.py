@@ -26,9 +26,15 @@ from spoofrl.metrics.scorefile import write_scores
 from spoofrl.models import count_parameters, load_model
 
 EVAL_SUBSETS = ("target_eval", "ood_attack", "ood_source", "ood_channel", "ood_mix")
-SEEN_SUBSETS = ("posttrain", "posttrain_dev")   # what the default model trains and is calibrated on
 THRESHOLD = 0.0                                 # detect's default: bona fide when LLR >= 0
 CLIPS_PER_SOURCE = 150                          # real-speech check: a fixed random sample of each source
+
+
+def seen_subsets(run: Path) -> list[str]:
+    """The subsets the run trained, selected and was calibrated on (its config's data.train/dev_subsets)."""
+    from spoofrl.config import load_yaml
+    data = load_yaml(run / "config.yaml")["data"]
+    return list(data["train_subsets"]) + list(data["dev_subsets"])
 
 
 def held_out_scores(model, cal: dict, manifest: Path, work: Path) -> tuple[list[tuple], list[tuple]]:
@@ -65,9 +71,9 @@ def spoof_shares(scored: list[tuple]) -> dict[str, dict[str, tuple[int, float]]]
     return {kind: {name: (len(v), sum(v) / len(v)) for name, v in sorted(g.items())} for kind, g in groups.items()}
 
 
-def unseen_speaker_clips(real_manifest: Path, bench_manifest: Path) -> list:
+def unseen_speaker_clips(real_manifest: Path, bench_manifest: Path, seen_subsets: list[str]) -> list:
     """A fixed sample of the raw recordings of speakers absent from the training and calibration subsets."""
-    seen = {u.extra.get("speaker") for u in read_manifest(bench_manifest, subsets=list(SEEN_SUBSETS))}
+    seen = {u.extra.get("speaker") for u in read_manifest(bench_manifest, subsets=seen_subsets)}
     by_source = defaultdict(list)
     for utt in read_manifest(real_manifest):
         if utt.extra.get("speaker") not in seen:
@@ -154,13 +160,19 @@ def shares_text(shares: dict) -> str:
     return "\n".join(lines)
 
 
+def _quoted(subsets: list[str]) -> str:
+    return " + ".join(f"`{s}`" for s in subsets)
+
+
 def write_card(work: Path, seed: str, preset: str, model, cal: dict, summary: dict, rows: list, shares: dict,
-               check: dict) -> str:
+               check: dict, train: list[str], dev: list[str]) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = ""
     cfg = model.cfg
+    target_note = ("other clips of the speakers of `target_train`, which it trained on" if "target_train" in train
+                   else "speakers it never heard")
     table = "\n".join(f"| {s} | {e:.2%} | {mn:.3f} | {ad:.3f} | {c:.3f} | {nb} | {ns} |"
                       for s, e, mn, ad, c, nb, ns in rows)
     card = f"""# spoofrl default model
@@ -176,9 +188,9 @@ scores are not evidence.
 
 - Architecture: {describe_frontend(cfg.frontend)} -> {describe_backend(cfg.backend)};
   {count_parameters(model):,} parameters; input {cfg.sample_rate} Hz mono.
-- Training: `spoofrl train configs/train/posttrain.yaml` (SFT, RawBoost) on subset `posttrain`, model selected by
-  EER on `posttrain_dev` (best step {summary.get('best_step')} of {summary.get('steps')}), seed {seed}.
-- Calibration: `llr = {cal['a']:.4f} * raw {'-' if cal['b'] < 0 else '+'} {abs(cal['b']):.4f}` fitted on `posttrain_dev` at P(bona fide) = {cal['prior']:g};
+- Training: `spoofrl train configs/train/posttrain.yaml` (SFT, RawBoost) on {_quoted(train)}, model selected by
+  EER on {_quoted(dev)} (best step {summary.get('best_step')} of {summary.get('steps')}), seed {seed}.
+- Calibration: `llr = {cal['a']:.4f} * raw {'-' if cal['b'] < 0 else '+'} {abs(cal['b']):.4f}` fitted on {_quoted(dev)} at P(bona fide) = {cal['prior']:g};
   scores reported by `detect` are these LLRs (higher = more bona fide; verdict bona fide when LLR >= 0).
 - Recipe: `scripts/train_default_model.sh` (SEED={seed}){f', code at commit {commit}' if commit else ''}.
 
@@ -188,7 +200,7 @@ scores are not evidence.
 
 ## Measured EERs
 
-Dev (`posttrain_dev`, {cal['n_bonafide']} bona fide + {cal['n_spoof']} spoof): EER {cal['dev_eer']:.2%};
+Dev ({_quoted(dev)}, {cal['n_bonafide']} bona fide + {cal['n_spoof']} spoof): EER {cal['dev_eer']:.2%};
 actDCF {cal['before']['act_dcf']:.3f} before / {cal['after']['act_dcf']:.3f} after calibration.
 
 Held-out subsets (never used for training, model selection or calibration), calibrated scores, whole files;
@@ -198,7 +210,8 @@ minDCF/actDCF with ASVspoof 5 costs:
 |---|---|---|---|---|---|---|
 {table}
 
-`target_eval`: Dutch speakers and other vocoder settings / espeak-ng voices / channels; `ood_attack`: unseen
+`target_eval`: Dutch speakers and other vocoder settings / espeak-ng voices / channels ({target_note});
+`ood_attack`: unseen
 vocoders (hnm, celp) and TTS engines (espeak-ng Klatt, festival); `ood_source`: unseen speakers and languages
 (French, Italian, Russian); `ood_channel`: unseen codecs (gsm, mu-law, aac); `ood_mix`: all at once (see the
 benchmark's README.md).
@@ -223,11 +236,14 @@ def main(argv: list[str]) -> None:
     summary = json.loads((run / "summary.json").read_text())
     rows, scored = held_out_scores(model, cal, manifest, work)
     shares = spoof_shares(scored)
-    check = real_speech_check(run, unseen_speaker_clips(real_manifest, manifest))
+    check = real_speech_check(run, unseen_speaker_clips(real_manifest, manifest, seen_subsets(run)))
     keys = ["subset", "eer", "min_dcf", "act_dcf", "cllr", "n_bonafide", "n_spoof"]
     (work / "eval.json").write_text(json.dumps({"subsets": [dict(zip(keys, r)) for r in rows],
                                                 "spoof_shares": shares, "real_speech": check}, indent=1))
-    print(write_card(work, seed, preset, model, cal, summary, rows, shares, check))
+    from spoofrl.config import load_yaml
+    data = load_yaml(run / "config.yaml")["data"]
+    print(write_card(work, seed, preset, model, cal, summary, rows, shares, check, list(data["train_subsets"]),
+                     list(data["dev_subsets"])))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ ASSETS=src/spoofrl/assets/default-model
 MODEL_PRESET=${MODEL_PRESET:-lcnn-lfcc}
 EPOCHS=${EPOCHS:-12}
 LR=${LR:-1.0e-3}
+TRAIN_SUBSETS=${TRAIN_SUBSETS:-posttrain}   # benchmark subsets it trains on (a YAML list for --set)
+DEV_SUBSETS=${DEV_SUBSETS:-posttrain_dev}   # ... and selects the model and calibrates on
 export SPOOFRL_NO_PROGRESS=${SPOOFRL_NO_PROGRESS:-1}
 
 echo "== 1/4 real recordings and the benchmark -> $WORK/bench"
@@ -53,12 +55,13 @@ if [ ! -f "$WORK/run/summary.json" ]; then
   resume=""
   [ -d "$WORK/run/last" ] && resume="--resume"
   spoofrl train configs/train/posttrain.yaml --out "$WORK/run" --manifest "$WORK/bench/manifest.csv" \
-    --set seed="$SEED" --set "model.preset=$MODEL_PRESET" --set "optim.lr=$LR" --set "schedule.epochs=$EPOCHS" \
+    --set seed="$SEED" --set "model.preset=$MODEL_PRESET" --set "data.train_subsets=[${TRAIN_SUBSETS// /, }]" \
+    --set "data.dev_subsets=[${DEV_SUBSETS// /, }]" --set "optim.lr=$LR" --set "schedule.epochs=$EPOCHS" \
     --device cpu $resume $TRAIN_ARGS
 fi
 
-echo "== 3/4 calibration on posttrain_dev"
-spoofrl calibrate "$WORK/run" --manifest "$WORK/bench/manifest.csv" --subset posttrain_dev --device cpu
+echo "== 3/4 calibration on $DEV_SUBSETS"
+spoofrl calibrate "$WORK/run" --manifest "$WORK/bench/manifest.csv" --subset "${DEV_SUBSETS// /,}" --device cpu
 
 echo "== 4/4 held-out EERs, the real-speech check and the model card"
 python scripts/default_model_card.py "$WORK" "$SEED" "$PRESET" "${REAL_MANIFEST:-}"

@@ -180,3 +180,18 @@ def test_calibrate_errors_are_one_line(tmp_path, run_dir, capsys):
     assert "not a model folder" in capsys.readouterr().err
     assert main(["calibrate", str(run_dir)]) == 2
     assert "--manifest" in capsys.readouterr().err
+
+
+def test_calibrate_on_several_subsets_joined_by_commas(tmp_path, run_dir, capsys):
+    from spoofrl.cli import main
+    from spoofrl.data.manifest import read_manifest, write_manifest
+    manifest = _make_dev_set(tmp_path)
+    rows = read_manifest(manifest)
+    for i, row in enumerate(rows):  # split the dev set in two subsets, each with both classes
+        row.subset = "dev" if i % 4 < 2 else "dev2"
+    write_manifest(rows, manifest)
+    assert main(["calibrate", str(run_dir), "--manifest", str(manifest), "--subset", "dev,dev2"]) == 0
+    data = json.loads((run_dir / "calibration.json").read_text())
+    assert data["n"] == 12 and data["fitted_on"]["subset"] == "dev,dev2"
+    assert main(["calibrate", str(run_dir), "--manifest", str(manifest), "--subset", "dev2"]) == 0
+    assert json.loads((run_dir / "calibration.json").read_text())["n"] == 6

@@ -31,7 +31,8 @@ def register(sub):
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run or model folder (model.safetensors + config.yaml)")
     p.add_argument("--manifest", metavar="M", help="manifest CSV whose --subset is scored (or labels --scores)")
-    p.add_argument("--subset", default="dev", help="manifest subset to fit on (default dev)")
+    p.add_argument("--subset", default="dev", help="manifest subset to fit on, or several joined by commas "
+                                                   "(default dev)")
     p.add_argument("--scores", metavar="TSV", help="use these raw dev scores of the model instead of scoring")
     p.add_argument("--prior", type=float, default=0.5,
                    help="target prior P(bona fide) weighting the fit and used for p_spoof (default 0.5)")
@@ -61,7 +62,7 @@ def _dev_scores_from_model(args):
     from spoofrl.inference import score_utterances
     from spoofrl.metrics.scorefile import write_scores
     from spoofrl.models import load_model
-    utts = read_manifest(args.manifest, subsets=[args.subset])
+    utts = read_manifest(args.manifest, subsets=[s for s in args.subset.split(",") if s])
     is_bona = [u.label == BONAFIDE for u in utts]
     _check_both_classes(sum(is_bona), len(is_bona) - sum(is_bona), f"{args.manifest} (subset {args.subset})")
     check_audio_exists(utts, args.manifest)
