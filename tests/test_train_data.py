@@ -150,11 +150,13 @@ def test_class_balanced_loss_weights_follow_the_training_set(tmp_path):
         trainer = Trainer(cfg, tmp_path / objective)
         trainer.run()
         # N / (K n_c): spoof 9 / (2 * 3) = 1.5, bona fide 9 / (2 * 6) = 0.75
-        assert trainer.class_weights.tolist() == [1.5, 0.75]
+        assert trainer.task.class_weights.tolist() == [1.5, 0.75]
         if objective == "sft":
             assert trainer.objective.class_weights.tolist() == [1.5, 0.75]   # cross-entropy weights
-        else:
-            assert trainer.sample_weights_on                                 # per-utterance GRPO loss weights
+        else:  # per-utterance GRPO loss weights: each utterance gets its class's weight
+            _, _, _, batch = next(trainer.task.batches(0, 1))
+            batch, weights = trainer.task.step_inputs(batch, trainer.access, trainer.objective)
+            assert weights.tolist() == [[1.5, 0.75][t] for t in batch.targets.tolist()]
 
 
 def test_augmentation_config_errors_name_the_option(tmp_path):

@@ -58,7 +58,7 @@ def _worker(rank: int, world: int, ports: list[int], manifest: str, out: str) ->
         os.environ["MASTER_PORT"] = str(port)  # each run sets up (and tears down) its own process group
         trainer = Trainer(_config(base, manifest), Path(out) / name)
         trainer.run()
-        state = {k: v.detach().clone() for k, v in trainer.detector.state_dict().items()}
+        state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         torch.save(state, Path(out) / f"{name}_rank{rank}.pt")
 
 
@@ -122,7 +122,7 @@ def test_two_gloo_processes_train_one_model(tmp_path):
     # the averaged gradient is the global batch's: one process with batch_size 8 trains the same model
     single = Trainer(_config(EXACT, str(manifest), batch_size=8), tmp_path / "single")
     single.run()
-    alone = single.detector.state_dict()
+    alone = single.model.state_dict()
     w0 = torch.load(out / "exact_rank0.pt", weights_only=True)
     for k in w0:
         torch.testing.assert_close(w0[k], alone[k], rtol=1e-4, atol=1e-6, msg=k)

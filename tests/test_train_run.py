@@ -74,7 +74,7 @@ def test_model_safetensors_is_the_best_on_dev(manifest, tmp_path, monkeypatch):
     eers, snapshots = iter([0.30, 0.10, 0.20]), {}
 
     def scripted_validate(self):
-        snapshots[self.step] = {k: v.detach().clone() for k, v in self.detector.state_dict().items()}
+        snapshots[self.step] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return next(eers)
 
     monkeypatch.setattr(Trainer, "validate", scripted_validate)

@@ -91,11 +91,19 @@ def test_unknown_objective_name_lists_the_known_ones(manifest):
 
 
 def test_a_run_folder_from_before_stages_existed_resumes_without_differences(manifest):
+    """Options added since a run folder was made (task, stages, objective.rewards) count as their defaults."""
     cfg = to_dict(load_train_config(small_config(manifest)))
-    old = {k: v for k, v in cfg.items() if k != "stages"}
-    assert cfg["stages"] == [] and config_differences(old, cfg) == []
+    old = {k: v for k, v in cfg.items() if k not in ("stages", "task")}
+    old["objective"] = {k: v for k, v in cfg["objective"].items() if k != "rewards"}
+    assert cfg["stages"] == [] and cfg["task"] == "detection" and config_differences(old, cfg) == []
     changed = dict(cfg, stages=[{"objective": "sft", "steps": 1}, {"objective": "grpo"}])
-    assert config_differences(old, changed) != []
+    assert config_differences(old, changed) == ["stages: [] -> [{'objective': 'sft', 'steps': 1}, {'objective': 'grpo'}]"]
+    assert config_differences(old, dict(cfg, task="other")) == ["task: 'detection' -> 'other'"]
+
+
+def test_unknown_task_lists_the_known_ones(manifest):
+    with pytest.raises(ConfigError, match=r"task: unknown task 'asr'; known: detection"):
+        load_train_config({**small_config(manifest), "task": "asr"})
 
 
 class HalfLossObjective:

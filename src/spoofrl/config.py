@@ -307,15 +307,9 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _same(a: Any, b: Any) -> bool:
-    # a key absent on one side and empty ([] or {}) on the other is no difference: an option added later with
-    # an empty default (e.g. `stages`) must not make every older run folder look different
-    return a == b or (a is None and b in ([], {})) or (b is None and a in ([], {}))
-
-
 def differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """'key: old -> new' for every differing key of two flat dicts (long values cut), sorted by key."""
-    keys = sorted(k for k in set(old) | set(new) if not _same(old.get(k), new.get(k)) and k not in ignore)
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ignore)
     return [f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys]
 
 

@@ -16,7 +16,7 @@ from spoofrl.errors import ConfigError
 from spoofrl.data.augment import AugmentConfig, CodecConfig, NoiseConfig, RawBoostConfig
 from spoofrl.rewards import RewardSpec
 from spoofrl.rl.advantages import SCALE_CHOICES
-from spoofrl.training.registry import OBJECTIVES
+from spoofrl.training.registry import OBJECTIVES, TASKS
 
 # Ranges of the options (`spoofrl config train` shows each as "allowed: ..."); every float must be finite.
 MAX_CROP_SECONDS = 600      # a training crop (or max_seconds window) of up to 10 minutes of audio
@@ -295,6 +295,8 @@ def describe_stages(cfg: "TrainConfig") -> str:
 
 @dataclass
 class TrainConfig:
+    task: str = option("detection", "what is trained, a name in spoofrl.training.registry.TASKS: detection = a "
+                                    "two-class detector on manifest audio, model selection by dev EER")
     model: dict[str, Any] = option(factory=lambda: {"preset": "logmel-linear"},
                                    doc="the detector: `preset: NAME` (configs/models/) with optional overrides, or "
                                        "a full model config (frontend, backend, sample_rate); with --init the "
@@ -316,6 +318,8 @@ class TrainConfig:
     threads: int = option(0, "CPU threads of torch in each process; 0 = torch's default", ge=0, le=1024)
 
     def validate(self):
+        if self.task not in TASKS:
+            raise invalid("task", f"unknown task {self.task!r}; known: {', '.join(TASKS.names())}")
         if self.data.balance == "loss" and self.objective.class_weights:
             raise invalid("objective.class_weights", "give either objective.class_weights or data.balance: loss, "
                                                      "not both")
@@ -372,9 +376,14 @@ NON_SEMANTIC_KEYS = ("device", "threads", "data.workers", "data.check_audio", "s
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """What changed between two resolved train configs, as 'key: old -> new' (the model section compared as a
-    whole; NON_SEMANTIC_KEYS ignored)."""
-    return differences(flatten(old, keep_whole=("model",)), flatten(new, keep_whole=("model",)),
-                       ignore=NON_SEMANTIC_KEYS)
+    whole; NON_SEMANTIC_KEYS ignored). An option missing from `old` (a run folder of an earlier version, before
+    the option existed) counts as its default, which is what that version did."""
+    defaults = flatten(to_dict(TrainConfig()), keep_whole=("model",))
+    old_flat, new_flat = flatten(old, keep_whole=("model",)), flatten(new, keep_whole=("model",))
+    for key in new_flat.keys() - old_flat.keys():
+        if key in defaults:
+            old_flat[key] = defaults[key]
+    return differences(old_flat, new_flat, ignore=NON_SEMANTIC_KEYS)
 
 
 def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | None = None) -> TrainConfig:

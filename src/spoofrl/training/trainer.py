@@ -14,25 +14,20 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 import torch
 
 from spoofrl.config import to_dict
-from spoofrl.data.augment import Augmenter
-from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset, inverse_frequency_weights,
-                                  load_batches, utterance_durations)
-from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.training import distributed
 from spoofrl.runfiles import CONFIG, LAST, SUMMARY, TRAIN_LOG, WEIGHTS, stage_folder
 from spoofrl.training.config import (NON_SEMANTIC_KEYS, ObjectiveConfig, StageConfig, TrainConfig, config_differences,
                                      describe_stages, resolved_stages, stage_objective)
-from spoofrl.training.forward import LogitsCache, ModelAccess, ParamSnapshot, TrainForward
+from spoofrl.training.forward import ParamSnapshot
 from spoofrl.training.objectives import Objective, build_objective
 from spoofrl.training.runfolder import (MetricsWriter, load_checkpoint, recover_interrupted_save, save_checkpoint,
-                                        save_model_folder, set_rng_state, write_summary)
+                                        set_rng_state, write_summary)
+from spoofrl.training.registry import TASKS
 
 LOG = logging.getLogger(__name__)
 
@@ -210,16 +205,6 @@ class Trainer:
             self.metrics = MetricsWriter(self.out, None if checkpoint is None else self.step)
 
     # ------------------------------------------------------------------------------------------ model
-    def _model_section(self) -> dict:
-        if self.init is None:
-            return self.cfg.model
-        from spoofrl.models.io import read_model_config
-        init_model = to_dict(read_model_config(self.init).resolved())
-        if init_model != self.cfg.model:
-            LOG.info("--init: using the architecture of %s (%s), not the config's model section",
-                     self.init, init_model.get("preset") or "custom")
-        return init_model
-
     def _init_of_resumed_run(self, checkpoint) -> None:
         """--resume continues with the run's own --init: it may be left out (the checkpoint has the weights and the
         architecture; the folder need not exist any more), but not changed."""
@@ -233,22 +218,14 @@ class Trainer:
                               f"or none")
 
     def _build_model(self, checkpoint) -> None:
-        from spoofrl.models import build_model
-        from spoofrl.models.io import load_model
+        self.task = TASKS.get(self.cfg.task)(self.cfg, self.out, self.dist)
         if checkpoint is not None:
             self._init_of_resumed_run(checkpoint)
             if self.init is not None:
                 self.cfg.model = checkpoint["state"]["config"]["model"]
         if checkpoint is None or self.init is None:
-            self.cfg.model = self._model_section()
-        torch.manual_seed(self.cfg.seed)  # identical initialisation on every process and every resume
-        detector = build_model(self.cfg.model)
-        if self.init is not None and checkpoint is None:
-            detector.load_state_dict(load_model(self.init).state_dict())
-        if self.cfg.optim.frontend_lr_scale == 0:
-            for p in detector.frontend.parameters():
-                p.requires_grad_(False)
-        self.detector = detector.to(self.device)
+            self.cfg.model = self.task.model_section(self.init)
+        self.model = self.task.build_model(self.init if checkpoint is None else None)
         self.saved_config = to_dict(self.cfg)
         if checkpoint is not None:
             old = checkpoint["state"].get("config", {})
@@ -259,13 +236,7 @@ class Trainer:
         if self.dist.is_main:
             from spoofrl.config import save_yaml
             save_yaml(self.saved_config, self.out / CONFIG)
-        wrapped = TrainForward(self.detector)
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(wrapped, device_ids=ids)
-        self.wrapped = wrapped
-        self.trainable = [p for p in self.detector.parameters() if p.requires_grad]
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
             raise ConfigError("the model has no trainable parameters")
         self._setup_precision()
@@ -280,92 +251,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda and precision == "fp16")
 
     # ------------------------------------------------------------------------------------------ data
-    def _read_split(self, manifest: str, subsets: list[str], what: str) -> list[Utterance]:
-        if not manifest:
-            raise ConfigError(f"data.manifest: no manifest given (needed for the {what} data)")
-        rows = read_manifest(manifest, subsets or None)
-        if not rows:
-            raise ConfigError(f"{manifest}: no {what} utterances")
-        if self.cfg.data.check_audio:
-            check_audio_exists(rows, manifest)
-        return rows
-
     def _build_data(self) -> None:
-        d, sr = self.cfg.data, self.detector.cfg.sample_rate
-        self.train_utts = self._read_split(d.manifest, d.train_subsets, "training")
-        labels = {u.label for u in self.train_utts}
-        if len(labels) < 2:
-            LOG.warning("the training data has only %s utterances", labels.pop())
-        self.dev_utts: list[Utterance] = []
-        if d.dev_subsets:
-            manifest = d.dev_manifest or d.manifest
-            self.dev_utts = self._read_split(manifest, d.dev_subsets, "dev")
-            if len({u.label for u in self.dev_utts}) < 2:
-                raise ConfigError(f"{manifest}: the dev subsets {', '.join(d.dev_subsets)} need both bonafide and "
-                                  f"spoof utterances to compute an EER")
-            shared = {u.audio_path for u in self.train_utts} & {u.audio_path for u in self.dev_utts}
-            if shared:  # e.g. train_subsets: [] (every row) takes the dev rows too
-                LOG.warning("%d file(s) are in both the training and the dev data (e.g. %s): the dev EER that picks "
-                            "the best model will be optimistic", len(shared), min(shared))
-        crop = int(round(d.crop_seconds * sr))
-        augmenter = Augmenter(d.augment, sr) if d.augment.enabled() else None
-        self.dataset = TrainDataset(self.train_utts, sr, crop_samples=crop, crop=d.crop, pad=d.pad,
-                                    max_samples=int(round(d.max_seconds * sr)), augmenter=augmenter,
-                                    seed=self.cfg.seed)
-        lengths = None
-        if d.batching == "dynamic":
-            lengths = self._effective_lengths(crop, sr)
-        self.planner = BatchPlanner(self.dataset.targets, batching=d.batching, batch_size=d.batch_size,
-                                    batch_samples=int(d.batch_seconds * sr), effective_lengths=lengths,
-                                    balance=d.balance, seed=self.cfg.seed, rank=self.dist.rank,
-                                    world=self.dist.world)
-        self.class_weights = torch.tensor(inverse_frequency_weights(self.dataset.targets), dtype=torch.float32,
-                                          device=self.device)
-        self.feature_cache = self._open_feature_cache()
-
-    def _open_feature_cache(self):
-        """The on-disk cache of the frozen encode stage, or None (see data.feature_cache)."""
-        setting = self.cfg.data.feature_cache
-        if setting == "off" or not getattr(self.detector, "frontend_is_frozen", False):
-            return None
-        if setting == "auto":
-            if not getattr(self.detector, "frontend_cache_recommended", False):
-                return None
-            folder = self.out / "feature_cache"
-        else:
-            folder = Path(setting)
-        from spoofrl.features.cache import FeatureCache
-        LOG.info("caching the frozen front-end's output in %s", folder)
-        return FeatureCache(folder, self.detector)
-
-    def _utt_ids(self, batch: Batch) -> list[str]:
-        """Ids naming each item's exact input: file, crop start and length (at the model's rate)."""
-        return [f"{self.train_utts[i].audio_path}#{s}+{n}"
-                for i, s, n in zip(batch.index.tolist(), batch.start.tolist(), batch.lengths.tolist())]
-
-    def _effective_lengths(self, crop: int, sr: int) -> np.ndarray:
-        d = self.cfg.data
-        if crop and d.pad == "repeat":
-            return np.full(len(self.train_utts), crop, dtype=np.int64)
-        lengths = utterance_durations(self.train_utts, sr)
-        limit = crop or int(round(d.max_seconds * sr))
-        return np.minimum(lengths, limit) if limit else lengths
-
-    def _batches(self, step: int) -> Iterator[tuple[int, int, int, Batch]]:
-        """(global step, epoch, position in epoch, batch) from `step` to the end of the schedule."""
-        epoch, pos = self.planner.locate(step)
-        while step < self.total_steps:
-            for batch in load_batches(self.dataset, self.planner, epoch, pos, self.cfg.data.workers):
-                yield step, epoch, pos, batch
-                step, pos = step + 1, pos + 1
-                if step >= self.total_steps:
-                    return
-            epoch, pos = epoch + 1, 0
+        self.task.build_data()
 
     # ------------------------------------------------------------------------------------------ stages
     def _build_stages(self) -> None:
         s = self.cfg.schedule
-        total = s.steps or sum(self.planner.steps_in_epoch(e) for e in range(s.epochs))
+        total = s.steps or sum(self.task.steps_in_epoch(e) for e in range(s.epochs))
         configs = resolved_stages(self.cfg)
         bounds, start = [], 0
         for i, stage in enumerate(configs):
@@ -375,8 +267,7 @@ class Trainer:
                                   f"leaving none for the last stage in a schedule of {total}")
             bounds.append((start, end))
             start = end
-        balance_loss = self.cfg.data.balance == "loss"
-        class_weights = self.class_weights.cpu() if balance_loss else None
+        class_weights = self.task.loss_class_weights()
         self.stages = []
         for i, (config, (a, b)) in enumerate(zip(configs, bounds)):
             options = stage_objective(self.cfg, config, f"stages[{i}]")
@@ -390,11 +281,7 @@ class Trainer:
 
     def _build_optimizer(self, lr: float) -> None:
         o = self.cfg.optim
-        frontend = [p for n, p in self.detector.named_parameters() if p.requires_grad and n.startswith("frontend.")]
-        rest = [p for n, p in self.detector.named_parameters() if p.requires_grad and not n.startswith("frontend.")]
-        groups = [g for g in ({"params": rest, "lr": lr, "lr_scale": 1.0},
-                              {"params": frontend, "lr": lr * o.frontend_lr_scale, "lr_scale": o.frontend_lr_scale})
-                  if g["params"]]
+        groups = self.task.param_groups(lr)
         if o.name == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
         elif o.name == "adam":
@@ -422,30 +309,16 @@ class Trainer:
         stage = self.stages[index]
         self.stage = index
         self.objective = stage.objective
-        self.sample_weights_on = self.cfg.data.balance == "loss" and stage.objective.sample_weighted
-        needs_ref = self.objective.needs_reference
-        if needs_ref and self.reference is None:
-            self.reference = ParamSnapshot.of(self.detector)
-        cache = LogitsCache(len(self.dataset), NUM_CLASSES, self.device) if needs_ref else None
-        self.access = ModelAccess(self.wrapped, self.detector, autocast=self.autocast, ref_cache=cache,
-                                  feature_cache=self.feature_cache, utt_ids=self._utt_ids)
-        self.access.ref = self.reference if needs_ref else None
+        if self.objective.needs_reference and self.reference is None:
+            self.reference = ParamSnapshot.of(self.model)
+        self.access = self.task.access(self.objective, self.reference, self.autocast)
         self.stage_start, self.stage_end = stage.start, stage.end
         self.best_eer, self.best_step, self.evals_since_best = None, None, 0
         self._build_scheduler(stage.start, stage.end)
 
     def _initial_reference(self) -> ParamSnapshot:
         folder = self.cfg.objective.reference
-        if not folder:
-            return ParamSnapshot.of(self.detector)
-        from spoofrl.models.io import load_model
-        state = load_model(folder).state_dict()
-        mine = ParamSnapshot.of(self.detector).tensors
-        bad = [k for k, v in mine.items() if k not in state or state[k].shape != v.shape]
-        if bad:
-            raise ConfigError(f"objective.reference: {folder} has another architecture than the trained model "
-                              f"(e.g. {bad[0]})")
-        return ParamSnapshot({k: state[k].to(self.device) for k in mine})
+        return self.task.reference_from(folder) if folder else ParamSnapshot.of(self.model)
 
     def _next_stage(self) -> None:
         """Stage k -> k+1: keep stage k's model in stageK/, start from its best (or last) weights, set the
@@ -454,17 +327,17 @@ class Trainer:
         nxt = self.stages[index].config
         folder = self.out / stage_folder(done)
         if self.dist.is_main and not (folder / WEIGHTS).is_file():
-            save_model_folder(self.detector, folder, self.saved_config)  # no dev set: the stage's last model
+            self.task.save_model(folder, self.saved_config)  # no dev set: the stage's last model
         distributed.barrier(self.dist)
         if nxt.start == "best":
             from safetensors.torch import load_file
-            self.detector.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
+            self.model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
         if self.dist.is_main:
             from spoofrl.models.io import save_weights
-            save_weights(self.detector, folder / f"{self.stages[index].config.objective}_start.safetensors")
+            save_weights(self.model, folder / f"{self.stages[index].config.objective}_start.safetensors")
         if not self.cfg.objective.reference and nxt.reference == "switch" and \
                 self.stages[index].objective.needs_reference:
-            self.reference = ParamSnapshot.of(self.detector)
+            self.reference = ParamSnapshot.of(self.model)
         if nxt.reset_optimizer:
             self._build_optimizer(self.stage_lr(index))
         else:  # keep the Adam moments, restart the schedule at the next stage's rate
@@ -492,7 +365,7 @@ class Trainer:
             self.access.ref = self.reference
         last = self.out / LAST
         try:
-            self.detector.load_state_dict({k: v.to(self.device) for k, v in ckpt["model"].items()})
+            self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt["model"].items()})
         except RuntimeError as err:  # missing keys, shape mismatches
             raise SpoofrlError(f"{last / WEIGHTS}: weights do not match the run's model ({_one_line(err)}); "
                                f"delete {last} to start over") from None
@@ -529,7 +402,7 @@ class Trainer:
                        "ref_cache": self.access.ref_cache.state() if self.access.ref_cache is not None else {}}
             optim = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "scaler": self.scaler.state_dict()}
-            save_checkpoint(self.out, detector=self.detector, config=self.saved_config, optim_state=optim,
+            save_checkpoint(self.out, detector=self.model, config=self.saved_config, optim_state=optim,
                             state=self._state(), tensors=tensors)
         self.saved_step = self.step
         distributed.barrier(self.dist)
@@ -561,16 +434,16 @@ class Trainer:
                 bar.close()
 
     def _steps(self, bar) -> bool:
-        if self.step == self.stage_start and self.cfg.schedule.eval_at_start and self.dev_utts:
+        if self.step == self.stage_start and self.cfg.schedule.eval_at_start and self.task.has_dev:
             self._evaluate_and_log({})
         # a validation that failed before this --resume comes first, as it did in the uninterrupted run
         outcome = self._end_step(self.pending_eval, True) if self.pending_eval is not None else ""
         if outcome:
             return outcome != "stop_after"
-        for step, epoch, pos, batch in self._batches(self.step):
+        for step, epoch, pos, batch in self.task.batches(self.step, self.total_steps):
             if self.stage + 1 < len(self.stages) and step >= self.stages[self.stage + 1].start:
                 self._next_stage()
-                if self.cfg.schedule.eval_at_start and self.dev_utts:
+                if self.cfg.schedule.eval_at_start and self.task.has_dev:
                     self._evaluate_and_log({})
             stats = self._train_step(step, batch)
             self.step = step + 1
@@ -578,8 +451,8 @@ class Trainer:
                 self.log_sums[k] = self.log_sums.get(k, 0.0) + v
             self.log_count += 1
             bar.update(1)
-            end_of_epoch = pos == self.planner.steps_in_epoch(epoch) - 1
-            row = {"epoch": round(epoch + (pos + 1) / self.planner.steps_in_epoch(epoch), 4)}
+            end_of_epoch = pos == self.task.steps_in_epoch(epoch) - 1
+            row = {"epoch": round(epoch + (pos + 1) / self.task.steps_in_epoch(epoch), 4)}
             do_eval = self._eval_due(end_of_epoch)
             if self.step % self.cfg.schedule.log_every == 0 or do_eval or self.step == self.total_steps:
                 means = {k: v / self.log_count for k, v in self.log_sums.items()}
@@ -620,7 +493,7 @@ class Trainer:
         return ""
 
     def _eval_due(self, end_of_epoch: bool) -> bool:
-        if not self.dev_utts:
+        if not self.task.has_dev:
             return False
         every = self.cfg.schedule.eval_every
         return ((every and self.step % every == 0) or (not every and end_of_epoch)
@@ -633,11 +506,9 @@ class Trainer:
         obj = self.objective
         refresh = self.stages[self.stage].options.old_policy_refresh_steps
         if obj.needs_old_policy and (step - self.stage_start) % refresh == 0:
-            self.access.old = ParamSnapshot.of(self.detector)
-        batch = batch.to(self.device)
-        self.wrapped.train()
-        self.access.prepare(batch)
-        weights = self.class_weights[batch.targets] if self.sample_weights_on else None
+            self.access.old = ParamSnapshot.of(self.model)
+        self.task.wrapped.train()
+        batch, weights = self.task.step_inputs(batch, self.access, obj)
         loss, stats = obj(batch, self.access, weights, generator)
         if not torch.isfinite(loss):
             raise SpoofrlError(f"the loss is {loss.item()} at step {step}; lower optim.lr or check the data")
@@ -656,19 +527,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ validation
     def validate(self) -> float:
-        """Dev EER (fraction), the dev set split over the processes."""
-        from spoofrl.inference import score_utterances
-        from spoofrl.metrics import compute_eer
-        d = self.cfg.data
-        mine = list(range(self.dist.rank, len(self.dev_utts), self.dist.world))
-        scores = score_utterances(self.detector, [self.dev_utts[i] for i in mine], device=self.device,
-                                  batch_size=d.dev_batch_size, max_seconds=d.dev_max_seconds or None, desc="dev")
-        full = np.empty(len(self.dev_utts))
-        for idx, sc in distributed.gather_objects(self.dist, (mine, scores.tolist())):
-            full[idx] = sc
-        labels = np.array([u.label for u in self.dev_utts])
-        eer, _ = compute_eer(full[labels == BONAFIDE], full[labels == SPOOF])
-        return float(eer)
+        """The task's validation metric (lower is better: detection's dev EER)."""
+        return self.task.validate()
 
     def _evaluate_and_log(self, row: dict) -> bool:
         """Validate, keep the best model, write the row; True when early stopping says stop."""
@@ -678,7 +538,7 @@ class Trainer:
             self.best_eer, self.best_step, self.evals_since_best = eer, self.step, 0
             if self.dist.is_main:
                 folder = self.out / stage_folder(self.stage) if self.stage + 1 < len(self.stages) else self.out
-                save_model_folder(self.detector, folder, self.saved_config)
+                self.task.save_model(folder, self.saved_config)
         else:
             self.evals_since_best += 1
         LOG.info("step %d: dev EER %.2f%% (best %.2f%% at step %d)", self.step, eer * 100, self.best_eer * 100,
@@ -702,17 +562,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ end
     def _finish(self, t0: float) -> None:
-        if not self.dev_utts and self.dist.is_main:
-            save_model_folder(self.detector, self.out, self.saved_config)  # no dev set: the last model
+        if not self.task.has_dev and self.dist.is_main:
+            self.task.save_model(self.out, self.saved_config)  # no dev set: the last model
         self._save_last()
         if self.dist.is_main:
             write_summary(self.out, {
-                "best_step": self.best_step if self.dev_utts else self.step,
+                "best_step": self.best_step if self.task.has_dev else self.step,
                 "best_dev_eer": self.best_eer, "steps": self.step,
                 "seconds": round(self.seconds_before + time.time() - t0, 2),
                 "objective": self.cfg.objective.name if not self.cfg.stages else describe_stages(self.cfg), "init": str(self.init) if self.init else None,
-                "processes": self.dist.world, "device": str(self.device),
-                "train_utterances": len(self.train_utts), "dev_utterances": len(self.dev_utts)})
+                "processes": self.dist.world, "device": str(self.device), **self.task.summary()})
         distributed.barrier(self.dist)
         LOG.info("finished: %d steps, best dev EER %s at step %s; model in %s", self.step,
                  f"{self.best_eer * 100:.2f}%" if self.best_eer is not None else "n/a", self.best_step, self.out)
