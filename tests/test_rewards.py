@@ -26,8 +26,8 @@ from spoofrl.rewards import (
 from spoofrl.rewards.answer import extract_answer
 from spoofrl.rewards.format import FT_GRPO_PATTERN
 
-FT_GOOD = ("<think>\n  <frequency>Energy above 4 kHz is flat, typical of a vocoder.</frequency>\n"
-           "  <time>Pauses are unnaturally regular.</time>\n</think>\n<answer>spoof</answer>")
+FT_GOOD = ("<think>\n<Frequency Domain> Energy above 4 kHz is flat, typical of a vocoder.\n"
+           "<Time Domain> Pauses are unnaturally regular.\n</think>\n<answer>spoof</answer>")
 
 
 def score(specs, completions, columns=None, n=None, prompts=None, ids=None):
@@ -107,13 +107,14 @@ def test_answer_missing_column_names_it_and_the_columns_present():
 @pytest.mark.parametrize("completion, expected", [
     (FT_GOOD, 1.0),
     ("  " + FT_GOOD.replace("\n", "") + "\n", 1.0),                                  # no whitespace needed
-    ("<think><frequency>f</frequency><time>t</time></think><answer>spoof</answer>", 1.0),
-    ("<think><time>t</time><frequency>f</frequency></think><answer>spoof</answer>", 0.0),  # order matters
-    ("<think><frequency>f</frequency></think><answer>spoof</answer>", 0.0),               # no time section
-    ("<think><frequency>f</frequency><time>t</time></think>", 0.0),                       # no answer
-    ("<think><frequency>f</frequency><time>t</time></think><answer>spoof</answer> extra", 0.0),
-    ("<think><frequency>f</frequency><frequency>g</frequency><time>t</time></think><answer>a</answer>", 0.0),
-    ("<think><frequency></frequency><time>t</time></think><answer>spoof</answer>", 0.0),   # empty section
+    ("<think>t</think><answer>spoof</answer>", 1.0),       # FT-GRPO's regex does not look inside <think>
+    ("<think></think>\n\n<answer></answer>", 1.0),
+    ("<think>t</think>", 0.0),                                                          # no answer
+    ("<answer>spoof</answer>", 0.0),                                                    # no think
+    ("<think>t</think><answer>spoof</answer> extra", 0.0),                              # text after the answer
+    ("preamble <think>t</think><answer>spoof</answer>", 0.0),                           # text before <think>
+    ("<think>t<answer>spoof</answer>", 0.0),                                            # <think> left open
+    ("<answer>spoof</answer><think>t</think>", 0.0),                                    # order matters
     ("spoof", 0.0),
 ])
 def test_format_default_is_the_ft_grpo_structure(completion, expected):

@@ -1,8 +1,11 @@
-"""`format`: does the completion follow the expected structure (a regular expression)?
+r"""`format`: does the completion follow the expected structure (a regular expression)?
 
-The default is the structure of FT-GRPO (arXiv 2601.02983): a `<think>` holding a `<frequency>` and then a
-`<time>` analysis, followed by the `<answer>`; whitespace may separate the parts, and a section may not
-contain another structure tag (so two `<frequency>` sections, or a section left open, do not match).
+The default is FT-GRPO's own format regex (arXiv 2601.02983, its public code):
+`^<think>.*?</think>\s*<answer>.*?</answer>(?![\s\S])` with '.' matching newlines: a <think> block, then
+the <answer>, and nothing after it. Like FT-GRPO's, it does not look inside <think>: whether the
+`<Frequency Domain>` and `<Time Domain>` sections are there is the `ft_presence` reward's job, whether
+what they say is true `ft_grounded`'s. The completion is stripped first (FT-GRPO's is not), so a
+trailing newline does not fail it.
 """
 from __future__ import annotations
 
@@ -12,17 +15,14 @@ from dataclasses import dataclass
 from spoofrl.config import invalid, option
 from spoofrl.rewards.base import Reward
 
-# a section's content: anything (newlines included) that is not one of the structure's tags
-_CONTENT = r"(?:(?!</?(?:think|frequency|time|answer)>).)+"
-FT_GRPO_PATTERN = (rf"<think>\s*<frequency>{_CONTENT}</frequency>\s*<time>{_CONTENT}</time>\s*</think>"
-                   rf"\s*<answer>{_CONTENT}</answer>")
+FT_GRPO_PATTERN = r"^<think>.*?</think>\s*<answer>.*?</answer>(?![\s\S])"
 
 
 @dataclass
 class FormatOptions:
     pattern: str = option(FT_GRPO_PATTERN, "regular expression the whole stripped completion must match "
                                            "(re.fullmatch, '.' matches newlines); default: FT-GRPO's "
-                                           "<think><frequency/><time/></think><answer/>")
+                                           "<think>...</think> <answer>...</answer> with nothing after")
     match: float = option(1.0, "reward of a completion that matches")
     no_match: float = option(0.0, "reward of one that does not")
 

@@ -11,4 +11,6 @@ REWARDS = Registry("reward", {
     "format": "spoofrl.rewards.format:FormatReward",
     "bleu": "spoofrl.rewards.text_similarity:BleuReward",
     "chrf": "spoofrl.rewards.text_similarity:ChrfReward",
+    "ft_presence": "spoofrl.rewards.ft:FtPresenceReward",
+    "ft_grounded": "spoofrl.rewards.ft:FtGroundedReward",
 })
