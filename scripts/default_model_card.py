@@ -131,6 +131,10 @@ def describe_backend(be: dict) -> str:
     return be["name"]
 
 
+def _percent(x: float) -> str:
+    return "-" if x != x else f"{x:.1%}"  # NaN: no clip of the source was scored
+
+
 def real_check_text(check: dict) -> str:
     if not check["clips"]:
         return "Not measured: the real-speech manifest holds no recordings of speakers outside the training subsets."
@@ -147,7 +151,7 @@ def real_check_text(check: dict) -> str:
     for source, info in check["per_source"].items():
         c = info["counts"]
         lines.append(f"| {source} | {info['speakers']} | {sum(c.values())} | {c.get(BONAFIDE, 0)} | "
-                     f"{c.get(SPOOF, 0)} | {c.get('no-speech', 0)} | {share(c, BONAFIDE, True):.1%} |")
+                     f"{c.get(SPOOF, 0)} | {c.get('no-speech', 0)} | {_percent(share(c, BONAFIDE, True))} |")
     return "\n".join(lines)
 
 
