@@ -156,8 +156,12 @@ TEMPLATES: dict[tuple[str, str], list[str]] = {
 CLOSINGS: dict[tuple[str, bool], list[str]] = {
     ("spoof", True): ["These traces point to synthetic or processed speech.",
                       "Such artefacts are what a vocoder or a codec leaves behind.", ""],
-    ("spoof", False): ["The measured properties alone do not reveal the manipulation.", ""],
-    ("bonafide", True): ["Recordings vary, so this alone does not indicate spoofing.", ""],
+    # a verdict the listed evidence does not suggest always says so (no empty closing): else a bona fide
+    # rationale would list deviations and end on "bonafide" with nothing reconciling the two
+    ("spoof", False): ["The measured properties alone do not reveal the manipulation.",
+                       "What was measured does not give the manipulation away."],
+    ("bonafide", True): ["Recordings vary, so this alone does not indicate spoofing.",
+                         "Real recordings vary in this way too, so it is no sign of synthesis."],
     ("bonafide", False): ["Nothing here points to synthesis or processing.",
                           "No trace of a vocoder or a codec stands out.", ""],
 }
