@@ -22,15 +22,7 @@ import numpy as np
 import torch
 
 from spoofrl.errors import ConfigError
-
-
-def _rows(rows: torch.Tensor | Sequence[int] | slice, size: int) -> list[int]:
-    if isinstance(rows, slice):
-        return list(range(size))[rows]
-    if isinstance(rows, torch.Tensor):
-        rows = rows.nonzero().flatten() if rows.dtype == torch.bool else rows.flatten()
-        return [int(r) for r in rows.tolist()]
-    return [int(r) for r in rows]
+from spoofrl.rows import Rows, row_indices
 
 
 @dataclass
@@ -85,9 +77,9 @@ class AlmBatch:
         return AlmBatch(self.waves.to(device, non_blocking=True), self.lengths.to(device), self.prompts,
                         self.system, self.references, self.columns)
 
-    def select(self, rows: torch.Tensor | Sequence[int] | slice) -> "AlmBatch":
+    def select(self, rows: Rows) -> "AlmBatch":
         """The items `rows` (indices, a bool mask or a slice), trimmed to their longest waveform."""
-        idx = _rows(rows, len(self))
+        idx = row_indices(rows, len(self))
         index = torch.tensor(idx, dtype=torch.long, device=self.waves.device)
         lengths = self.lengths[index.to(self.lengths.device)]
         longest = max(int(lengths.max()), 1) if idx else 1
@@ -155,9 +147,9 @@ class Completions:
         return Completions(self.ids.to(device), self.mask.to(device), self.text, self.truncated.to(device),
                            None if self.logprobs is None else self.logprobs.to(device), self.temperature)
 
-    def select(self, rows: torch.Tensor | Sequence[int] | slice) -> "Completions":
+    def select(self, rows: Rows) -> "Completions":
         """The inputs `rows` (along B), trimmed to their longest completion."""
-        idx = _rows(rows, self.batch_size)
+        idx = row_indices(rows, self.batch_size)
         index = torch.tensor(idx, dtype=torch.long, device=self.ids.device)
         mask = self.mask[index]
         longest = max(int(mask.sum(-1).max()), 1) if idx else 1

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from spoofrl.cli.common import comma_list
+
 DESCRIPTION = """\
 Write a manifest (CSV path,label,attack,source,condition,subset) for a public corpus. Every audio file
 is checked: missing files fail the import, all of them counted and listed in MANIFEST.csv.missing.txt.
@@ -21,13 +23,6 @@ def _formats_help(importers) -> str:
                      for name, imp in importers.items())
 
 
-def _csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected one or more comma-separated names")
-    return items
-
-
 def register(sub):
     from spoofrl.data.importers import IMPORTERS  # light: numpy/soundfile only, no torch
     p = sub.add_parser("import", help="write a manifest for a public corpus (ASVspoof, In-the-Wild, folders, ...)",
@@ -39,7 +34,7 @@ def register(sub):
                    help="protocol / key file instead of the standard one under --root (repeatable for corpora "
                         "with one protocol per split; the split is read from the file name)")
     p.add_argument("--out", required=True, metavar="MANIFEST.csv", help="manifest to write")
-    p.add_argument("--subset", "--split", dest="subsets", type=_csv_list, default=None, metavar="NAME[,NAME]",
+    p.add_argument("--subset", "--split", dest="subsets", type=comma_list, default=None, metavar="NAME[,NAME]",
                    help="keep only these subsets: train/dev/eval (asvspoof2019-la, asvspoof5), eval/progress/"
                         "hidden (asvspoof2021-la/df), or 'all'; default: all, except asvspoof2021-la/df: eval "
                         "(the official evaluation subset)")

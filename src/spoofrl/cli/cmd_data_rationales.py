@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from spoofrl.cli.common import comma_list
+
 DESCRIPTION = """\
 Write an evidence-grounded rationale for every clip of a manifest, in FT-GRPO's format (arXiv 2601.02983)
 with spoofrl's label names:
@@ -32,21 +34,14 @@ examples:
       --reference-subsets posttrain --out data/real/rationales.jsonl --workers 2"""
 
 
-def _subset_list(text: str) -> list[str]:
-    subsets = [s.strip() for s in text.split(",") if s.strip()]
-    if not subsets:
-        raise argparse.ArgumentTypeError("give at least one subset name")
-    return subsets
-
-
 def register(sub):
     p = sub.add_parser("rationales", help="write evidence-grounded FT rationales (JSON lines) for SFT and RL",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--manifest", required=True, metavar="CSV", help="the manifest of the clips")
-    p.add_argument("--subsets", type=_subset_list, default=None, metavar="A,B",
+    p.add_argument("--subsets", type=comma_list, default=None, metavar="A,B",
                    help="subsets to annotate (default: every subset)")
     p.add_argument("--out", required=True, metavar="R.jsonl", help="output JSON lines (rerun to resume)")
-    p.add_argument("--reference-subsets", type=_subset_list, default=None, metavar="A,B",
+    p.add_argument("--reference-subsets", type=comma_list, default=None, metavar="A,B",
                    help="subsets whose bona fide rows the reference profile is fitted on (default: --subsets)")
     p.add_argument("--reference", default=None, metavar="REF.json",
                    help="use this reference profile (spoofrl.evidence JSON) instead of fitting one")

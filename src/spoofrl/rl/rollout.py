@@ -50,8 +50,8 @@ from spoofrl.rl.advantages import compute_advantages, reward_stats
 from spoofrl.rl.grpo import GRPOSettings
 from spoofrl.rl.loss import LOSS_TYPES, LossOutput, policy_loss
 from spoofrl.rl.policy import LogProbs, Policy
+from spoofrl.rows import Rows, row_indices
 
-Rows = Sequence[int] | slice | torch.Tensor
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Rollout:
     def select(self, rows: Rows) -> Rollout:
         """The sub-rollout of items `rows` (indices, a bool mask or a slice), e.g. one micro-batch. The
         token axis is kept whole, so normalisers that depend on it (dr_grpo) stay those of the rollout."""
-        idx = _row_indices(rows, len(self))
+        idx = row_indices(rows, len(self))
 
         def pick(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x[torch.tensor(idx, dtype=torch.long, device=x.device)]
@@ -92,15 +92,6 @@ class Rollout:
                        off_policy=pick(self.off_policy), truncated=pick(self.truncated),
                        texts=[self.texts[i] for i in idx],
                        per_reward={k: pick(v) for k, v in self.per_reward.items()})
-
-
-def _row_indices(rows: Rows, size: int) -> list[int]:
-    if isinstance(rows, slice):
-        return list(range(size))[rows]
-    if isinstance(rows, torch.Tensor):
-        rows = rows.nonzero().flatten() if rows.dtype == torch.bool else rows.flatten()
-        return [int(r) for r in rows.tolist()]
-    return [int(r) for r in rows]
 
 
 def select_inputs(inputs: Any, rows: Sequence[int]) -> Any:
