@@ -33,8 +33,15 @@ def _sets(plan: list[BasePlan], subset: str) -> dict[str, set]:
     }
 
 
-def _fmt(values) -> str:
+def names_text(values) -> str:
     return ", ".join(f"`{v}`" for v in sorted(values)) if values else "none"
+
+
+def unseen_pairs(subsets: list[str]) -> list[tuple[str, str]]:
+    """(subset, training subset it is compared with) for the unseen tables of both designs: every subset
+    against each training subset present, a training subset only against those before it."""
+    return [(s, t) for s in subsets for t in TRAINING_SUBSETS
+            if t in subsets and not (s in TRAINING_SUBSETS and TRAINING_SUBSETS.index(s) <= TRAINING_SUBSETS.index(t))]
 
 
 def unseen_table(plan: list[BasePlan]) -> list[str]:
@@ -43,14 +50,11 @@ def unseen_table(plan: list[BasePlan]) -> list[str]:
     sets = {s: _sets(plan, s) for s in subsets}
     lines = ["| subset | relative to | unseen attacks | unseen channels | unseen speakers | shared texts |",
              "|---|---|---|---|---|---|"]
-    for s in subsets:
-        for t in TRAINING_SUBSETS:
-            if t not in sets or s in TRAINING_SUBSETS and TRAINING_SUBSETS.index(s) <= TRAINING_SUBSETS.index(t):
-                continue
-            a, b = sets[s], sets[t]
-            new_spk = a["speakers"] - b["speakers"]
-            lines.append(f"| {s} | {t} | {_fmt(a['attacks'] - b['attacks'])} | {_fmt(a['channels'] - b['channels'])} | "
-                         f"{len(new_spk)} of {len(a['speakers'])} | {len(a['texts'] & b['texts'])} |")
+    for s, t in unseen_pairs(subsets):
+        a, b = sets[s], sets[t]
+        new_spk = a["speakers"] - b["speakers"]
+        lines.append(f"| {s} | {t} | {names_text(a['attacks'] - b['attacks'])} | {names_text(a['channels'] - b['channels'])} | "
+                     f"{len(new_spk)} of {len(a['speakers'])} | {len(a['texts'] & b['texts'])} |")
     return lines
 
 
@@ -65,8 +69,8 @@ def subset_table(plan: list[BasePlan]) -> list[str]:
         labels = Counter(i.label for i in items)
         sets = _sets(plan, design.name)
         lines.append(f"| {design.name} | {design.role} | {len(items)} | {labels['bonafide']} | {labels['spoof']} | "
-                     f"{len(sets['speakers'])} | {', '.join(sorted(sets['engines']))} | {_fmt(sets['attacks'])} | "
-                     f"{_fmt(sets['channels'])} | {', '.join(sorted({b.style for b in bases}))} |")
+                     f"{len(sets['speakers'])} | {', '.join(sorted(sets['engines']))} | {names_text(sets['attacks'])} | "
+                     f"{names_text(sets['channels'])} | {', '.join(sorted({b.style for b in bases}))} |")
     return lines
 
 

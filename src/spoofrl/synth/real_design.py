@@ -37,13 +37,13 @@ from spoofrl.synth.attacks import ATTACKS
 from spoofrl.synth.channels import CHANNELS
 from spoofrl.synth.packaging import Packaging, vorbis_bitrate
 from spoofrl.synth.sources import Voice, espeak, festival, flite, openjtalk
+from spoofrl.synth.splits import TRAINING_SUBSETS  # noqa: F401  (the same training subsets as v1)
 from spoofrl.synth.splits import OOD_ATTACKS, POSTTRAIN_ATTACKS, TARGET_ATTACKS, rng_for
 
 DESIGN = "real"
 VERSION = 2
 SUBSETS = ("posttrain", "posttrain_dev", "target_train", "target_dev", "target_eval",
            "ood_attack", "ood_source", "ood_channel", "ood_mix")
-TRAINING_SUBSETS = ("posttrain", "target_train")
 
 # ------------------------------------------------------------------------------------------ lengths
 

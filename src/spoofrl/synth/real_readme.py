@@ -12,8 +12,9 @@ import numpy as np
 from spoofrl.data.manifest import Utterance
 from spoofrl.synth.attacks import ATTACKS
 from spoofrl.synth.channels import CHANNELS
+from spoofrl.synth.readme import names_text, unseen_pairs
 from spoofrl.synth.real_design import (MAX_S, MIN_CLIP_S, MIN_S, OOD_LANGUAGES, REAL_DESIGN, REAL_PRESETS,
-                                       SEGMENT_S, SUBSETS, TARGET_LANGUAGES, TRAINING_SUBSETS, TTS_ENGINES, VERSION,
+                                       SEGMENT_S, SUBSETS, TARGET_LANGUAGES, TTS_ENGINES, VERSION,
                                        RealBase)
 
 CAVEAT = (
@@ -103,10 +104,6 @@ def duration_histogram(rows: list[Utterance], edges=(0, 1, 1.5, 2, 3, 4, 6, 8.01
 
 # ------------------------------------------------------------------------------------------ tables
 
-def _fmt(values) -> str:
-    return ", ".join(f"`{v}`" for v in sorted(values)) if values else "none"
-
-
 def subset_table(plan: list[RealBase], rows: list[Utterance]) -> list[str]:
     lines = ["| subset | role | files | bona fide | spoof | real speakers | languages | sources | copy-synthesis | TTS engines | channels |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -120,8 +117,8 @@ def subset_table(plan: list[RealBase], rows: list[Utterance]) -> list[str]:
             f"| {d.name} | {d.role} | {len(sub)} | {sum(r.label == 'bonafide' for r in sub)} | "
             f"{sum(r.label == 'spoof' for r in sub)} | {len({b.clip.speaker for b in bases})} | "
             f"{len({b.clip.language for b in bases})} | {', '.join(sorted({b.clip.source for b in bases}))} | "
-            f"{_fmt({i.vocoder for i in items if i.vocoder != '-'})} | {_fmt({i.tts_engine for i in items if i.tts_engine != '-'})} | "
-            f"{_fmt({i.channel for i in items})} |")
+            f"{names_text({i.vocoder for i in items if i.vocoder != '-'})} | {names_text({i.tts_engine for i in items if i.tts_engine != '-'})} | "
+            f"{names_text({i.channel for i in items})} |")
     return lines
 
 
@@ -139,15 +136,12 @@ def unseen_table(plan: list[RealBase]) -> list[str]:
     sets = {s: _sets(plan, s) for s in subsets}
     lines = ["| subset | relative to | unseen vocoders | unseen TTS engines | unseen channels | unseen real speakers | unseen languages | shared texts |",
              "|---|---|---|---|---|---|---|---|"]
-    for s in subsets:
-        for t in TRAINING_SUBSETS:
-            if t not in sets or s in TRAINING_SUBSETS and TRAINING_SUBSETS.index(s) <= TRAINING_SUBSETS.index(t):
-                continue
-            a, b = sets[s], sets[t]
-            lines.append(f"| {s} | {t} | {_fmt(a['vocoders'] - b['vocoders'])} | {_fmt(a['tts'] - b['tts'])} | "
-                         f"{_fmt(a['channels'] - b['channels'])} | {len(a['speakers'] - b['speakers'])} of "
-                         f"{len(a['speakers'])} | {len(a['languages'] - b['languages'])} of {len(a['languages'])} | "
-                         f"{len(a['texts'] & b['texts'])} |")
+    for s, t in unseen_pairs(subsets):
+        a, b = sets[s], sets[t]
+        lines.append(f"| {s} | {t} | {names_text(a['vocoders'] - b['vocoders'])} | {names_text(a['tts'] - b['tts'])} | "
+                     f"{names_text(a['channels'] - b['channels'])} | {len(a['speakers'] - b['speakers'])} of "
+                     f"{len(a['speakers'])} | {len(a['languages'] - b['languages'])} of {len(a['languages'])} | "
+                     f"{len(a['texts'] & b['texts'])} |")
     return lines
 
 
