@@ -53,6 +53,15 @@ PRESET = rd.RealPreset("fixture", {"posttrain": 4, "posttrain_dev": 1, "target_t
                        "test fixture")
 
 
+def write_fetch_manifest(path: Path, rows: list[dict]) -> Path:
+    """A manifest in `spoofrl data fetch`'s format (FIELDS) holding `rows`."""
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
 def speechlike(seconds: float, seed: int, f0: float) -> np.ndarray:
     """A voiced, syllable-modulated signal with formant-like resonances and silent margins (real-like
     enough for F0 tracking, vocoders and trimming)."""
@@ -103,12 +112,7 @@ def make_fixture(folder: Path) -> Path:
                      "subset": "-", "speaker": speaker, "language": lang, "gender": gender, "transcript": text,
                      "text_source": "fixture", "gloss": "", "license": "CC0-1.0", "package": f"fixture-{source}",
                      "version": "1", "duration": f"{seconds:.3f}", "sample_rate": str(rate)})
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    return manifest
+    return write_fetch_manifest(folder / "manifest.csv", rows)
 
 
 @pytest.fixture(scope="module")
@@ -323,12 +327,7 @@ def _big_manifest(tmp_path: Path) -> Path:
                      "gender": "fm-"[k % 3], "transcript": f"word {k}" if k % 5 else "", "text_source": "",
                      "gloss": "", "license": "CC0-1.0", "package": "p", "version": "1",
                      "duration": f"{float(rng.uniform(0.5, 12.0)):.3f}", "sample_rate": str(rate)})
-    path = tmp_path / "manifest.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    return write_fetch_manifest(tmp_path / "manifest.csv", rows)
 
 
 def test_plan_is_deterministic_disjoint_and_balanced(tmp_path):
