@@ -30,11 +30,11 @@ THRESHOLD = 0.0                                 # detect's default: bona fide wh
 CLIPS_PER_SOURCE = 150                          # real-speech check: a fixed random sample of each source
 
 
-def seen_subsets(run: Path) -> list[str]:
-    """The subsets the run trained, selected and was calibrated on (its config's data.train/dev_subsets)."""
+def run_subsets(run: Path) -> tuple[list[str], list[str]]:
+    """(training subsets, dev subsets) of the run: its config's data.train_subsets and data.dev_subsets."""
     from spoofrl.config import load_yaml
     data = load_yaml(run / "config.yaml")["data"]
-    return list(data["train_subsets"]) + list(data["dev_subsets"])
+    return list(data["train_subsets"]), list(data["dev_subsets"])
 
 
 def held_out_scores(model, cal: dict, manifest: Path, work: Path) -> tuple[list[tuple], list[tuple]]:
@@ -240,14 +240,12 @@ def main(argv: list[str]) -> None:
     summary = json.loads((run / "summary.json").read_text())
     rows, scored = held_out_scores(model, cal, manifest, work)
     shares = spoof_shares(scored)
-    check = real_speech_check(run, unseen_speaker_clips(real_manifest, manifest, seen_subsets(run)))
+    train, dev = run_subsets(run)
+    check = real_speech_check(run, unseen_speaker_clips(real_manifest, manifest, train + dev))
     keys = ["subset", "eer", "min_dcf", "act_dcf", "cllr", "n_bonafide", "n_spoof"]
     (work / "eval.json").write_text(json.dumps({"subsets": [dict(zip(keys, r)) for r in rows],
                                                 "spoof_shares": shares, "real_speech": check}, indent=1))
-    from spoofrl.config import load_yaml
-    data = load_yaml(run / "config.yaml")["data"]
-    print(write_card(work, seed, preset, model, cal, summary, rows, shares, check, list(data["train_subsets"]),
-                     list(data["dev_subsets"])))
+    print(write_card(work, seed, preset, model, cal, summary, rows, shares, check, train, dev))
 
 
 if __name__ == "__main__":
