@@ -103,6 +103,11 @@ class Trainer:
         self.pending_eval: dict | None = None  # the metrics row of a validation under way (or failed)
         self.saved_step = 0                     # step of the last/ checkpoint on disk
 
+    @property
+    def model(self):
+        """The trained model (the task builds and holds it)."""
+        return self.task.model
+
     # ------------------------------------------------------------------------------------------ entry
     def run(self) -> Path:
         self.dist = distributed.setup(self.cfg.device)
@@ -225,7 +230,7 @@ class Trainer:
                 self.cfg.model = checkpoint["state"]["config"]["model"]
         if checkpoint is None or self.init is None:
             self.cfg.model = self.task.model_section(self.init)
-        self.model = self.task.build_model(self.init if checkpoint is None else None)
+        self.task.build_model(self.init if checkpoint is None else None)
         self.saved_config = to_dict(self.cfg)
         if checkpoint is not None:
             old = checkpoint["state"].get("config", {})
