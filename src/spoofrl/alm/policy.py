@@ -7,7 +7,7 @@ The last generated `Completions` (with texts, truncation flags and sampling-time
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -17,11 +17,22 @@ from spoofrl.alm.model import SmallAlm
 from spoofrl.rl.policy import LogProbs, Policy
 
 
+Scorer = Callable[[AlmBatch, Completions, bool, float], tuple[torch.Tensor, torch.Tensor]]
+
+
 class AlmPolicy(Policy):
-    def __init__(self, model: SmallAlm, sampling: SamplingConfig | None = None, *, grad: bool = True):
+    """`scorer(batch, completions, grad, temperature) -> (logp, mask)` replaces model.token_logprobs when
+    given: the trainer scores through its DDP wrapper, or with a parameter snapshot (old / reference policy).
+    `no_sync`: the DDP wrapper's, so micro-batches accumulate gradients without syncing."""
+
+    def __init__(self, model: SmallAlm, sampling: SamplingConfig | None = None, *, grad: bool = True,
+                 scorer: Scorer | None = None, no_sync: Callable | None = None):
         self.model = model
         self.sampling = sampling or SamplingConfig()
         self.grad = grad
+        self.scorer = scorer
+        if no_sync is not None:
+            self.no_sync = no_sync
         self.last: Completions | None = None
 
     def sample(self, inputs: AlmBatch, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -37,8 +48,11 @@ class AlmPolicy(Policy):
     def log_prob(self, inputs: AlmBatch, actions: torch.Tensor) -> LogProbs:
         mask = completion_mask(actions, self.model.eos_token_id)
         comps = Completions(actions, mask, [], torch.zeros(actions.shape[:2], dtype=torch.bool))
-        logp, mask = self.model.token_logprobs(inputs, comps, grad=self.grad and torch.is_grad_enabled(),
-                                               temperature=self.sampling.temperature)
+        grad, t = self.grad and torch.is_grad_enabled(), self.sampling.temperature
+        if self.scorer is not None:
+            logp, mask = self.scorer(inputs, comps, grad, t)
+        else:
+            logp, mask = self.model.token_logprobs(inputs, comps, grad=grad, temperature=t)
         return LogProbs(logp, mask)
 
     def decode(self, actions: torch.Tensor) -> list[list[str]]:

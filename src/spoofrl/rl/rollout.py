@@ -37,7 +37,7 @@ Where spoofrl differs:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -371,17 +371,20 @@ def _check_loss_inputs(rollout: Rollout, settings: GRPOSettings, sample_weights)
 
 
 def rollout_loss(policy: Policy, rollout: Rollout, settings: GRPOSettings, *, micro_batch_size: int | None = None,
-                 backward: bool = True, sample_weights: torch.Tensor | None = None) -> LossOutput:
+                 backward: bool | Callable[[torch.Tensor], None] = True,
+                 sample_weights: torch.Tensor | None = None) -> LossOutput:
     """The GRPO loss of the rollout, over micro-batches of `micro_batch_size` items (None: all at once).
 
     backward=True: each micro-batch's weighted loss is backpropagated at once (peak memory: one micro-batch;
     gradients accumulate in .grad) and the loss returned is detached. backward=False: the returned loss keeps
-    its graph. Either way the loss and its gradient equal those of the whole rollout in one forward (see
-    `_Weighting`); stats are clip_frac, ratio_mean and (with reference log-probs) kl, as policy_loss's."""
+    its graph. A callable `backward` is called with each micro-batch's loss instead of loss.backward() (the
+    trainer's: gradient scaling, a finite-loss check). Either way the loss and its gradient equal those of the
+    whole rollout in one forward (see `_Weighting`); stats are clip_frac, ratio_mean and (with reference log-probs) kl, as policy_loss's."""
     _check_loss_inputs(rollout, settings, sample_weights)
     weighting = _Weighting.for_rollout(rollout, settings.loss_type, sample_weights)
     chunks = item_chunks(len(rollout), micro_batch_size)
-    no_sync = _gradient_sync_skipper(policy) if backward else contextlib.nullcontext
+    run_backward = backward if callable(backward) else (lambda loss: loss.backward()) if backward else None
+    no_sync = _gradient_sync_skipper(policy) if run_backward else contextlib.nullcontext
     total = torch.zeros((), device=rollout.advantages.device)
     stats: dict[str, torch.Tensor] = {}
     try:
@@ -390,9 +393,9 @@ def rollout_loss(policy: Policy, rollout: Rollout, settings: GRPOSettings, *, mi
             with no_sync() if i < len(chunks) - 1 else contextlib.nullcontext():
                 part = rollout if len(chunks) == 1 else rollout.select(rows)
                 out = _micro_batch_loss(policy, part, settings, weighting, rows, sample_weights is not None)
-                if backward:
-                    out.loss.backward()
-            total = total + (out.loss.detach() if backward else out.loss)
+                if run_backward:
+                    run_backward(out.loss)
+            total = total + (out.loss.detach() if run_backward else out.loss)
             share = weighting.stats_share(rows)
             for key, value in out.stats.items():
                 stats[key] = stats.get(key, 0.0) + share * value.detach()

@@ -135,6 +135,29 @@ class ObjectiveConfig:
                                      ge=0.01, le=100)
     reference: str = option("", "GRPO: model folder used as the frozen KL reference (same architecture); empty = "
                                 "the initial model (--init, or the stage switch of sft_then_grpo)")
+    # --- GRPO of a generative policy (task: generation); TRL's GRPOConfig names and meanings
+    top_p: float = option(1.0, "generation GRPO: nucleus sampling of the rollouts (TRL's top_p; 1.0 = off)", gt=0,
+                               le=1)
+    top_k: int | None = option(None, "generation GRPO: sample only among the k most probable tokens (TRL's top_k; "
+                                     "null or 0 = off)", ge=0, le=10**6)
+    min_p: float | None = option(None, "generation GRPO: drop tokens less probable than min_p x the most probable "
+                                       "(TRL's min_p; null = off)", ge=0, le=1)
+    max_completion_length: int = option(64, "task generation: most tokens of a completion, EOS included, in GRPO "
+                                            "rollouts and in the greedy decoding of validation (TRL's "
+                                            "max_completion_length; TRL's default is 256); also dr_grpo's "
+                                            "constant normaliser", ge=1, le=65536)
+    num_iterations: int = option(1, "generation GRPO: optimizer updates per rollout (TRL's num_iterations, mu of "
+                                    "the GRPO paper); > 1 records the rollout's log-probs as the old policy so "
+                                    "clipping acts. spoofrl differs: all mu updates happen in one training step, so "
+                                    "schedule.steps counts rollouts (TRL's steps count updates)", ge=1, le=1000)
+    mask_truncated_completions: bool = option(False, "generation GRPO: completions that reach "
+                                                     "max_completion_length without EOS get no loss (they keep "
+                                                     "their reward in the group statistics); TRL's option")
+    micro_batch_size: int = option(0, "generation GRPO: items (each with its G completions) per forward with "
+                                      "gradient; the rollout's loss and gradient are accumulated exactly over them. "
+                                      "0 = the whole batch in one forward (TRL's per_device_train_batch_size x "
+                                      "gradient_accumulation_steps splits completions, not items)", ge=0,
+                                      le=MAX_BATCH)
     # --- SFT then GRPO
     sft_steps: int = option(0, "sft_then_grpo: optimizer steps of the SFT stage; the rest of schedule.steps is GRPO",
                                ge=0, le=MAX_STEPS)
@@ -223,6 +246,37 @@ class ScheduleConfig:
                                 "in the last stage; earlier stages always run their steps)", ge=0, le=1_000_000)
 
 
+# ------------------------------------------------------------------------------------------ generation
+
+
+GENERATION_METRICS = ("exact_match", "answer", "bleu", "chrf")
+
+
+@dataclass
+class GenerationConfig:
+    """What an audio LLM is asked and taught (task: generation). Templates take `{column}` fields from each
+    manifest row: path, label, attack, source, condition, subset and the manifest's extra columns (e.g.
+    transcript); `{{` and `}}` are literal braces."""
+
+    prompt: str = option("<audio>\nIs this recording bona fide human speech or spoof? Answer with "
+                         "<answer>bonafide</answer> or <answer>spoof</answer>.",
+                         "the user turn; `<audio>` marks where the audio goes (first when absent)")
+    system: str = option("", "system prompt of every item (empty: no system turn)")
+    completion: str = option("<answer>{label}</answer>", "the target completion of each row: the SFT target, "
+                                                          "the ground truth of mixed-policy GRPO, and the column "
+                                                          "`reference` that the bleu / chrf rewards compare with")
+    metric: Literal["exact_match", "answer", "bleu", "chrf"] = option(
+        "exact_match", "validation (model selection, lower is better): greedy completions of the dev items scored "
+                       "as 1 - the share equal to the target completion (exact_match, whitespace-normalised), "
+                       "1 - the share whose <answer> equals the `label` column (answer), or 1 - corpus BLEU / "
+                       "chrF / 100 against the targets (bleu, chrf; sacrebleu)")
+    dev_max_items: int = option(0, "validate on at most this many dev items (the first ones; 0 = all)", ge=0,
+                                le=10**9)
+    tokenizer_texts: list[str] = option(factory=list, doc="extra texts the model's tokenizer is trained on "
+                                                           "besides the rendered prompts and completions (e.g. "
+                                                           "answers only rewards know)")
+
+
 def objective_rewards(cfg: ObjectiveConfig) -> list[RewardSpec]:
     """The rewards of a GRPO objective: `rewards`, or the study's label reward from reward_correct / wrong."""
     if cfg.rewards:
@@ -296,17 +350,24 @@ def describe_stages(cfg: "TrainConfig") -> str:
 @dataclass
 class TrainConfig:
     task: str = option("detection", "what is trained, a name in spoofrl.training.registry.TASKS: detection = a "
-                                    "two-class detector on manifest audio, model selection by dev EER")
+                                    "two-class detector on manifest audio, model selection by dev EER; generation "
+                                    "= an audio LLM writing text (spoofrl.alm), model selection by "
+                                    "generation.metric")
     model: dict[str, Any] = option(factory=lambda: {"preset": "logmel-linear"},
-                                   doc="the detector: `preset: NAME` (configs/models/) with optional overrides, or "
-                                       "a full model config (frontend, backend, sample_rate); with --init the "
-                                       "starting model's architecture is used")
+                                   doc="detection: the detector, `preset: NAME` (configs/models/) with optional "
+                                       "overrides, or a full model config (frontend, backend, sample_rate). "
+                                       "generation: {alm: AlmConfig options, tokenizer: {vocab_size, "
+                                       "extra_tokens}} (docs/alm.md); default {alm: {}}. With --init the starting "
+                                       "model's architecture is used")
     data: DataConfig = option(factory=DataConfig, doc="training and dev data")
     objective: ObjectiveConfig = option(factory=ObjectiveConfig, doc="training objective and its options")
     stages: list[StageConfig] = option(factory=list, doc="a staged run: objectives one after the other, e.g. "
                                                           "[{objective: sft, steps: 200}, {objective: grpo}] (each "
                                                           "stage's options over the `objective` section); empty = "
                                                           "one stage of objective.name (sft_then_grpo: two)")
+    generation: GenerationConfig = option(factory=GenerationConfig, doc="task generation: prompts, target "
+                                                                         "completions and validation metric "
+                                                                         "(ignored by task detection)")
     optim: OptimConfig = option(factory=OptimConfig, doc="optimiser")
     schedule: ScheduleConfig = option(factory=ScheduleConfig, doc="steps, validation, logging, checkpoints")
     seed: int = option(0, "random seed (data order, crops, augmentation, sampled labels, initialisation)",
@@ -369,6 +430,14 @@ def resolve_model_section(section: Any) -> dict:
     return to_dict(model_config_from_dict(section).resolved())
 
 
+def task_class(name: Any):
+    """The task class registered as `name` (its model section resolver and default); an unknown name is the
+    `task` option's error."""
+    if not isinstance(name, str) or name not in TASKS:
+        raise invalid("task", f"unknown task {name!r}; known: {', '.join(TASKS.names())}")
+    return TASKS.get(name)
+
+
 # Options that may differ between a run and its resumption (or an experiment stage and its rerun) without
 # changing what is learned. The one list: the trainer's resume check and the experiment's stage check use it.
 NON_SEMANTIC_KEYS = ("device", "threads", "data.workers", "data.check_audio", "schedule.log_every")
@@ -401,11 +470,12 @@ def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | No
     data = apply_overrides(data, overrides)
     overridden = tuple(".".join(parse_override(text)[0]) for text in overrides or [])
     try:
+        task = task_class(data.get("task", "detection"))
         if "model" in data:
-            data["model"] = resolve_model_section(data["model"])
+            data["model"] = task.resolve_model_section(data["model"])
         cfg = from_dict(TrainConfig, data)
         if "model" not in data:
-            cfg.model = resolve_model_section(cfg.model)
+            cfg.model = task.resolve_model_section(task.default_model_section())
     except ConfigError as err:
         # FILE:LINE: key: reason, the line being the one of the key (or its section) in the file
         label = "--set" if lines is not None else "an override"  # a dict comes from code (e.g. an experiment)
@@ -414,6 +484,6 @@ def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | No
 
 
 __all__ = ["TrainConfig", "DataConfig", "AugmentConfig", "RawBoostConfig", "NoiseConfig", "CodecConfig",
-           "ObjectiveConfig", "OptimConfig", "ScheduleConfig", "StageConfig", "load_train_config",
+           "ObjectiveConfig", "GenerationConfig", "OptimConfig", "ScheduleConfig", "StageConfig", "load_train_config",
            "resolve_model_section", "resolved_stages", "stage_objective", "describe_stages", "objective_rewards",
            "SFT_THEN_GRPO"]

@@ -78,8 +78,14 @@ class ParamSnapshot:
         """Logits of this snapshot on `batch` (eval mode, no gradient), through the detector's own modules
         with these tensors swapped in (torch.func.functional_call)."""
         args = (batch.wave, batch.lengths) if feats is None else (batch.wave, batch.lengths, *feats)
+        return self.call(forward, args)
+
+    def call(self, forward: nn.Module, args: tuple, prefix: str = "detector.") -> object:
+        """forward(*args) in eval mode without gradient, with this snapshot's tensors in place of the model's;
+        `forward` holds the model under the attribute `prefix` names (TrainForward: "detector.")."""
+        tensors = self._prefixed if prefix == "detector." else {f"{prefix}{k}": v for k, v in self.tensors.items()}
         with torch.no_grad(), eval_mode(forward):
-            return functional_call(forward, self._prefixed, args)
+            return functional_call(forward, tensors, args)
 
 
 class LogitsCache:

@@ -166,13 +166,14 @@ class MetricsWriter:
     (written by the killed run after its last checkpoint) are dropped, so the file matches an uninterrupted
     run's."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None):
+    def __init__(self, run_dir: Path, resume_step: int | None, *, metric_column: str = "dev_eer"):
         self.path = run_dir / METRICS
+        self.columns = METRIC_COLUMNS[:-1] + [metric_column]  # the task's validation metric last
         if resume_step is not None and self.path.is_file():
             self._truncate(resume_step)
         elif not self.path.is_file() or resume_step is None:
             with self.path.open("w", newline="") as fh:
-                csv.writer(fh).writerow(METRIC_COLUMNS)
+                csv.writer(fh).writerow(self.columns)
         from torch.utils.tensorboard import SummaryWriter
         self.tb = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=None if resume_step is None else resume_step + 1)
 
@@ -189,7 +190,7 @@ class MetricsWriter:
                 return ""
             return f"{v:.6g}" if isinstance(v, float) else str(v)
         with self.path.open("a", newline="") as fh:
-            csv.writer(fh).writerow([cell(values.get(c)) for c in METRIC_COLUMNS])
+            csv.writer(fh).writerow([cell(values.get(c)) for c in self.columns])
 
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
         for key, value in values.items():

@@ -24,7 +24,7 @@ from spoofrl.runfiles import CONFIG, LAST, SUMMARY, TRAIN_LOG, WEIGHTS, stage_fo
 from spoofrl.training.config import (NON_SEMANTIC_KEYS, ObjectiveConfig, StageConfig, TrainConfig, config_differences,
                                      describe_stages, resolved_stages, stage_objective)
 from spoofrl.training.forward import ParamSnapshot
-from spoofrl.training.objectives import Objective, build_objective
+from spoofrl.training.objectives import Objective
 from spoofrl.training.runfolder import (MetricsWriter, load_checkpoint, recover_interrupted_save, save_checkpoint,
                                         set_rng_state, write_summary)
 from spoofrl.training.registry import TASKS
@@ -78,6 +78,34 @@ class _Interrupt:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class _Update:
+    """What an objective calls to change the model in one training step: `backward(loss)` (as often as it has
+    micro-batches; the fp16 gradient scaler applied) and `step()` (unscale, clip to optim.max_grad_norm,
+    optimizer step, zero the gradients; as often as it makes updates). The trainer calls them itself for an
+    objective that only returns its loss."""
+
+    def __init__(self, trainer: "Trainer", step: int):
+        self.trainer, self.step_index = trainer, step
+        self.grad_norms: list[float] = []
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise SpoofrlError(f"the loss is {loss.item()} at step {self.step_index}; lower optim.lr or check "
+                               f"the data")
+        self.trainer.scaler.scale(loss).backward()
+
+    def step(self) -> float:
+        t = self.trainer
+        t.scaler.unscale_(t.optimizer)
+        max_norm = t.cfg.optim.max_grad_norm or float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(t.trainable, max_norm))
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.optimizer.zero_grad(set_to_none=True)
+        self.grad_norms.append(norm)
+        return norm
 
 
 @dataclass
@@ -207,7 +235,8 @@ class Trainer:
 
     def _open_metrics(self, checkpoint) -> None:
         if self.dist.is_main:
-            self.metrics = MetricsWriter(self.out, None if checkpoint is None else self.step)
+            self.metrics = MetricsWriter(self.out, None if checkpoint is None else self.step,
+                                         metric_column=self.task.metric_column)
 
     # ------------------------------------------------------------------------------------------ model
     def _init_of_resumed_run(self, checkpoint) -> None:
@@ -276,7 +305,8 @@ class Trainer:
         self.stages = []
         for i, (config, (a, b)) in enumerate(zip(configs, bounds)):
             options = stage_objective(self.cfg, config, f"stages[{i}]")
-            self.stages.append(_Stage(config, options, build_objective(options, config.objective, class_weights), a, b))
+            objective = self.task.objectives().get(config.objective)(options, class_weights)
+            self.stages.append(_Stage(config, options, objective, a, b))
         self.total_steps = total
         self.step = 0
 
@@ -335,8 +365,7 @@ class Trainer:
             self.task.save_model(folder, self.saved_config)  # no dev set: the stage's last model
         distributed.barrier(self.dist)
         if nxt.start == "best":
-            from safetensors.torch import load_file
-            self.model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
+            self.task.load_weights(folder)
         if self.dist.is_main:
             from spoofrl.models.io import save_weights
             save_weights(self.model, folder / f"{self.stages[index].config.objective}_start.safetensors")
@@ -492,8 +521,8 @@ class Trainer:
             LOG.info("stopped after step %d as asked (--stop-after); continue with --resume", self.step)
             return "stop_after"
         if stop:
-            LOG.info("early stop at step %d: %d validations without a better dev EER", self.step,
-                     self.evals_since_best)
+            LOG.info("early stop at step %d: %d validations without a better %s", self.step,
+                     self.evals_since_best, self.task.metric)
             return "early_stop"
         return ""
 
@@ -504,7 +533,7 @@ class Trainer:
         return ((every and self.step % every == 0) or (not every and end_of_epoch)
                 or self.step == self.stage_end or self.step == self.total_steps)
 
-    def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
+    def _train_step(self, step: int, batch) -> dict[str, float]:
         torch.manual_seed(step_seed(self.cfg.seed, step, self.dist.rank, 1))  # dropout and friends
         generator = torch.Generator(device=self.device)
         generator.manual_seed(step_seed(self.cfg.seed, step, self.dist.rank, 2))  # sampled labels
@@ -514,19 +543,19 @@ class Trainer:
             self.access.old = ParamSnapshot.of(self.model)
         self.task.wrapped.train()
         batch, weights = self.task.step_inputs(batch, self.access, obj)
-        loss, stats = obj(batch, self.access, weights, generator)
-        if not torch.isfinite(loss):
-            raise SpoofrlError(f"the loss is {loss.item()} at step {step}; lower optim.lr or check the data")
+        update = _Update(self, step)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        max_norm = self.cfg.optim.max_grad_norm or float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if getattr(obj, "updates_itself", False):   # e.g. generation GRPO: micro-batches, num_iterations updates
+            loss, stats = obj(batch, self.access, weights, generator, update)
+            if not update.grad_norms:
+                raise SpoofrlError(f"objective {obj.name} took no optimizer step at step {step}")
+        else:
+            loss, stats = obj(batch, self.access, weights, generator)
+            update.backward(loss)
+            update.step()
         self.scheduler.step()
         out = {k: float(v) for k, v in stats.items()}
-        out.update(loss=float(loss.detach()), grad_norm=float(grad_norm),
+        out.update(loss=float(loss.detach()), grad_norm=sum(update.grad_norms) / len(update.grad_norms),
                    lr=self.optimizer.param_groups[0]["lr"])
         return out
 
@@ -537,21 +566,22 @@ class Trainer:
 
     def _evaluate_and_log(self, row: dict) -> bool:
         """Validate, keep the best model, write the row; True when early stopping says stop."""
-        eer = self.validate()
-        better = self.best_eer is None or eer < self.best_eer
+        value = self.validate()
+        better = self.best_eer is None or value < self.best_eer
         if better:
-            self.best_eer, self.best_step, self.evals_since_best = eer, self.step, 0
+            self.best_eer, self.best_step, self.evals_since_best = value, self.step, 0
             if self.dist.is_main:
                 folder = self.out / stage_folder(self.stage) if self.stage + 1 < len(self.stages) else self.out
                 self.task.save_model(folder, self.saved_config)
         else:
             self.evals_since_best += 1
-        LOG.info("step %d: dev EER %.2f%% (best %.2f%% at step %d)", self.step, eer * 100, self.best_eer * 100,
-                 self.best_step)
-        row = dict(row, dev_eer=eer)
+        LOG.info("step %d: %s %.2f%% (best %.2f%% at step %d)", self.step, self.task.metric, value * 100,
+                 self.best_eer * 100, self.best_step)
+        column = self.task.metric_column
+        row = dict(row, **{column: value})
         row.setdefault("epoch", None)
         self._write_row(row)
-        self._tb({"dev_eer": eer}, "dev")
+        self._tb({column: value}, "dev")
         patience = self.cfg.schedule.early_stop
         # a stage before the last always runs its steps: stopping there would skip the later stages altogether
         last_stage = self.stage == len(self.stages) - 1
@@ -573,12 +603,12 @@ class Trainer:
         if self.dist.is_main:
             write_summary(self.out, {
                 "best_step": self.best_step if self.task.has_dev else self.step,
-                "best_dev_eer": self.best_eer, "steps": self.step,
+                f"best_{self.task.metric_column}": self.best_eer, "steps": self.step,
                 "seconds": round(self.seconds_before + time.time() - t0, 2),
                 "objective": self.cfg.objective.name if not self.cfg.stages else describe_stages(self.cfg), "init": str(self.init) if self.init else None,
                 "processes": self.dist.world, "device": str(self.device), **self.task.summary()})
         distributed.barrier(self.dist)
-        LOG.info("finished: %d steps, best dev EER %s at step %s; model in %s", self.step,
+        LOG.info("finished: %d steps, best %s %s at step %s; model in %s", self.step, self.task.metric,
                  f"{self.best_eer * 100:.2f}%" if self.best_eer is not None else "n/a", self.best_step, self.out)
 
 

@@ -18,9 +18,22 @@ from spoofrl.training.forward import ParamSnapshot
 class Task(Protocol):
     name: str
     metric: str                 # what validate() returns, lower is better (e.g. "dev EER")
+    metric_column: str          # its column in metrics.csv and summary.json (best_<column>), e.g. "dev_eer"
     model: nn.Module            # the trained model, set by build_model
     wrapped: nn.Module          # what runs the training forward (the model, or its DDP wrapper)
     has_dev: bool               # a validation set exists (else the last model is kept)
+
+    @staticmethod
+    def default_model_section() -> dict:
+        """The model section of a config that gives none."""
+
+    @staticmethod
+    def resolve_model_section(section: Any) -> dict:
+        """The config's model section, validated and with every default filled in (saved in config.yaml)."""
+
+    @staticmethod
+    def objectives() -> Any:
+        """The registry of the task's objectives (name -> class built as cls(options, class_weights))."""
 
     def model_section(self, init: Path | None) -> dict:
         """The model config to build: the run config's, or the architecture of the --init folder."""
@@ -33,6 +46,9 @@ class Task(Protocol):
 
     def save_model(self, folder: Path, config: dict) -> None:
         """A model folder the task's loader reads (weights + config)."""
+
+    def load_weights(self, folder: Path) -> None:
+        """Load the weights of a folder written by save_model into the model (a stage's best)."""
 
     def reference_from(self, folder: str) -> ParamSnapshot:
         """objective.reference: another model folder's parameters as the frozen reference."""

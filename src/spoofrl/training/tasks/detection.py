@@ -21,6 +21,7 @@ from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset
                                   load_batches, utterance_durations)
 from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
 from spoofrl.errors import ConfigError
+from spoofrl.runfiles import WEIGHTS
 from spoofrl.training import distributed
 from spoofrl.training.config import TrainConfig
 from spoofrl.training.forward import LogitsCache, ModelAccess, ParamSnapshot, TrainForward
@@ -32,7 +33,22 @@ LOG = logging.getLogger(__name__)
 
 class DetectionTask:
     name = "detection"
-    metric = "dev EER"   # lower is better
+    metric = "dev EER"          # lower is better
+    metric_column = "dev_eer"   # its column in metrics.csv (and summary.json's best_<column>)
+
+    @staticmethod
+    def default_model_section() -> dict:
+        return {"preset": "logmel-linear"}
+
+    @staticmethod
+    def resolve_model_section(section) -> dict:
+        from spoofrl.training.config import resolve_model_section
+        return resolve_model_section(section)
+
+    @staticmethod
+    def objectives():
+        from spoofrl.training.registry import OBJECTIVES
+        return OBJECTIVES
 
     def __init__(self, cfg: TrainConfig, out: Path, dist: distributed.DistInfo):
         self.cfg, self.out, self.dist, self.device = cfg, out, dist, dist.device
@@ -83,6 +99,11 @@ class DetectionTask:
     def save_model(self, folder: Path, config: dict) -> None:
         save_model_folder(self.model, folder, config)
 
+    def load_weights(self, folder: Path) -> None:
+        """The weights of a model folder written by save_model (a stage's best) into the model."""
+        from safetensors.torch import load_file
+        self.model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
+
     def reference_from(self, folder: str) -> ParamSnapshot:
         """objective.reference: a model folder of the same architecture as the frozen reference."""
         from spoofrl.models.io import load_model
@@ -105,19 +126,29 @@ class DetectionTask:
             check_audio_exists(rows, manifest)
         return rows
 
-    def build_data(self) -> None:
-        d, sr = self.cfg.data, self.model.cfg.sample_rate
-        self.train_utts = self._read_split(d.manifest, d.train_subsets, "training")
+    def _training_utterances(self) -> list[Utterance]:
+        d = self.cfg.data
+        return self._read_split(d.manifest, d.train_subsets, "training")
+
+    def _check_train_labels(self) -> None:
         labels = {u.label for u in self.train_utts}
         if len(labels) < 2:
             LOG.warning("the training data has only %s utterances", labels.pop())
+
+    def _check_dev_labels(self, manifest: str) -> None:
+        if len({u.label for u in self.dev_utts}) < 2:
+            raise ConfigError(f"{manifest}: the dev subsets {', '.join(self.cfg.data.dev_subsets)} need both "
+                              f"bonafide and spoof utterances to compute an EER")
+
+    def build_data(self) -> None:
+        d, sr = self.cfg.data, self.model.cfg.sample_rate
+        self.train_utts = self._training_utterances()
+        self._check_train_labels()
         self.dev_utts: list[Utterance] = []
         if d.dev_subsets:
             manifest = d.dev_manifest or d.manifest
             self.dev_utts = self._read_split(manifest, d.dev_subsets, "dev")
-            if len({u.label for u in self.dev_utts}) < 2:
-                raise ConfigError(f"{manifest}: the dev subsets {', '.join(d.dev_subsets)} need both bonafide and "
-                                  f"spoof utterances to compute an EER")
+            self._check_dev_labels(manifest)
             shared = {u.audio_path for u in self.train_utts} & {u.audio_path for u in self.dev_utts}
             if shared:  # e.g. train_subsets: [] (every row) takes the dev rows too
                 LOG.warning("%d file(s) are in both the training and the dev data (e.g. %s): the dev EER that picks "

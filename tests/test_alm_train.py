@@ -1,0 +1,231 @@
+"""The generation task in the one trainer: the built-in ALM trained by SFT and GRPO through `spoofrl train`'s
+code path (load_train_config + train), on toy tasks built from the built-in benchmark and from espeak-ng.
+
+Learning claims are asserted on measured numbers with margins from repeated runs (BENCHMARKS.md, "Audio LLM
+training"): the margins below are below the worst seed measured."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from spoofrl.alm import AlmBatch, SamplingConfig, load_alm
+from spoofrl.alm.toy import attack_family, attack_family_manifest, spoken_digits_manifest, toy_item
+from spoofrl.audio import load_audio
+from spoofrl.cli import main
+from spoofrl.errors import ConfigError
+from spoofrl.training.config import load_train_config
+from spoofrl.training.trainer import train
+
+SMALL_ALM = {"alm": {"lm_layers": 2, "lm_width": 64, "lm_heads": 2, "lm_kv_heads": 1, "lm_ffn": 128,
+                     "conv_channels": 64, "encoder_layers": 1, "encoder_heads": 2, "encoder_ffn": 128}}
+FAMILY_PROMPT = "<audio>\nWhich attack family made this clip?"
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory) -> Path:
+    """'Name the attack family': the tiny benchmark (design v1, no download) cut into training and held-out
+    time segments of every file."""
+    root = tmp_path_factory.mktemp("family")
+    assert main(["data", "synth", "--design", "v1", "--out", str(root / "tiny"), "--preset", "tiny", "--seed", "5",
+                 "--workers", "2"]) == 0
+    return attack_family_manifest(root / "tiny" / "manifest.csv", root / "family")
+
+
+def family_config(manifest: Path, objective: dict, steps: int, seed: int = 0, **extra) -> dict:
+    return {"task": "generation", "seed": seed, "model": SMALL_ALM,
+            "data": {"manifest": str(manifest), "train_subsets": ["train"], "dev_subsets": ["heldout"],
+                     "crop_seconds": 1.0, "batch_size": 8},
+            "generation": {"prompt": FAMILY_PROMPT, "completion": "{family}", "metric": "exact_match"},
+            "objective": {"max_completion_length": 6, **objective},
+            "schedule": {"steps": steps, "eval_every": steps}, **extra}
+
+
+def heldout_rows(manifest: Path) -> list[dict]:
+    return [r for r in csv.DictReader(manifest.open()) if r["subset"] == "heldout"]
+
+
+def heldout_batch(manifest: Path) -> tuple[AlmBatch, list[str]]:
+    rows = heldout_rows(manifest)
+    waves = [load_audio(manifest.parent / r["path"], 16000) for r in rows]
+    return AlmBatch.from_waves(waves, FAMILY_PROMPT), [r["family"] for r in rows]
+
+
+def heldout_accuracy(folder: Path, manifest: Path, num: int, sampling: SamplingConfig) -> float:
+    """Share of the held-out completions (num per clip) that name the right family."""
+    model = load_alm(folder, device="cpu")
+    batch, truth = heldout_batch(manifest)
+    texts = model.generate(batch, num, sampling, generator=torch.Generator().manual_seed(123)).text
+    return float(np.mean([[t.strip() == want for t in group] for group, want in zip(texts, truth)]))
+
+
+def test_attack_family_names():
+    assert [attack_family(a) for a in ("-", "tts-flite-cg+upsampler_x2", "codec2", "upsampler_x4", "griffinlim")] \
+        == ["none", "tts", "codec", "upsampler", "vocoder"]
+
+
+def test_sft_names_the_attack_family_of_unheard_segments(families, tmp_path):
+    """Measured (seeds 0, 1, 2; 600 steps): held-out exact match 0.69, 0.56, 0.50 of greedy answers; the
+    majority family is 12 of 36 (0.33), chance over the four families present 0.25."""
+    cfg = load_train_config(family_config(families, {"name": "sft"}, 600, optim={"lr": 2e-3}))
+    run = train(cfg, tmp_path / "sft")
+    rows = heldout_rows(families)
+    majority = max(np.mean([r["family"] == f for r in rows]) for f in {r["family"] for r in rows})
+    greedy = SamplingConfig(do_sample=False, max_completion_length=6)
+    accuracy = heldout_accuracy(run, families, 1, greedy)
+    assert accuracy >= majority + 0.10, (accuracy, majority)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_dev_error"] <= 1 - accuracy + 1e-9   # the kept model is the best validated one
+
+
+def test_grpo_from_a_weak_sft_model_raises_the_heldout_reward(families, tmp_path):
+    """Measured (seeds 0-3; SFT 150 steps, then GRPO 100 steps, G = 8, answer reward on `family`): held-out
+    mean reward of sampled answers 0.28 -> 0.52, 0.26 -> 0.35, 0.30 -> 0.46, 0.35 -> 0.50 (+0.08 at worst)."""
+    sft = train(load_train_config(family_config(families, {"name": "sft"}, 150, optim={"lr": 2e-3})), tmp_path / "sft")
+    grpo_cfg = family_config(families, {"name": "grpo", "num_generations": 8, "beta": 0.0, "scale_rewards": "group",
+                                        "rewards": [{"name": "answer", "options": {"target_column": "family"}}]},
+                             100, optim={"lr": 1e-3})
+    grpo_cfg.pop("model")
+    grpo = train(load_train_config(grpo_cfg), tmp_path / "grpo", init=sft)
+    sampled = SamplingConfig(temperature=1.0, max_completion_length=6)
+    before = heldout_accuracy(sft, families, 8, sampled)
+    after = heldout_accuracy(grpo, families, 8, sampled)
+    assert after >= before + 0.05, (before, after)
+    metrics = list(csv.DictReader((grpo / "metrics.csv").open()))
+    assert "dev_error" in metrics[0] and "dev_eer" not in metrics[0]
+    assert float(metrics[-1]["reward_mean"]) > float(metrics[0]["reward_mean"])
+
+
+# --- a small manifest for mechanics -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def low_high(tmp_path_factory) -> Path:
+    """Low tones (labelled bonafide) and high noise (spoof): 24 training and 8 dev files."""
+    root = tmp_path_factory.mktemp("lowhigh")
+    (root / "wav").mkdir()
+    rng = np.random.default_rng(0)
+    lines = ["path,label,attack,source,condition,subset"]
+    for split, n in (("train", 24), ("dev", 8)):
+        for i in range(n):
+            kind = ("low", "high")[i % 2]
+            path = f"wav/{split}_{i}.wav"
+            sf.write(root / path, toy_item(rng, kind)["wave"], 16000)
+            lines.append(f"{path},{'bonafide' if kind == 'low' else 'spoof'},{'-' if kind == 'low' else 'hp'},"
+                         f"toy,-,{split}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv"
+
+
+def low_high_config(manifest: Path, steps: int, **sections) -> dict:
+    cfg = {"task": "generation", "model": {"alm": {**SMALL_ALM["alm"], "encoder_layers": 0}},
+           "data": {"manifest": str(manifest), "crop_seconds": 0.5, "batch_size": 4},
+           "generation": {"prompt": "<audio> low or high?", "metric": "answer"},
+           "objective": {"max_completion_length": 8},
+           "optim": {"lr": 3e-3}, "schedule": {"steps": steps, "eval_every": 4, "log_every": 2}}
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return cfg
+
+
+STAGED = {"stages": [{"objective": "sft", "steps": 6},
+                     {"objective": "grpo", "options": {"num_generations": 4, "num_iterations": 2,
+                                                       "micro_batch_size": 3, "beta": 0.04}}]}
+
+
+def test_staged_generation_run_resumes_bit_identically(low_high, tmp_path):
+    cfg = lambda: load_train_config(low_high_config(low_high, 12, **STAGED))  # noqa: E731
+    whole = train(cfg(), tmp_path / "whole")
+    part = train(cfg(), tmp_path / "part", stop_after=8)      # inside the GRPO stage
+    assert not (part / "summary.json").exists()
+    train(cfg(), part, resume=True)
+    a = load_alm(whole, device="cpu").state_dict()
+    b = load_alm(part, device="cpu").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (whole / "metrics.csv").read_text() == (part / "metrics.csv").read_text()
+    assert (whole / "stage1" / "alm.json").is_file() and (whole / "tokenizer" / "tokenizer.json").is_file()
+    saved = load_train_config(str(whole / "config.yaml"))
+    assert saved.model["alm"]["vocab_size"] > 0 and saved.stages[1].options["num_iterations"] == 2
+
+
+def test_generation_model_folder_loads_and_answers(low_high, tmp_path):
+    run = train(load_train_config(low_high_config(low_high, 4)), tmp_path / "run")
+    model = load_alm(run, device="cpu")
+    wave = sf.read(low_high.parent / "wav" / "dev_0.wav", dtype="float32")[0]
+    comps = model.generate(AlmBatch.from_waves([wave], "<audio> low or high?"), 2,
+                           SamplingConfig(max_completion_length=8, seed=0))
+    assert comps.ids.shape[:2] == (1, 2) and len(comps.text[0]) == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["metric"] == "answer" and "best_dev_error" in summary
+
+
+def test_generative_sft_loss_is_the_models_sft_loss(low_high, tmp_path):
+    from spoofrl.training.objectives.generative_sft import GenerativeSFT
+    from spoofrl.training.trainer import Trainer
+    trainer = Trainer(load_train_config(low_high_config(low_high, 2)), tmp_path / "t")
+    trainer.dist = __import__("spoofrl.training.distributed", fromlist=["setup"]).setup("cpu")
+    trainer.device = trainer.dist.device
+    trainer.out.mkdir()
+    trainer._build_model(None)
+    trainer._build_data()
+    task = trainer.task
+    batch = next(task.batches(0, 1))[3]
+    objective = GenerativeSFT(trainer.cfg.objective)
+    from spoofrl.training.forward import ParamSnapshot  # noqa: F401  (access needs no reference here)
+    access = task.access(objective, None, None)
+    alm_batch, weights = task.step_inputs(batch, access, objective)
+    loss, stats = objective(alm_batch, access, weights, None)
+    assert alm_batch.references == [f"<answer>{'bonafide' if t == 1 else 'spoof'}</answer>"
+                                    for t in batch.targets.tolist()]
+    assert torch.allclose(loss, task.model.sft_loss(alm_batch), atol=1e-6)
+    assert 0 < float(stats["p_token"]) < 1
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_speech_to_text_grpo_on_bleu(tmp_path, mixed):
+    """Speech-to-text of espeak-ng digit strings through the same keys: SFT, then GRPO on the BLEU reward
+    (arXiv 2509.16990), once with mixed-policy GRPO (the transcript as the off-policy group member)."""
+    manifest = spoken_digits_manifest(tmp_path / "digits", train=24, heldout=8, seed=1)
+    cfg = {"task": "generation", "model": {"alm": {**SMALL_ALM["alm"], "encoder_layers": 0},
+                                           "tokenizer": {"vocab_size": 300}},
+           "data": {"manifest": str(manifest), "train_subsets": ["train"], "dev_subsets": ["heldout"],
+                    "crop_seconds": 0, "batch_size": 4, "batching": "dynamic", "batch_seconds": 8},
+           "generation": {"prompt": "<audio>\nTranscribe the digits.", "completion": "{transcript}",
+                          "metric": "bleu"},
+           "objective": {"max_completion_length": 12, "num_generations": 4, "beta": 0.0, "mixed_policy": mixed,
+                         "rewards": [{"name": "bleu"}, {"name": "chrf", "weight": 0.5}]},
+           "stages": [{"objective": "sft", "steps": 20}, {"objective": "grpo"}],
+           "optim": {"lr": 3e-3}, "schedule": {"steps": 26, "eval_every": 13, "log_every": 2}}
+    run = train(load_train_config(cfg), tmp_path / "run")
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    grpo_rewards = [float(r["reward_mean"]) for r in rows if r["reward_mean"] and int(r["step"]) > 20]
+    assert grpo_rewards and all(0.0 <= r <= 1.5 for r in grpo_rewards)
+    if mixed:  # every group holds the transcript itself, scored BLEU 1 and chrF 1 (total 1.5 of 1.5)
+        assert min(grpo_rewards) >= 1.5 / 4 - 1e-6
+    dev = [float(r["dev_error"]) for r in rows if r["dev_error"]]
+    assert len(dev) == 3 and all(0.0 <= d <= 1.0 for d in dev)
+
+
+# --- config errors -----------------------------------------------------------------------------------------
+def test_generation_config_errors(low_high, tmp_path):
+    with pytest.raises(ConfigError, match="model: unknown keys \\['preset'\\]"):
+        load_train_config(low_high_config(low_high, 2, model={"preset": "logmel-linear"}))
+    with pytest.raises(ConfigError, match="model.alm.lm_layers"):
+        load_train_config(low_high_config(low_high, 2, model={"alm": {"lm_layers": 0}}))
+    with pytest.raises(ConfigError, match="task"):
+        load_train_config({"task": "translation"})
+    bad_template = load_train_config(low_high_config(low_high, 2, generation={"completion": "{transcript}"}))
+    with pytest.raises(ConfigError, match=r"manifest.csv \(row wav/train_0.wav\): generation.completion uses "
+                                          r"\{transcript\}"):
+        train(bad_template, tmp_path / "a")
+    exact = load_train_config(low_high_config(low_high, 2, objective={"name": "grpo", "estimator": "exact"}))
+    with pytest.raises(ConfigError, match="estimator"):
+        train(exact, tmp_path / "b")
+
+
+def test_detection_default_model_section_is_unchanged():
+    cfg = load_train_config({"data": {"manifest": "x.csv"}})
+    assert cfg.task == "detection" and cfg.model["preset"] == "logmel-linear"
