@@ -47,7 +47,8 @@ def test_recipe_trains_a_few_steps(recipe, manifest, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["objective"] == cfg.objective.name
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "step,epoch,loss,reward_mean,kl,clip_frac,entropy,lr,dev_eer" and len(rows) > 1
+    metric = "dev_error" if cfg.task == "generation" else "dev_eer"
+    assert rows[0] == f"step,epoch,loss,reward_mean,kl,clip_frac,entropy,lr,{metric}" and len(rows) > 1
     last = rows[-1].split(",")
     # GRPO steps log a mean reward, SFT steps leave it empty (sft_then_grpo ends in its GRPO stage)
     assert (last[3] != "") == (cfg.objective.name != "sft")
