@@ -104,9 +104,12 @@ def test_grpo_from_a_weak_sft_model_raises_the_heldout_reward(families, tmp_path
 # --- a small manifest for mechanics -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def low_high(tmp_path_factory) -> Path:
+    return write_low_high(tmp_path_factory.mktemp("lowhigh"))
+
+
+def write_low_high(root: Path) -> Path:
     """Low tones (labelled bonafide) and high noise (spoof): 24 training and 8 dev files."""
-    root = tmp_path_factory.mktemp("lowhigh")
-    (root / "wav").mkdir()
+    (root / "wav").mkdir(parents=True)
     rng = np.random.default_rng(0)
     lines = ["path,label,attack,source,condition,subset"]
     for split, n in (("train", 24), ("dev", 8)):

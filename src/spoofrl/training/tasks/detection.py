@@ -104,10 +104,14 @@ class DetectionTask:
         from safetensors.torch import load_file
         self.model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
 
+    def _folder_state(self, folder: str) -> dict[str, torch.Tensor]:
+        """The state dict of a model folder this task saves (for objective.reference)."""
+        from spoofrl.models.io import load_model
+        return load_model(folder).state_dict()
+
     def reference_from(self, folder: str) -> ParamSnapshot:
         """objective.reference: a model folder of the same architecture as the frozen reference."""
-        from spoofrl.models.io import load_model
-        state = load_model(folder).state_dict()
+        state = self._folder_state(folder)
         mine = ParamSnapshot.of(self.model).tensors
         bad = [k for k, v in mine.items() if k not in state or state[k].shape != v.shape]
         if bad:

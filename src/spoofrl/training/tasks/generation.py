@@ -238,15 +238,9 @@ class GenerationTask(DetectionTask):
         from safetensors.torch import load_model
         load_model(self.model, str(folder / WEIGHTS), device=str(self.device))
 
-    def reference_from(self, folder: str) -> ParamSnapshot:
+    def _folder_state(self, folder: str) -> dict[str, torch.Tensor]:
         from spoofrl.alm.io import load_alm
-        state = load_alm(folder, device="cpu").state_dict()
-        mine = ParamSnapshot.of(self.model).tensors
-        bad = [k for k, v in mine.items() if k not in state or state[k].shape != v.shape]
-        if bad:
-            raise ConfigError(f"objective.reference: {folder} has another architecture than the trained model "
-                              f"(e.g. {bad[0]})")
-        return ParamSnapshot({k: state[k].to(self.device) for k in mine})
+        return load_alm(folder, device="cpu").state_dict()
 
     # ------------------------------------------------------------------------------------------ data
     def _train_items(self) -> Items:
