@@ -130,7 +130,8 @@ def low_high_config(manifest: Path, steps: int, **sections) -> dict:
            "objective": {"max_completion_length": 8},
            "optim": {"lr": 3e-3}, "schedule": {"steps": steps, "eval_every": 4, "log_every": 2}}
     for key, value in sections.items():
-        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+        merge = isinstance(value, dict) and key != "model"    # a model section replaces the default one
+        cfg[key] = {**cfg.get(key, {}), **value} if merge else value
     return cfg
 
 
@@ -232,3 +233,34 @@ def test_generation_config_errors(low_high, tmp_path):
 def test_detection_default_model_section_is_unchanged():
     cfg = load_train_config({"data": {"manifest": "x.csv"}})
     assert cfg.task == "detection" and cfg.model["preset"] == "logmel-linear"
+
+
+def test_hugging_face_audio_llm_with_lora_in_the_trainer(low_high, tmp_path):
+    """model.hf: a (tiny, random) Qwen2-Audio from a local folder with LoRA adapters, SFT then GRPO in the one
+    loop; the run folder is its adapter folder (loads back onto the base), and --resume is bit-identical."""
+    from spoofrl.alm.hf import load_hf_alm
+    from test_alm_hf import build_qwen2_audio
+    base = tmp_path / "qwen2-audio"
+    build_qwen2_audio(base)
+    cfg = lambda: load_train_config(low_high_config(  # noqa: E731
+        low_high, 5, model={"hf": {"path": str(base), "lora": {"r": 4, "alpha": 8}}},
+        stages=[{"objective": "sft", "steps": 2},
+                {"objective": "grpo", "options": {"num_generations": 3, "micro_batch_size": 2, "beta": 0.04}}],
+        optim={"lr": 1e-2}))
+    whole = train(cfg(), tmp_path / "whole")
+    part = train(cfg(), tmp_path / "part", stop_after=3)
+    train(cfg(), part, resume=True)
+    assert (whole / "adapter_config.json").is_file() and (whole / "stage1" / "adapter_config.json").is_file()
+    trained = load_hf_alm(whole, device="cpu")
+    again = load_hf_alm(part, device="cpu")
+    plain = load_hf_alm(base, device="cpu")
+    wave = sf.read(low_high.parent / "wav" / "dev_1.wav", dtype="float32")[0]
+    batch = AlmBatch.from_waves([wave], "<audio> low or high?")
+    targets = trained.completions_from_text(["<answer>spoof</answer>"])
+    logp = trained.token_logprobs(batch, targets, grad=False)[0]
+    assert torch.equal(logp, again.token_logprobs(batch, targets, grad=False)[0])
+    assert not torch.allclose(logp, plain.token_logprobs(batch, targets, grad=False)[0])
+    saved = load_train_config(str(whole / "config.yaml"))
+    assert saved.model["hf"]["lora"]["r"] == 4 and saved.model["hf"]["lora"]["target_modules"]
+    with pytest.raises(ConfigError, match="model.hf.path"):
+        load_train_config(low_high_config(low_high, 2, model={"hf": {}}))

@@ -87,6 +87,11 @@ class DetectionTask:
         self.wrapped = wrapped
         return self.model
 
+    @property
+    def sample_rate(self) -> int:
+        """The rate the model takes its audio at (the data are read at it)."""
+        return self.model.cfg.sample_rate
+
     def param_groups(self, lr: float) -> list[dict]:
         """Optimizer groups: the front-end at lr x optim.frontend_lr_scale, the rest at lr."""
         scale = self.cfg.optim.frontend_lr_scale
@@ -145,7 +150,7 @@ class DetectionTask:
                               f"bonafide and spoof utterances to compute an EER")
 
     def build_data(self) -> None:
-        d, sr = self.cfg.data, self.model.cfg.sample_rate
+        d, sr = self.cfg.data, self.sample_rate
         self.train_utts = self._training_utterances()
         self._check_train_labels()
         self.dev_utts: list[Utterance] = []

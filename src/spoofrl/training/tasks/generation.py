@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,14 +46,47 @@ class TokenizerConfig:
                                          "rewards can parse them)")
 
 
+@dataclass
+class HfModelConfig:
+    """A Hugging Face audio LLM from a local folder (spoofrl.alm.hf.load_hf_alm; docs/alm.md)."""
+
+    path: str = option("", "the model folder (Qwen2-Audio, Qwen2.5-Omni or its thinker, Granite Speech: config.json, "
+                           "weights, tokenizer, processor files), or an adapter folder a LoRA run saved")
+    kind: Literal["auto", "qwen2_audio", "qwen2_5_omni_thinker", "granite_speech"] = option(
+        "auto", "the backend; auto = from config.json's model_type")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "auto", "weights' dtype: auto = bfloat16 on a CUDA device that supports it, float32 otherwise")
+    lora: dict[str, Any] = option(factory=dict, doc="LoRA adapters on the language model (spoofrl.alm.hf.LoraOptions: "
+                                                     "r, alpha, dropout, target_modules, bias, "
+                                                     "freeze_audio_encoder); empty = every weight trains")
+
+    def validate(self):
+        if not self.path:
+            raise ConfigError("model.hf.path: give the folder of the model")
+
+
+def _lora_options(hf: HfModelConfig):
+    from spoofrl.alm.hf import LoraOptions
+    return from_dict(LoraOptions, hf.lora, prefix="model.hf.lora") if hf.lora else None
+
+
 def resolve_alm_section(section: Any) -> dict:
-    """{alm: AlmConfig options, tokenizer: TokenizerConfig options} -> the same with every default filled in."""
+    """{alm: AlmConfig options, tokenizer: TokenizerConfig options} or {hf: HfModelConfig options} -> the same
+    with every default filled in."""
     if not isinstance(section, dict):
-        raise ConfigError(f"model: expected a mapping {{alm: ..., tokenizer: ...}}, got {section!r}")
+        raise ConfigError(f"model: expected a mapping {{alm: ..., tokenizer: ...}} or {{hf: ...}}, got {section!r}")
+    if "hf" in section:
+        unknown = sorted(set(section) - {"hf"})
+        if unknown:
+            raise ConfigError(f"model: {unknown} with model.hf (a Hugging Face model brings its own architecture "
+                              f"and tokenizer)")
+        hf = from_dict(HfModelConfig, section["hf"] or {}, prefix="model.hf")
+        lora = _lora_options(hf)
+        return {"hf": {**to_dict(hf), "lora": to_dict(lora) if lora else {}}}
     unknown = sorted(set(section) - {"alm", "tokenizer"})
     if unknown:
-        raise ConfigError(f"model: unknown keys {unknown} for task generation (give alm: and tokenizer:; a "
-                          f"detector preset is for task detection)")
+        raise ConfigError(f"model: unknown keys {unknown} for task generation (give alm: and tokenizer:, or hf:; "
+                          f"a detector preset is for task detection)")
     alm = from_dict(AlmConfig, section.get("alm") or {}, prefix="model.alm")
     tokenizer = from_dict(TokenizerConfig, section.get("tokenizer") or {}, prefix="model.tokenizer")
     return {"alm": to_dict(alm), "tokenizer": to_dict(tokenizer)}
@@ -181,9 +214,22 @@ class GenerationTask(DetectionTask):
         return GENERATION_OBJECTIVES
 
     # ------------------------------------------------------------------------------------------ model
+    @property
+    def hf(self) -> HfModelConfig | None:
+        section = self.cfg.model.get("hf")
+        return None if section is None else from_dict(HfModelConfig, section, prefix="model.hf")
+
+    @property
+    def sample_rate(self) -> int:
+        if self.hf is not None:
+            return int(self.model.feature_config.get("sampling_rate", 16000))
+        return self.model.cfg.sample_rate
+
     def model_section(self, init: Path | None) -> dict:
         if init is None:
             return self.cfg.model
+        if "hf" in self.cfg.model:
+            raise ConfigError("--init with model.hf: give the starting folder as model.hf.path")
         from spoofrl.alm.io import read_alm_config
         alm, _ = read_alm_config(init)
         section = {"alm": to_dict(alm), "tokenizer": self.cfg.model.get("tokenizer", {})}
@@ -194,7 +240,12 @@ class GenerationTask(DetectionTask):
     def build_model(self, init_weights: Path | None) -> nn.Module:
         from spoofrl.alm.io import load_alm
         from spoofrl.alm.model import build_alm
-        if init_weights is not None:
+        hf = self.hf
+        if hf is not None:
+            from spoofrl.alm.hf import load_hf_alm
+            torch.manual_seed(self.cfg.seed)   # the adapters' initialisation
+            model = load_hf_alm(hf.path, kind=hf.kind, lora=_lora_options(hf), device=self.device, dtype=hf.dtype)
+        elif init_weights is not None:
             model = load_alm(init_weights, device=self.device)
         else:
             tokenizer = self._tokenizer()
@@ -229,16 +280,30 @@ class GenerationTask(DetectionTask):
         return [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": lr, "lr_scale": 1.0}]
 
     def save_model(self, folder: Path, config: dict) -> None:
-        """An ALM folder (spoofrl.alm.load_alm reads it) with the run's config.yaml."""
-        from spoofrl.alm.io import save_alm
-        save_alm(self.model, folder)
+        """A model folder with the run's config.yaml: an ALM folder (spoofrl.alm.load_alm), or for model.hf
+        the adapter folder of a LoRA model (naming its base) or the whole model (spoofrl.alm.hf.load_hf_alm)."""
+        if self.hf is not None:
+            self.model.save(folder, merge=False)
+        else:
+            from spoofrl.alm.io import save_alm
+            save_alm(self.model, folder)
         save_yaml(config, folder / CONFIG)
 
     def load_weights(self, folder: Path) -> None:
-        from safetensors.torch import load_model
-        load_model(self.model, str(folder / WEIGHTS), device=str(self.device))
+        from safetensors.torch import load_file, load_model
+        if self.hf is None:
+            load_model(self.model, str(folder / WEIGHTS), device=str(self.device))
+        elif self.model.lora is not None:
+            from peft.utils import set_peft_model_state_dict
+            set_peft_model_state_dict(self.model.model, load_file(str(folder / "adapter_model.safetensors"),
+                                                                  device=str(self.device)))
+        else:
+            self.model.core.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
 
     def _folder_state(self, folder: str) -> dict[str, torch.Tensor]:
+        if self.hf is not None:
+            from spoofrl.alm.hf import load_hf_alm
+            return load_hf_alm(folder, device="cpu").state_dict()
         from spoofrl.alm.io import load_alm
         return load_alm(folder, device="cpu").state_dict()
 
@@ -301,7 +366,7 @@ class GenerationTask(DetectionTask):
 
     def _dev_batch(self, rows: list[int]) -> AlmBatch:
         from spoofrl.audio import load_audio
-        sr, limit = self.model.cfg.sample_rate, self.cfg.data.dev_max_seconds
+        sr, limit = self.sample_rate, self.cfg.data.dev_max_seconds
         waves = []
         for i in rows:
             x = load_audio(self.dev_utts[i].audio_path, sr)
