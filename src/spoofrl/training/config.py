@@ -265,6 +265,12 @@ class GenerationConfig:
     completion: str = option("<answer>{label}</answer>", "the target completion of each row: the SFT target, "
                                                           "the ground truth of mixed-policy GRPO, and the column "
                                                           "`reference` that the bleu / chrf rewards compare with")
+    rationales: str = option("", "JSON lines of `spoofrl data rationales` (docs/explain.md): each training row's "
+                                 "target is its record's `completion` (an evidence-grounded FT rationale and the "
+                                 "answer) instead of `completion`, and its `evidence` (the items measured on the "
+                                 "whole clip) is the column `evidence` that ft_grounded checks claims against. "
+                                 "Needs whole clips (data.crop_seconds 0, data.max_seconds 0): the rationale's "
+                                 "times are the clip's. Dev rows without a record use `completion`")
     metric: Literal["exact_match", "answer", "bleu", "chrf"] = option(
         "exact_match", "validation (model selection, lower is better): greedy completions of the dev items scored "
                        "as 1 - the share equal to the target completion (exact_match, whitespace-normalised), "

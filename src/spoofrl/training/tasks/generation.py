@@ -10,6 +10,7 @@ objectives reach it (`GenerationAccess`: policies that generate and score comple
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -120,19 +121,30 @@ class Items:
     columns: dict[str, list]
 
     @classmethod
-    def of(cls, utts: list[Utterance], cfg, manifest: str) -> "Items":
+    def of(cls, utts: list[Utterance], cfg, manifest: str, rationales: dict | None = None, *,
+           need_rationales: bool = False) -> "Items":
+        """The rows' texts; with `rationales` ((utt, subset) -> record of `spoofrl data rationales`) a row's
+        target is its record's completion and its evidence the column `evidence` (a row without a record is
+        an error when need_rationales, else it keeps the template's target and has no evidence)."""
         prompts, system, targets = [], [], []
         names = sorted({k for u in utts for k in row_fields(u)})
-        columns: dict[str, list] = {k: [] for k in [*names, "reference"]}
+        columns: dict[str, list] = {k: [] for k in [*names, "reference", *(["evidence"] if rationales else [])]}
         for u in utts:
             fields = row_fields(u)
             where = f"{manifest} (row {u.path})"
             prompts.append(render(cfg.prompt, fields, "prompt", where))
             system.append(render(cfg.system, fields, "system", where))
-            targets.append(render(cfg.completion, fields, "completion", where))
+            record = None if rationales is None else rationales.get((u.utt, u.subset))
+            if record is None and need_rationales:
+                raise ConfigError(f"{cfg.rationales}: no rationale for {where}, subset {u.subset}; run spoofrl data "
+                                  f"rationales on the training subsets")
+            targets.append(render(cfg.completion, fields, "completion", where) if record is None
+                           else str(record["completion"]))
             for k in names:
                 columns[k].append(fields.get(k))
             columns["reference"].append(targets[-1])
+            if rationales is not None:
+                columns["evidence"].append(None if record is None else record["evidence"])
         return cls(prompts, system if cfg.system else None, targets, columns)
 
     def batch(self, rows: list[int], waves: torch.Tensor, lengths: torch.Tensor) -> AlmBatch:
@@ -288,6 +300,9 @@ class GenerationTask(DetectionTask):
             from spoofrl.alm.io import save_alm
             save_alm(self.model, folder)
         save_yaml(config, folder / CONFIG)
+        profile = rationale_reference(self.cfg.generation.rationales)
+        if profile is not None:   # what the model's claims are checked against (spoofrl explain)
+            shutil.copyfile(profile, folder / EVIDENCE_REFERENCE)
 
     def load_weights(self, folder: Path) -> None:
         from safetensors.torch import load_file, load_model
@@ -308,12 +323,26 @@ class GenerationTask(DetectionTask):
         return load_alm(folder, device="cpu").state_dict()
 
     # ------------------------------------------------------------------------------------------ data
+    def _rationales(self) -> dict | None:
+        """(utt, subset) -> record of generation.rationales, read once (None without the option)."""
+        path = self.cfg.generation.rationales
+        if not path:
+            return None
+        if getattr(self, "_rationale_records", None) is None:
+            d = self.cfg.data
+            if d.crop_seconds or d.max_seconds:
+                raise ConfigError("generation.rationales describe whole clips (their times are the clip's): set "
+                                  "data.crop_seconds 0 and data.max_seconds 0 (with data.batching dynamic)")
+            self._rationale_records = read_rationales(path)
+        return self._rationale_records
+
     def _train_items(self) -> Items:
         """The training rows' texts, read once (the tokenizer is trained on them before build_data)."""
         if getattr(self, "train_items", None) is None:
             d = self.cfg.data
             self._train_rows = self._read_split(d.manifest, d.train_subsets, "training")
-            self.train_items = Items.of(self._train_rows, self.cfg.generation, d.manifest)
+            self.train_items = Items.of(self._train_rows, self.cfg.generation, d.manifest, self._rationales(),
+                                        need_rationales=True)
         return self.train_items
 
     def _training_utterances(self) -> list[Utterance]:
@@ -326,7 +355,8 @@ class GenerationTask(DetectionTask):
         limit = self.cfg.generation.dev_max_items
         if limit and len(self.dev_utts) > limit:
             self.dev_utts = self.dev_utts[:limit]
-        self.dev_items = Items.of(self.dev_utts, self.cfg.generation, d.dev_manifest or d.manifest)
+        self.dev_items = Items.of(self.dev_utts, self.cfg.generation, d.dev_manifest or d.manifest,
+                                  self._rationales())
 
     def _check_train_labels(self) -> None:
         """Generation learns texts, not two classes: one class is fine (e.g. speech-to-text of TTS audio)."""
@@ -377,6 +407,40 @@ class GenerationTask(DetectionTask):
     def summary(self) -> dict:
         return {"train_utterances": len(self.train_utts), "dev_utterances": len(self.dev_utts),
                 "metric": self.cfg.generation.metric}
+
+
+EVIDENCE_REFERENCE = "evidence_reference.json"   # in a model folder: the profile its rationales were measured by
+
+
+def read_rationales(path: str) -> dict[tuple[str, str], dict]:
+    """The records of a `spoofrl data rationales` file by (utt, subset); a bad line names the file and line."""
+    import json
+    records: dict[tuple[str, str], dict] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"generation.rationales: cannot read {path} ({err})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            key = (str(record["utt"]), str(record["subset"]))
+            record["completion"], record["evidence"]   # noqa: B018  (both must be there)
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ConfigError(f"{path}:{number}: not a rationale record ({type(err).__name__}: {err}); expected "
+                              f"the JSON lines of spoofrl data rationales") from None
+        records[key] = record
+    return records
+
+
+def rationale_reference(rationales: str) -> Path | None:
+    """The reference profile `spoofrl data rationales` wrote beside a rationales file (None without one)."""
+    if not rationales:
+        return None
+    from spoofrl.explain.annotate import reference_path
+    path = reference_path(Path(rationales))
+    return path if path.is_file() else None
 
 
 def _normal(text: str) -> str:
