@@ -121,10 +121,11 @@ def summarise(items: Sequence[Explained], labels: Sequence[str] | None = None) -
     return out
 
 
-def explain_waves(model, waves: Sequence[np.ndarray], prompt: str, *, max_completion_length: int,
+def explain_waves(model, waves: Sequence[np.ndarray], prompt: str | Sequence[str], *, max_completion_length: int,
                   evidence: Sequence | None = None, batch_size: int = 8, system: str | None = None
                   ) -> list[Explained]:
-    """`explain_batch` over 1-D waveforms (at the model's rate) in batches of `batch_size`, without gradient."""
+    """`explain_batch` over 1-D waveforms (at the model's rate) in batches of `batch_size`, without gradient;
+    `prompt`: one for every clip, or one per clip."""
     out: list[Explained] = []
     was_training = model.training
     model.eval()
@@ -132,7 +133,8 @@ def explain_waves(model, waves: Sequence[np.ndarray], prompt: str, *, max_comple
         with torch.no_grad():
             for start in range(0, len(waves), batch_size):
                 chunk = list(waves[start:start + batch_size])
-                batch = AlmBatch.from_waves(chunk, prompt, system=system).to(model.device)
+                prompts = prompt if isinstance(prompt, str) else list(prompt[start:start + batch_size])
+                batch = AlmBatch.from_waves(chunk, prompts, system=system).to(model.device)
                 ev = None if evidence is None else list(evidence[start:start + batch_size])
                 out.extend(explain_batch(model, batch, max_completion_length=max_completion_length, evidence=ev))
     finally:
