@@ -135,7 +135,7 @@ class Items:
             prompts.append(render(cfg.prompt, fields, "prompt", where))
             system.append(render(cfg.system, fields, "system", where))
             record = None if rationales is None else rationales.get((u.utt, u.subset))
-            if record is None and need_rationales:
+            if record is None and need_rationales and rationales is not None:
                 raise ConfigError(f"{cfg.rationales}: no rationale for {where}, subset {u.subset}; run spoofrl data "
                                   f"rationales on the training subsets")
             targets.append(render(cfg.completion, fields, "completion", where) if record is None
