@@ -3,7 +3,8 @@ the `AudioLM` interface of spoofrl.alm, with optional LoRA adapters (peft) on it
 
 Every backend (alm.hf.qwen, alm.hf.granite) supplies only what differs between model families: the audio
 front-end and encoder call (`encode_audio`: packed audio embeddings, item by item, and their counts) and the
-audio placeholder of its chat template. The rest is shared and mirrors the built-in SmallAlm:
+audio placeholder of its chat template. The rest is shared, generation and scoring with the built-in SmallAlm
+too (spoofrl.alm.decoding.PrefixLM, whose hooks this class implements):
 
 - the prompt: the item's user turn, `<audio>` replaced by the model's audio markup (tried first as a
   structured audio part of the message, as the models' processors render it, then as text), rendered by
@@ -26,22 +27,18 @@ folded in; merge=False writes peft's adapter format, which `load_hf_alm` reads b
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import shutil
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from spoofrl.alm.batch import AlmBatch, Completions, completion_mask
-from spoofrl.alm.config import SamplingConfig
+from spoofrl.alm.batch import AlmBatch, Completions
+from spoofrl.alm.decoding import Prefix, PrefixLM, check_reserved, left_padded, positions
 from spoofrl.alm.hf.lora import LoraOptions, apply_lora, merged_state_dict, options_from_peft
-from spoofrl.alm.sampling import choose_tokens
 from spoofrl.alm.tokenizer import AUDIO
 from spoofrl.errors import ConfigError
 
@@ -50,23 +47,8 @@ PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "chat_te
                    "chat_template.jinja")
 
 
-@dataclass
-class Prefix:
-    """The left-padded prompt + audio part of a batch, as LM input embeddings."""
-
-    embeds: torch.Tensor     # [B, P, H]
-    attn: torch.Tensor       # [B, P] long, 1 on real positions
-    pos: torch.Tensor        # [B, P] long, real positions counted from 0
-
-    def repeat(self, num: int) -> Prefix:
-        """Each row `num` times in a row (completions [B, N] flattened item-major)."""
-        if num == 1:
-            return self
-        return Prefix(*(t.repeat_interleave(num, 0) for t in (self.embeds, self.attn, self.pos)))
-
-
-class HfAlm(nn.Module):
-    """Shared implementation; subclasses set the class attributes and implement `setup_audio`,
+class HfAlm(PrefixLM, nn.Module):
+    """Shared implementation; subclasses set the class attributes, extend `setup_audio` and implement
     `audio_inputs`, `audio_token_counts` and `encode_audio`."""
 
     kind: ClassVar[str] = ""
@@ -99,7 +81,6 @@ class HfAlm(nn.Module):
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(self.eos_token_id if pad is None else pad)
         self.register_buffer("logit_bias", self._logit_bias(), persistent=False)
-        self._cache_kw = "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
         self._prompt_cache: dict[tuple[str, str | None], list[int]] = {}
         if lora is not None:
             self.model = apply_lora(self.model, lora, lm_path=self.lm_path, audio_paths=list(self.audio_paths))
@@ -108,8 +89,14 @@ class HfAlm(nn.Module):
 
     # --- backend hooks --------------------------------------------------------------------------------------
     def setup_audio(self) -> None:
-        """Read the audio settings (placeholder token, front-end options) from the configs."""
-        raise NotImplementedError
+        """Read the audio settings from the configs: here the placeholder token (the model config's
+        audio_token_id), standing alone for a clip; backends extend it with their front-end options."""
+        self.audio_token_id = int(self.core.config.audio_token_id)
+        self.audio_token = self.tokenizer.convert_ids_to_tokens(self.audio_token_id)
+        if not self.audio_token:
+            raise ConfigError(f"{self.folder}: the tokenizer has no token for audio_token_id "
+                              f"{self.audio_token_id}")
+        self.audio_markup = self.audio_token
 
     def audio_inputs(self, waves: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """The audio arguments of the transformers model's own forward for these clips (what its processor
@@ -147,10 +134,6 @@ class HfAlm(nn.Module):
     @property
     def lm_head(self) -> nn.Module:
         return self.core.lm_head
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -248,10 +231,8 @@ class HfAlm(nn.Module):
 
     # --- prompt and audio -----------------------------------------------------------------------------------
     def _check_text(self, text: str, what: str) -> None:
-        bad = [t for t in (*self.reserved_tokens(), self.tokenizer.convert_ids_to_tokens(self.eos_token_id))
-               if t and t in text]
-        if bad:
-            raise ConfigError(f"{what} {text[:60]!r} contains the reserved tokens {bad}")
+        eos = self.tokenizer.convert_ids_to_tokens(self.eos_token_id)
+        check_reserved(text, (*self.reserved_tokens(), eos), what)
 
     def render_prompt(self, prompt: str, system: str | None = None) -> str:
         """The chat-templated text of one item up to the assistant turn, with one audio placeholder."""
@@ -294,153 +275,30 @@ class HfAlm(nn.Module):
             self._prompt_cache[key] = ids
         return self._prompt_cache[key]
 
-    def prompt_rows(self, batch: AlmBatch, counts: Sequence[int]) -> list[list[int]]:
-        """Each item's prompt ids with the placeholder repeated counts[i] times (the model's input ids)."""
-        rows = []
-        for i, prompt in enumerate(batch.prompts):
-            ids = self.prompt_ids(prompt, batch.system[i] if batch.system else None)
-            at = ids.index(self.audio_token_id)
-            rows.append(ids[:at] + [self.audio_token_id] * int(counts[i]) + ids[at + 1:])
-        return rows
-
     def prefix(self, batch: AlmBatch) -> Prefix:
         """Audio + prompt of each item as LM input embeddings, left-padded to a common length."""
         dev = self.device
         audio, counts = self.encode_audio(batch.waves.to(dev), batch.lengths.to(dev))
-        rows = self.prompt_rows(batch, counts)
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        attn = torch.zeros((len(rows), width), dtype=torch.long)
-        is_audio = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, row in enumerate(rows):
-            start = width - len(row)
-            ids[i, start:] = torch.tensor(row, dtype=torch.long)
-            attn[i, start:] = 1
-            is_audio[i, start:] = ids[i, start:] == self.audio_token_id
-        ids, attn, is_audio = ids.to(dev), attn.to(dev), is_audio.to(dev)
+        ids, attn = left_padded(self.prompt_rows(batch, counts), self.pad_token_id, dev)
+        is_audio = (ids == self.audio_token_id) & attn.bool()
         # the placeholder id is embedded as pad (some vocabularies have no row for it), then overwritten
         embeds = self.lm.get_input_embeddings()(ids.masked_fill(is_audio, self.pad_token_id))
         embeds = embeds.masked_scatter(is_audio[..., None], audio.to(embeds.dtype))
-        return Prefix(embeds, attn, (attn.cumsum(-1) - 1).clamp_min(0))
+        return Prefix(embeds, attn, positions(attn))
 
-    # --- generation -----------------------------------------------------------------------------------------
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(hidden).float() + self.logit_bias
+    # --- PrefixLM hooks (generation and scoring are spoofrl.alm.decoding's) ------------------------------------
+    @property
+    def decoder(self) -> nn.Module:
+        return self.lm
 
-    @torch.no_grad()
-    def generate(self, batch: AlmBatch, num: int = 1, sampling: SamplingConfig | None = None, *,
-                 generator: torch.Generator | None = None) -> Completions:
-        """`num` completions per item with the KV cache, stopping once every row has produced EOS or after
-        `max_completion_length` tokens (see spoofrl.alm.base.AudioLM)."""
-        s = sampling or SamplingConfig()
-        if num < 1:
-            raise ConfigError(f"num must be >= 1, got {num}")
-        dev = self.device
-        if generator is None and s.seed is not None and s.do_sample:
-            generator = torch.Generator(device=dev).manual_seed(s.seed)
-        pre = self.prefix(batch)
-        self._check_length(pre.embeds.shape[1] + s.max_completion_length)
-        b, rows = len(batch), len(batch) * num
-        out = self.lm(inputs_embeds=pre.embeds, attention_mask=pre.attn, position_ids=pre.pos, use_cache=True)
-        cache = _returned_cache(out)
-        if num > 1:
-            cache.batch_repeat_interleave(num)
-        logits = self._logits(out.last_hidden_state[:, -1]).repeat_interleave(num, 0)
-        attn = pre.attn.repeat_interleave(num, 0)
-        pos = pre.pos[:, -1:].repeat_interleave(num, 0)
-        done = torch.zeros(rows, dtype=torch.bool, device=dev)
-        tokens, logps = [], []
-        for step in range(s.max_completion_length):
-            logp_all = F.log_softmax(logits / s.temperature, dim=-1)
-            nxt = choose_tokens(logits, s, generator).masked_fill(done, self.pad_token_id)
-            logps.append(logp_all.gather(-1, nxt[:, None]).squeeze(-1).masked_fill(done, 0.0))
-            tokens.append(nxt)
-            done = done | (nxt == self.eos_token_id)
-            if bool(done.all()) or step == s.max_completion_length - 1:
-                break
-            attn = torch.cat([attn, attn.new_ones(rows, 1)], dim=1)
-            pos = pos + 1
-            out = self.lm(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, use_cache=True,
-                          **{self._cache_kw: cache})
-            cache = _returned_cache(out)
-            logits = self._logits(out.last_hidden_state[:, -1])
-        ids = torch.stack(tokens, dim=1).view(b, num, -1)
-        mask = completion_mask(ids, self.eos_token_id)
-        logprobs = torch.stack(logps, dim=1).view(b, num, -1)
-        return Completions(ids, mask, self.decode(ids, mask), (~done).view(b, num), logprobs, s.temperature)
+    def check_target(self, text: str) -> None:
+        self._check_text(text, "target")
 
-    def _check_length(self, positions: int) -> None:
-        if positions > self.max_positions:
-            raise ConfigError(f"prompt + audio + completion take {positions} positions, more than the model's "
+    def check_positions(self, prefix: int, completion: int, *, generating: bool) -> None:
+        total = prefix + completion
+        if total > self.max_positions:
+            raise ConfigError(f"prompt + audio + completion take {total} positions, more than the model's "
                               f"max_position_embeddings ({self.max_positions})")
-
-    def decode(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[str]]:
-        """[B, N, T] ids -> B lists of N texts (tokens past the mask dropped, special tokens removed)."""
-        mask = completion_mask(ids, self.eos_token_id) if mask is None else mask
-        flat_ids, flat_mask = ids.reshape(-1, ids.shape[-1]).cpu(), mask.reshape(-1, ids.shape[-1]).cpu()
-        texts = self.tokenizer.batch_decode([r[m].tolist() for r, m in zip(flat_ids, flat_mask)],
-                                            skip_special_tokens=True)
-        n = ids.shape[1]
-        return [texts[i * n:(i + 1) * n] for i in range(ids.shape[0])]
-
-    # --- scoring --------------------------------------------------------------------------------------------
-    def completions_from_text(self, texts: Sequence[str] | Sequence[Sequence[str]]) -> Completions:
-        """Completions [B, N, T] of given texts (B strings, or B lists of N), each tokenised and ended by EOS."""
-        groups = [[t] if isinstance(t, str) else list(t) for t in texts]
-        if not groups or len({len(g) for g in groups}) != 1:
-            raise ConfigError("completions_from_text needs B texts, or B lists of the same number of texts")
-        seqs = []
-        for group in groups:
-            for text in group:
-                self._check_text(text, "target")
-                seqs.append(list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + [self.eos_token_id])
-        width = max(len(q) for q in seqs)
-        ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
-        for i, q in enumerate(seqs):
-            ids[i, :len(q)] = torch.tensor(q, dtype=torch.long)
-        b, n = len(groups), len(groups[0])
-        ids = ids.view(b, n, width)
-        return Completions(ids, completion_mask(ids, self.eos_token_id), [list(g) for g in groups],
-                           torch.zeros(b, n, dtype=torch.bool))
-
-    def token_logprobs(self, batch: AlmBatch, completions: Completions, *, grad: bool,
-                       temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-prob [B, N, T] float32 of each completion token under softmax(logits / temperature), 0 where
-        masked; mask [B, N, T]) from one teacher-forced forward with the audio encoder inside it."""
-        if temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
-        dev = self.device
-        ids, mask = completions.ids.to(dev), completions.mask.to(dev, torch.bool)
-        b, n, t = ids.shape
-        if b != len(batch):
-            raise ConfigError(f"{b} groups of completions for a batch of {len(batch)}")
-        flat, flat_mask = ids.reshape(b * n, t), mask.reshape(b * n, t)
-        safe = flat.masked_fill(~flat_mask, self.eos_token_id)   # past the end: any valid token
-        with torch.set_grad_enabled(grad):
-            pre = self.prefix(batch).repeat(n)
-            width = pre.embeds.shape[1]
-            self._check_length(width + t)
-            embeds = torch.cat([pre.embeds, self.lm.get_input_embeddings()(safe).to(pre.embeds.dtype)], dim=1)
-            attn = torch.cat([pre.attn, pre.attn.new_ones(b * n, t)], dim=1)
-            pos = torch.cat([pre.pos, pre.pos[:, -1:] + 1 + torch.arange(t, device=dev)[None]], dim=1)
-            hidden = self.lm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos,
-                             use_cache=False).last_hidden_state
-            logits = self._logits(hidden[:, width - 1:width + t - 1]) / temperature
-            logp = F.log_softmax(logits, dim=-1).gather(-1, safe[..., None]).squeeze(-1)
-            logp = logp.masked_fill(~flat_mask, 0.0)
-        return logp.view(b, n, t), mask
-
-    def sft_loss(self, batch: AlmBatch, targets_text: Sequence[str] | None = None, *,
-                 reduction: Literal["token", "sequence"] = "token") -> torch.Tensor:
-        """Teacher-forced cross-entropy of the targets (each + EOS; default batch.references); prompt, audio and
-        padding carry no loss. 'token': mean over all target tokens; 'sequence': per target, then over B."""
-        targets = targets_text if targets_text is not None else batch.references
-        if targets is None or len(targets) != len(batch):
-            raise ConfigError("sft_loss needs one target text per item (targets_text or batch.references)")
-        logp, mask = self.token_logprobs(batch, self.completions_from_text(list(targets)), grad=True)
-        if reduction == "sequence":
-            return -(logp.sum(-1) / mask.sum(-1).clamp_min(1)).mean()
-        return -logp.sum() / mask.sum().clamp_min(1)
 
 
 class ReferenceAlm:
@@ -478,11 +336,6 @@ class ReferenceAlm:
 
     def decode(self, ids, mask=None) -> list[list[str]]:
         return self.base.decode(ids, mask)
-
-
-def _returned_cache(out):
-    cache = getattr(out, "cache", None)
-    return out.past_key_values if cache is None else cache
 
 
 def _point_adapters_at(folder: Path, base: Path) -> None:

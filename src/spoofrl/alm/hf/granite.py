@@ -28,13 +28,8 @@ class GraniteSpeechAlm(HfAlm):
     audio_paths = ("model.encoder", "model.projector")
 
     def setup_audio(self) -> None:
+        super().setup_audio()
         config = self.core.config
-        self.audio_token_id = int(config.audio_token_id)
-        self.audio_token = self.tokenizer.convert_ids_to_tokens(self.audio_token_id)
-        if not self.audio_token:
-            raise ConfigError(f"{self.folder}: the tokenizer has no token for audio_token_id "
-                              f"{self.audio_token_id}")
-        self.audio_markup = self.audio_token
         fc = self.feature_config
         width = int(config.encoder_config.input_dim)
         self.n_mels = int(fc.get("n_mels", fc.get("feature_size", width // 2)))

@@ -15,6 +15,8 @@ pool.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from spoofrl.alm.hf.base import HfAlm
@@ -23,19 +25,16 @@ from spoofrl.errors import ConfigError
 
 
 class _WhisperAudio(HfAlm):
-    """Shared by both: the Whisper front-end options and the audio token count."""
+    """Shared by both: the Whisper front-end options and features, and the audio token count."""
 
     turn_end = "<|im_end|>"
+    fixed_length: ClassVar[bool]     # features padded (and cut) to the chunk, or each clip's valid frames only
     audio_bos = "<|audio_bos|>"
     audio_eos = "<|audio_eos|>"
 
     def setup_audio(self) -> None:
+        super().setup_audio()
         config = self.core.config
-        self.audio_token_id = int(config.audio_token_id)
-        self.audio_token = self.tokenizer.convert_ids_to_tokens(self.audio_token_id)
-        if not self.audio_token:
-            raise ConfigError(f"{self.folder}: the tokenizer has no token for audio_token_id "
-                              f"{self.audio_token_id}")
         self.audio_markup = f"{self.audio_bos}{self.audio_token}{self.audio_eos}"
         fc = self.feature_config
         n_mels = int(config.audio_config.num_mel_bins)
@@ -68,10 +67,16 @@ class _WhisperAudio(HfAlm):
         return whisper_log_mel(waves, lengths, n_mels=self.n_mels, sample_rate=self.sample_rate, n_fft=self.n_fft,
                                hop=self.hop, max_samples=self.max_samples, fixed_length=fixed)
 
+    def audio_inputs(self, waves, lengths):
+        feats, frames = self.log_mel(waves, lengths, fixed=self.fixed_length)
+        mask = torch.arange(feats.shape[-1], device=feats.device)[None] < frames[:, None]
+        return {"input_features": feats, "feature_attention_mask": mask.long()}
+
 
 class Qwen2AudioAlm(_WhisperAudio):
     kind = "qwen2_audio"
     model_class = "Qwen2AudioForConditionalGeneration"
+    fixed_length = True
     audio_paths = ("model.audio_tower", "model.multi_modal_projector")
 
     def setup_audio(self) -> None:
@@ -85,11 +90,6 @@ class Qwen2AudioAlm(_WhisperAudio):
     def default_chunk_seconds(self) -> int:
         frames = 2 * int(self.core.config.audio_config.max_source_positions)
         return frames * 160 // 16000
-
-    def audio_inputs(self, waves, lengths):
-        feats, frames = self.log_mel(waves, lengths, fixed=True)
-        mask = torch.arange(feats.shape[-1], device=feats.device)[None] < frames[:, None]
-        return {"input_features": feats, "feature_attention_mask": mask.long()}
 
     def encode_audio(self, waves, lengths):
         from transformers.masking_utils import create_bidirectional_mask
@@ -116,6 +116,7 @@ class Qwen2AudioAlm(_WhisperAudio):
 class Qwen25OmniThinkerAlm(_WhisperAudio):
     kind = "qwen2_5_omni_thinker"
     model_class = "Qwen2_5OmniThinkerForConditionalGeneration"
+    fixed_length = False
     audio_paths = ("model.audio_tower",)
 
     def setup_audio(self) -> None:
@@ -131,11 +132,6 @@ class Qwen25OmniThinkerAlm(_WhisperAudio):
         config = self.core.config
         extra = [getattr(config, n, None) for n in ("image_token_id", "video_token_id")]
         return super().suppressed_tokens() + [int(i) for i in extra if isinstance(i, int)]
-
-    def audio_inputs(self, waves, lengths):
-        feats, frames = self.log_mel(waves, lengths, fixed=False)
-        mask = torch.arange(feats.shape[-1], device=feats.device)[None] < frames[:, None]
-        return {"input_features": feats, "feature_attention_mask": mask.long()}
 
     def encode_audio(self, waves, lengths):
         inputs = self.audio_inputs(waves, lengths)
