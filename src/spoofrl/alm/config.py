@@ -38,6 +38,17 @@ class AlmConfig:
     encoder_ffn: int = option(256, "feed-forward width of the encoder's transformer layers", ge=1)
     encoder_dropout: float = option(0.0, "dropout in the audio encoder (conv outputs and transformer layers)",
                                     ge=0.0, lt=1.0)
+    inputs: Literal["audio", "spectrogram", "both"] = option(
+        "audio", "what the LM hears at <audio>: 'audio' = the encoder of the raw audio (front-end, conv stack, "
+                 "transformer); 'spectrogram' = a structured band x time grid of log energies, patch-embedded "
+                 "(spoofrl.alm.spectrogram; SDD-APALLM, arXiv 2601.23066); 'both' = the audio tokens, then the "
+                 "spectrogram tokens")
+    spectrogram_bands: int = option(16, "inputs spectrogram / both: equal-width bands from 0 Hz to Nyquist",
+                                    ge=2, le=512)
+    spectrogram_hop_ms: float = option(20.0, "inputs spectrogram / both: frame hop (window: 2 hops)", gt=1,
+                                       le=500)
+    spectrogram_patch: int = option(4, "inputs spectrogram / both: frames per token (4 x 20 ms: 12.5 tokens/s)",
+                                    ge=1, le=64)
     projector: Literal["mlp", "linear"] = option(
         "mlp", "audio -> LM width projector: 'mlp' (Linear, GELU, Linear) or 'linear'")
     lm_class: Literal["qwen2", "llama"] = option(

@@ -34,16 +34,13 @@ def save_alm(model: SmallAlm, folder: str | Path) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    frontend = model.encoder.frontend
     meta = {
         "format": ALM_FORMAT,
         "kind": "spoofrl-alm",
         "alm": to_dict(model.cfg),
         "lm_class": LM_CLASSES[model.cfg.lm_class][1],
         "lm_config": model.lm.config.to_dict(),
-        "encoder": {"frontend": {"name": model.cfg.frontend["name"], **frontend.resolved_options()},
-                    "frontend_dim": frontend.out_dim, "width": model.encoder.out_dim,
-                    "frames_per_token": model.cfg.downsample},
+        "encoder": _encoder_facts(model),
     }
     tmp = folder / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
     save_model(model, str(tmp), metadata={"format": "pt"})
@@ -53,6 +50,15 @@ def save_alm(model: SmallAlm, folder: str | Path) -> Path:
     tmp.write_text(json.dumps(meta, indent=1, default=str))
     os.replace(tmp, folder / CONFIG_FILE)
     return folder
+
+
+def _encoder_facts(model: SmallAlm) -> dict | None:
+    """What the audio encoder resolved to (None for a spectrogram-only model), for readers of alm.json."""
+    if model.encoder is None:
+        return None
+    frontend = model.encoder.frontend
+    return {"frontend": {"name": model.cfg.frontend["name"], **frontend.resolved_options()},
+            "frontend_dim": frontend.out_dim, "width": model.encoder.out_dim, "frames_per_token": model.cfg.downsample}
 
 
 def read_alm_config(folder: str | Path) -> tuple[AlmConfig, dict]:

@@ -38,6 +38,7 @@ from spoofrl.alm.batch import AlmBatch
 from spoofrl.alm.config import AlmConfig
 from spoofrl.alm.decoding import Prefix, PrefixLM, check_reserved, left_padded, positions
 from spoofrl.alm.encoder import AudioEncoder, Projector
+from spoofrl.alm.spectrogram import SpectrogramEncoder
 from spoofrl.alm.tokenizer import AUDIO, IM_END, IM_START, PAD, check_tokenizer
 from spoofrl.errors import ConfigError
 from spoofrl.models.base import frame_mask
@@ -81,12 +82,16 @@ class SmallAlm(PrefixLM, nn.Module):
         self.tokenizer = tokenizer
         self.ids = ids
         self.eos_token_id, self.pad_token_id, self.audio_token_id = ids.eos, ids.pad, ids.audio
-        self.encoder = AudioEncoder(self.cfg)
-        self.projector = Projector(self.cfg.projector, self.encoder.out_dim, self.cfg.lm_width)
+        hears_audio = self.cfg.inputs != "spectrogram"
+        self.encoder = AudioEncoder(self.cfg) if hears_audio else None
+        self.projector = Projector(self.cfg.projector, self.encoder.out_dim, self.cfg.lm_width) if hears_audio \
+            else None
         config = transformers_config if transformers_config is not None else lm_config(self.cfg, ids.pad, ids.eos)
         if config.vocab_size != vocab or config.hidden_size != self.cfg.lm_width:
             raise ConfigError("the LM's transformers config does not match the alm config (vocab_size, lm_width)")
         self.lm = build_lm(self.cfg, config)
+        # made after the LM, so that an audio-only model initialises exactly as before the option existed
+        self.spectrogram = SpectrogramEncoder(self.cfg) if self.cfg.inputs != "audio" else None
         bias = torch.zeros(vocab)
         bias[ids.suppressed()] = float("-inf")
         bias[len(tokenizer):] = float("-inf")   # rows of a vocabulary rounded up past the tokenizer
@@ -141,10 +146,17 @@ class SmallAlm(PrefixLM, nn.Module):
         return self._prompt_cache[key]
 
     def encode_audio(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """waves [B, S] + lengths [B] -> audio embeddings [B, F, lm_width] + frame counts [B]."""
-        with self.autocast():
-            feats, frames = self.encoder(waves, lengths)
-            return self.projector(feats), frames
+        """waves [B, S] + lengths [B] -> audio embeddings [B, F, lm_width] + frame counts [B]: the audio
+        encoder's tokens, the spectrogram stream's, or (inputs: both) each item's audio tokens then its
+        spectrogram tokens."""
+        streams = []
+        if self.encoder is not None:
+            with self.autocast():
+                feats, frames = self.encoder(waves, lengths)
+                streams.append((self.projector(feats), frames))
+        if self.spectrogram is not None:
+            streams.append(self.spectrogram(waves, lengths))
+        return streams[0] if len(streams) == 1 else concat_streams(streams)
 
     def prefix(self, batch: AlmBatch) -> Prefix:
         """Audio + prompt of each item as LM input embeddings, left-padded to a common length."""
@@ -158,6 +170,18 @@ class SmallAlm(PrefixLM, nn.Module):
         valid = audio[frame_mask(frames, audio.shape[1])]                 # [sum F_i, H], item by item
         embeds = embeds.masked_scatter((ids == self.ids.audio)[..., None], valid.to(embeds.dtype))
         return Prefix(embeds, attn, positions(attn), frames)
+
+
+def concat_streams(streams: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item, the valid frames of each stream one after the other, zero-padded: [B, sum F, H] + counts."""
+    counts = sum(frames for _, frames in streams)
+    dtype = torch.promote_types(*[x.dtype for x, _ in streams]) if len(streams) > 1 else streams[0][0].dtype
+    first = streams[0][0]
+    out = first.new_zeros((first.shape[0], int(counts.max()), first.shape[2]), dtype=dtype)
+    for i in range(first.shape[0]):
+        pieces = [x[i, :int(frames[i])].to(dtype) for x, frames in streams]
+        out[i, :int(counts[i])] = torch.cat(pieces)
+    return out, counts
 
 
 def build_alm(cfg: AlmConfig, tokenizer, *, seed: int = 0, device: torch.device | str = "cpu") -> SmallAlm:
