@@ -35,6 +35,18 @@ def small_alm(device: torch.device):
     return build_alm(from_dict(AlmConfig, section["alm"]), tokenizer, device=device)
 
 
+def hf_alm(kind: str, device: torch.device):
+    """A tiny random Hugging Face audio LLM (spoofrl.alm.hf.tiny) with LoRA r 8, loaded from a temp folder."""
+    import tempfile
+
+    from spoofrl.alm.hf import LoraOptions, load_hf_alm
+    from spoofrl.alm.hf.tiny import BUILDERS
+    folder = Path(tempfile.mkdtemp(prefix="bench-hf-"))
+    torch.manual_seed(0)
+    BUILDERS[kind](folder)
+    return load_hf_alm(folder, lora=LoraOptions(r=8, alpha=16), device=device)
+
+
 def batch(size: int, seconds: float, device: torch.device):
     from spoofrl.alm import AlmBatch
     g = torch.Generator().manual_seed(0)
@@ -69,7 +81,7 @@ def run_row(row: str, args) -> dict:
     from spoofrl.training.tasks.generation import AlmTrainForward, GenerationAccess
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = small_alm(device).train()
+    model = (small_alm(device) if args.model == "small" else hf_alm(args.model, device)).train()
     forward = AlmTrainForward(model)
     task = SimpleNamespace(model=model, forward=forward, wrapped=forward)
     data = batch(args.batch, args.seconds, device)
@@ -83,7 +95,7 @@ def run_row(row: str, args) -> dict:
     cfg = from_dict(ObjectiveConfig, options, prefix="objective")
     objective = GenerativeSFT(cfg) if row == "sft" else GenerativeGRPO(cfg)
     access = GenerationAccess(task, ParamSnapshot.of(model) if objective.needs_reference else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     eos = model.logit_bias[model.eos_token_id].item()
     model.logit_bias[model.eos_token_id] = float("-inf")   # every completion runs `tokens` tokens
     times = []
@@ -107,7 +119,8 @@ def run_row(row: str, args) -> dict:
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"row": row, "step_s": statistics.median(times), "peak_mb": round(peak, 1),
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="audio per item")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default="small", choices=["small", "qwen2_audio", "qwen2_5_omni_thinker",
+                                                           "granite_speech"],
+                    help="the built-in SmallAlm (alm-sft's architecture) or a tiny HF model with LoRA")
     ap.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)   # one row, in a child process
     args = ap.parse_args(argv)
     if args.row:
@@ -129,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--row", row]
         results.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
     sft = results[0]["step_s"]
-    print(f"SmallAlm ({results[0]['parameters'] / 1e6:.2f} M parameters), batch {args.batch}, G {args.G}, "
+    print(f"{args.model} ({results[0]['parameters'] / 1e6:.2f} M parameters, {results[0]['trainable'] / 1e6:.3f} M "
+          f"trained), batch {args.batch}, G {args.G}, "
           f"{args.tokens} tokens, {args.seconds} s audio, {args.threads} threads, {args.device}")
     print(f"{'row':12s} {'step s':>8s} {'x sft':>6s} {'peak MB':>8s}")
     for r in results:

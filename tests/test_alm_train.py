@@ -178,7 +178,6 @@ def test_generative_sft_loss_is_the_models_sft_loss(low_high, tmp_path):
     task = trainer.task
     batch = next(task.batches(0, 1))[3]
     objective = GenerativeSFT(trainer.cfg.objective)
-    from spoofrl.training.forward import ParamSnapshot  # noqa: F401  (access needs no reference here)
     access = task.access(objective, None, None)
     alm_batch, weights = task.step_inputs(batch, access, objective)
     loss, stats = objective(alm_batch, access, weights, None)
@@ -239,7 +238,7 @@ def test_hugging_face_audio_llm_with_lora_in_the_trainer(low_high, tmp_path):
     """model.hf: a (tiny, random) Qwen2-Audio from a local folder with LoRA adapters, SFT then GRPO in the one
     loop; the run folder is its adapter folder (loads back onto the base), and --resume is bit-identical."""
     from spoofrl.alm.hf import load_hf_alm
-    from test_alm_hf import build_qwen2_audio
+    from spoofrl.alm.hf.tiny import build_qwen2_audio
     base = tmp_path / "qwen2-audio"
     build_qwen2_audio(base)
     cfg = lambda: load_train_config(low_high_config(  # noqa: E731
