@@ -10,7 +10,8 @@ Write a manifest (CSV path,label,attack,source,condition,subset) for a public co
 is checked: missing files fail the import, all of them counted and listed in MANIFEST.csv.missing.txt.
 Paths are written relative to the manifest's folder when the audio lies under it, else absolute.
 Audio is looked for at its standard place, then anywhere under --root by file name. A malformed
-protocol line fails with file:line and its text.
+protocol line fails with file:line and its text. ftgrpo also writes the targets of its records beside
+the manifest (for m.csv: m.rationales.jsonl for generation.rationales, m.system.txt, m.prompt.txt).
 
 formats (what goes in each column):
 """
@@ -32,7 +33,8 @@ def register(sub):
     p.add_argument("--root", required=True, metavar="DIR", help="the corpus folder (as unpacked)")
     p.add_argument("--protocol", action="append", default=[], metavar="FILE",
                    help="protocol / key file instead of the standard one under --root (repeatable for corpora "
-                        "with one protocol per split; the split is read from the file name)")
+                        "with one protocol per split; the split is read from the file name; ftgrpo: the paper's .jsonl / .json "
+                        "label files, one or more)")
     p.add_argument("--out", required=True, metavar="MANIFEST.csv", help="manifest to write")
     p.add_argument("--subset", "--split", dest="subsets", type=comma_list, default=None, metavar="NAME[,NAME]",
                    help="keep only these subsets: train/dev/eval (asvspoof2019-la, asvspoof5), eval/progress/"
@@ -40,7 +42,7 @@ def register(sub):
                         "(the official evaluation subset)")
     p.add_argument("--subset-name", default=None, metavar="NAME",
                    help="subset written for corpora without official splits (in-the-wild: eval, folders: split "
-                        "folder or 'all', wavefake/mlaad: 'all')")
+                        "folder or 'all', wavefake/mlaad: 'all', ftgrpo: the split in each label file's name)")
     p.add_argument("--bonafide-root", action="append", default=[], metavar="DIR",
                    help="folder of bona fide audio for fake-only corpora (wavefake: LJSpeech/JSUT, mlaad: "
                         "M-AILABS); repeatable")
@@ -50,7 +52,7 @@ def register(sub):
 def run(args) -> int:
     from collections import Counter
 
-    from spoofrl.data.importers import ImportOptions, import_corpus
+    from spoofrl.data.importers import IMPORTERS, ImportOptions, import_corpus
     from spoofrl.data.manifest import write_manifest
 
     opts = ImportOptions(subsets=args.subsets, subset_name=args.subset_name, bonafide_roots=args.bonafide_root)
@@ -60,4 +62,8 @@ def run(args) -> int:
     parts = ", ".join(f"{subset}: {counts[(subset, 'bonafide')]} bona fide / {counts[(subset, 'spoof')]} spoof"
                       for subset in sorted({s for s, _ in counts}))
     print(f"{args.out}: {n} utterances ({parts})")
+    companions = IMPORTERS[args.format].companions
+    if companions is not None:
+        for line in companions(rows, args.out):
+            print(line)
     return 0

@@ -14,6 +14,7 @@ Protocol layouts follow the official releases (see the notes on datasets):
 - folders            label from the nearest folder named real/bonafide or fake/spoof (any depth)
 - WaveFake           one folder per generator (fake only; bona fide LJSpeech/JSUT via `bonafide_roots`)
 - MLAAD              `fake/<language>/<model>/...` (fake only; bona fide M-AILABS via `bonafide_roots`)
+- FT-GRPO            ms-swift conversation records (`messages` + `audios`, or `solution`), JSON lines or an array
 Every malformed protocol line raises `ProtocolError` with file:line and the line's text.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NoReturn
 
 from spoofrl.audio import AUDIO_SUFFIXES
 from spoofrl.config import option
@@ -459,6 +460,303 @@ def import_mlaad(root: Path, protocols: list[Path], opts: ImportOptions) -> Iter
     yield from _bonafide_rows(opts, _mailabs_language, subset, "mlaad")
 
 
+# --------------------------------------------------------------------------------------------- FT-GRPO
+# The label files of FT-GRPO (arXiv 2601.02983, github.com/xieyuankun/ALLM-ADD-FT-GRPO): ms-swift conversation
+# records, one per line (.jsonl) or one JSON array (.json):
+#   {"messages": [{"role": "system", "content": ...}, {"role": "user", "content": "<audio>..."},
+#                 {"role": "assistant", "content": "<think>\n<Frequency Domain>...\n<Time Domain>...\n</think>\n"
+#                                                  "<answer>real|fake</answer>"}],
+#    "audios": ["path"], "solution": "<answer>fake</answer>"}            (solution: GRPO ground truth, optional)
+# ms-swift's query/response/system keys are read as the same turns.
+
+FTGRPO_SOURCE = "ftgrpo"
+_FTGRPO_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_FTGRPO_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_FTGRPO_ANSWER_WORDS = re.compile(r"\b(real|fake)\b", re.IGNORECASE)
+_JSON_SPACE = " \t\r\n"
+
+
+@dataclass
+class ConversationRow(Utterance):
+    """A manifest row imported from a conversation record, with the texts of that record: the target
+    `completion` (answer renamed to bonafide / spoof), its <think> block (`rationale`, empty for an answer-only
+    target), the record's system and user turns and where the record is (`origin`, FILE:LINE)."""
+    completion: str = ""
+    rationale: str = ""
+    system: str | None = None
+    prompt: str | None = None
+    origin: str = ""
+
+
+def _json_records(path: Path) -> Iterator[tuple[int, str, object, str]]:
+    """(line, where, value, its source text) of each record of a JSON-lines file or of a JSON array (told by
+    the first character); `where` names the record (`record N` in an array). Bad JSON names file and line."""
+    _require_protocol_file(path)
+    text = "".join(line for _, line in text_lines(path, "FT-GRPO label file (JSON lines or a JSON array)"))
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    if not text[start:]:
+        raise ProtocolError(path, "empty label file (no records)")
+    if text[start] == "[":
+        yield from _json_array(path, text, start)
+        return
+    import json
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ProtocolError(path, f"not a JSON record ({err.msg} at column {err.colno}); expected one JSON "
+                                      f"object per line or one JSON array", lineno, line) from None
+        yield lineno, "", value, line
+
+
+def _json_array(path: Path, text: str, i: int) -> Iterator[tuple[int, str, object, str]]:
+    import json
+    decoder = json.JSONDecoder()
+
+    def skip(k: int) -> int:
+        while k < len(text) and text[k] in _JSON_SPACE:
+            k += 1
+        return k
+
+    def fail(reason: str, pos: int) -> NoReturn:
+        lineno = text.count("\n", 0, pos) + 1
+        raise ProtocolError(path, reason, lineno, text.split("\n")[lineno - 1])
+
+    lineno, counted, index = 1, 0, 0
+    i = skip(i + 1)
+    if i < len(text) and text[i] == "]":
+        fail("the JSON array has no records", i)
+    while True:
+        if i >= len(text):
+            fail(f"the JSON array is not closed (after record {index})", len(text))
+        try:
+            value, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as err:
+            fail(f"not valid JSON in record {index + 1} ({err.msg} at column {err.colno})", err.pos)
+        index += 1
+        lineno += text.count("\n", counted, i)
+        counted = i
+        yield lineno, f"record {index}", value, text[i:end]
+        i = skip(end)
+        if i < len(text) and text[i] == ",":
+            i = skip(i + 1)
+            if i < len(text) and text[i] == "]":
+                fail(f"trailing comma after record {index}", i)
+            continue
+        if i < len(text) and text[i] == "]":
+            if skip(i + 1) < len(text):
+                fail("text after the end of the JSON array", skip(i + 1))
+            return
+        fail(f"expected ',' or ']' after record {index}", min(i, len(text)))
+
+
+def _ftgrpo_label(raw: str) -> str | None:
+    """bonafide / spoof for the paper's real / fake (any case; spoofrl's own names are accepted too)."""
+    return normalise_label(raw) if raw.strip() else None
+
+
+def _rename_answers(text: str, fail: Callable[[str], NoReturn]) -> tuple[str, str | None]:
+    """`text` with every <answer>real|fake</answer> written <answer>bonafide|spoof</answer>, and the last
+    answer's label (None without an answer tag); an answer that is no label fails."""
+    label = None
+
+    def one(match: re.Match) -> str:
+        nonlocal label
+        label = _ftgrpo_label(match.group(1))
+        if label is None:
+            fail(f"unknown label {match.group(1).strip()!r} in <answer> (expected real or fake)")
+        return f"<answer>{label}</answer>"
+
+    return _FTGRPO_ANSWER.sub(one, text), label
+
+
+def _template_text(text: str) -> str:
+    """A prompt as a generation template: real/fake inside <answer> tags renamed as the targets are, braces
+    doubled (templates read `{column}`)."""
+    def rename(match: re.Match) -> str:
+        return _FTGRPO_ANSWER_WORDS.sub(lambda w: BONAFIDE if w.group(1).lower() == "real" else SPOOF,
+                                        match.group(0))
+    return _FTGRPO_ANSWER.sub(rename, text).replace("{", "{{").replace("}", "}}")
+
+
+def _turns(record: dict, fail: Callable[[str], NoReturn]) -> list[tuple[str, str]]:
+    """(role, content) of the record's turns: `messages`, else ms-swift's system / query / response keys
+    (none: the record has no conversation)."""
+    if "messages" in record:
+        messages = record["messages"]
+        if not isinstance(messages, list):
+            fail(f"'messages' must be a list of {{role, content}} turns, found {type(messages).__name__}")
+        turns = []
+        for n, turn in enumerate(messages, start=1):
+            if not isinstance(turn, dict) or not isinstance(turn.get("role"), str):
+                fail(f"messages[{n}] is not a {{role, content}} turn")
+            content = turn.get("content")
+            if content is None:
+                content = ""
+            if not isinstance(content, str):
+                fail(f"messages[{n}] ({turn['role']}): content must be text, found {type(content).__name__}")
+            turns.append((turn["role"].strip().lower(), content))
+        return turns
+    turns = [(role, record[key]) for key, role in (("system", "system"), ("query", "user"),
+                                                     ("response", "assistant")) if record.get(key) is not None]
+    for role, content in turns:
+        if not isinstance(content, str):
+            fail(f"{role} turn must be text, found {type(content).__name__}")
+    return turns   # none: a record of audio and solution only still gives a label and an answer-only target
+
+
+def _record_audio(record: dict, fail: Callable[[str], NoReturn]) -> str:
+    audios = record.get("audios")
+    if isinstance(audios, str):
+        audios = [audios]
+    if audios is None or audios == []:
+        fail("record without audio (expected \"audios\": [one audio path])")
+    if not isinstance(audios, list) or not all(isinstance(a, str) for a in audios):
+        fail(f"'audios' must be a list of audio paths, found {audios!r:.60}")
+    if len(audios) > 1:
+        fail(f"record with {len(audios)} audios; spoofrl takes one clip per record")
+    if not audios[0].strip():
+        fail("empty audio path")
+    return audios[0].strip()
+
+
+def _ftgrpo_row(path: Path, lineno: int, where: str, record: object, text: str, subset: str,
+                root: Path) -> ConversationRow:
+    """The row of one record (its path `root / audio`, not yet checked); a bad record fails naming its line."""
+    def fail(reason: str) -> NoReturn:
+        raise ProtocolError(path, (f"{where}: " if where else "") + reason, lineno, text)
+
+    if not isinstance(record, dict):
+        fail(f"expected a JSON object (a conversation record), found {type(record).__name__}")
+    audio = _record_audio(record, fail)
+    turns = _turns(record, fail)
+    assistant = next((c for role, c in reversed(turns) if role == "assistant" and c.strip()), None)
+    solution = record.get("solution")
+    if solution is not None and not isinstance(solution, str):
+        fail(f"'solution' must be text, found {type(solution).__name__}")
+    truth = None
+    if solution is not None and solution.strip():
+        answers = _FTGRPO_ANSWER.findall(solution)
+        raw = answers[-1] if answers else solution
+        truth = _ftgrpo_label(raw)
+        if truth is None:
+            fail(f"unknown label {raw.strip()!r} in 'solution' (expected real or fake)")
+    if assistant is not None:
+        completion, label = _rename_answers(assistant.strip(), fail)
+        if label is None:
+            label = _ftgrpo_label(assistant)   # a bare verdict (binary SFT): an answer-only target
+            if label is None:
+                fail("missing answer: the assistant turn has no <answer>real|fake</answer>")
+            completion = f"<answer>{label}</answer>"
+        if truth is not None and truth != label:
+            fail(f"the assistant turn answers {label} but 'solution' says {truth}")
+        think = _FTGRPO_THINK.search(completion)
+        rationale = think.group(0) if think else ""
+    elif truth is not None:
+        label, completion, rationale = truth, f"<answer>{truth}</answer>", ""
+    else:
+        fail("missing answer: no assistant turn and no 'solution'")
+    system = next((c for role, c in turns if role == "system" and c.strip()), None)
+    prompt = next((c for role, c in reversed(turns) if role == "user"), None)
+    return ConversationRow(os.path.normpath(root / audio), label, "-" if label == BONAFIDE else UNKNOWN_ATTACK,
+                           FTGRPO_SOURCE, "-", subset, completion=completion, rationale=rationale, system=system,
+                           prompt=prompt, origin=f"{path}:{lineno}")
+
+
+def parse_ftgrpo(path: Path, subset: str, root: Path) -> Iterator[ConversationRow]:
+    """The rows of one FT-GRPO label file, audio paths resolved against `root` (absolute ones kept); an audio
+    listed twice fails, naming both records."""
+    seen: dict[str, str] = {}
+    for lineno, where, record, text in _json_records(path):
+        row = _ftgrpo_row(path, lineno, where, record, text, subset, root)
+        if row.path in seen:
+            raise ProtocolError(path, (f"{where}: " if where else "") + f"audio {record['audios']!r:.80} listed "
+                                      f"twice (first at {seen[row.path]})", lineno, text)
+        seen[row.path] = row.origin
+        yield row
+
+
+def _ftgrpo_subset(path: Path, opts: ImportOptions) -> str:
+    """--subset-name, else the one split named in the file name (`19la_train.json` -> train, `itw_test.json`
+    -> eval), else a single --subset."""
+    if opts.subset_name:
+        return opts.subset_name
+    hits = {SPLIT_ALIASES[t] for t in re.split(r"[._\-\s]+", path.name.lower()) if t in SPLIT_ALIASES}
+    if len(hits) == 1:
+        return hits.pop()
+    if opts.subsets is not None and len(opts.subsets) == 1:
+        return opts.subsets[0]
+    raise ProtocolError(path, "cannot tell the split (train, dev, eval) of this label file from its name; pass "
+                              "--subset-name")
+
+
+def import_ftgrpo(root: Path, protocols: list[Path], opts: ImportOptions) -> Iterator[Utterance]:
+    """label = the record's answer (real -> bonafide, fake -> spoof), attack `unknown` for spoof (the records
+    do not name the generator), source `ftgrpo`, subset per label file; the rows carry their texts
+    (`ConversationRow`) for `write_ftgrpo_texts`."""
+    if not protocols:
+        raise ProtocolError(root, "ftgrpo reads the paper's label files: pass each with --protocol FILE "
+                                  "(.jsonl or .json, e.g. label/FT-GRPO/1-SFT/19la_train.json)")
+    for proto in protocols:
+        yield from parse_ftgrpo(proto, _ftgrpo_subset(proto, opts), root)
+
+
+def ftgrpo_text_paths(manifest: str | Path) -> tuple[Path, Path, Path]:
+    """The files written beside an ftgrpo manifest: rationales, system prompt, user prompt."""
+    manifest = Path(manifest)
+    return (manifest.with_suffix(".rationales.jsonl"), manifest.with_suffix(".system.txt"),
+            manifest.with_suffix(".prompt.txt"))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _most_common(texts: list[str | None], path: Path, what: str, option_name: str) -> tuple[str | None, str]:
+    """Write the most common of `texts` to `path` as a generation template; a line saying what was found."""
+    counts = Counter(t for t in texts if t is not None)
+    if not counts:
+        path.unlink(missing_ok=True)   # a stale one from an earlier import would mislead
+        return None, f"no {what} in the records"
+    text, n = counts.most_common(1)[0]
+    _write_atomic(path, _template_text(text) + "\n")
+    others = f"; {len(counts) - 1} other {what}(s) in {sum(counts.values()) - n} records" if len(counts) > 1 else ""
+    if len(counts) > 1:
+        LOG.warning("%d different %ss in the records; %s has the most common one", len(counts), what, path)
+    return text, f"{path}: the {what} of {n} of {len(texts)} records{others} (set generation.{option_name} to it)"
+
+
+def write_ftgrpo_texts(rows: list[Utterance], manifest: str | Path) -> list[str]:
+    """Beside the manifest: `<stem>.rationales.jsonl` (one record per row in the format of `spoofrl data
+    rationales`, completion = the record's target with bonafide / spoof answers; no evidence was measured,
+    so `claims` and `evidence` are empty), `<stem>.system.txt` and `<stem>.prompt.txt` (the most common
+    system / user turn, as generation templates). Returns the lines to print."""
+    import json
+    manifest = Path(os.path.abspath(manifest))
+    rationales, system_path, prompt_path = ftgrpo_text_paths(manifest)
+    records = [r for r in rows if isinstance(r, ConversationRow)]
+    lines = []
+    for r in records:
+        audio = r.path if os.path.isabs(r.path) else str(manifest.parent / r.path)
+        lines.append(json.dumps({"utt": r.utt, "path": audio, "label": r.label, "subset": r.subset,
+                                 "attack": r.attack, "seed": None, "rationale": r.rationale,
+                                 "completion": r.completion, "claims": [], "evidence": [], "origin": r.origin},
+                                ensure_ascii=False) + "\n")
+    rationales.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(rationales, "".join(lines))
+    reasoned = sum(1 for r in records if r.rationale)
+    said = [(f"{rationales}: {len(records)} targets ({reasoned} with a <think> rationale, "
+             f"{len(records) - reasoned} answer only; no measured evidence: claims and evidence are empty) for "
+             f"generation.rationales")]
+    said.append(_most_common([r.system for r in records], system_path, "system prompt", "system")[1])
+    said.append(_most_common([r.prompt for r in records], prompt_path, "user prompt", "prompt")[1])
+    return said
+
+
 @dataclass(frozen=True)
 class Importer:
     func: Callable[[Path, list[Path], ImportOptions], Iterable[Utterance]]
@@ -466,6 +764,8 @@ class Importer:
     # Subsets kept when the user names none. ASVspoof 2021 results are reported on the SUBSET `eval` only
     # (progress was the leaderboard phase, hidden the hidden-track analysis), so that is the default there.
     default_subsets: tuple[str, ...] | None = None
+    # Files written beside the manifest from the imported rows (rows, manifest path) -> lines to print.
+    companions: Callable[[list[Utterance], Path], list[str]] | None = None
 
 
 # Adding a corpus: write one function above and add one entry here (its summary is the CLI's --help text).
@@ -503,6 +803,14 @@ IMPORTERS: dict[str, Importer] = {
     "mlaad": Importer(import_mlaad,
         "[fake/]<language>/<model>/...: attack = model, source = language. Fake only: add M-AILABS with "
         "--bonafide-root (source = its locale's language, de_DE -> de). Subset 'all' (or --subset-name)."),
+    "ftgrpo": Importer(import_ftgrpo,
+        "FT-GRPO (arXiv 2601.02983) label files given with --protocol: ms-swift records (.jsonl or a .json "
+        "array) with messages + audios (one path, resolved against --root) and/or solution. label = the "
+        "<answer> (real -> bonafide, fake -> spoof), attack 'unknown' for fakes, source ftgrpo, subset from "
+        "the file name (19la_train.json -> train) or --subset-name. Also writes beside the manifest "
+        "STEM.rationales.jsonl (targets for generation.rationales, answers renamed), STEM.system.txt and "
+        "STEM.prompt.txt.",
+        companions=write_ftgrpo_texts),
 }
 
 
