@@ -32,9 +32,35 @@ class SplitConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    preset: str = option("", "make the built-in benchmark (`spoofrl data synth --preset`, e.g. small, demo) in "
+                             "OUT/benchmark and use it as data.manifest when that is empty; empty = none")
+    design: str = option("real", "`spoofrl data synth --design`: real (real bona fide recordings, design 2; "
+                                 "`spoofrl data fetch` first, cached) or v1 (synthetic bona fide, offline)")
+    seed: int = option(0, "benchmark seed")
+
+
+@dataclass
+class RationalesConfig:
+    annotate: bool = option(False, "write evidence-grounded rationales (`spoofrl data rationales`) of every clip "
+                                   "of the configured splits into OUT/data/rationales.jsonl (resumable), with the "
+                                   "bona fide reference profile fitted on the training splits' bona fide rows; "
+                                   "every generation stage then gets generation.rationales (an arm may override "
+                                   "it with generation.rationales='' to train on the answer only)")
+    seed: int = option(0, "seed of the rationales' wording")
+    max_claims: int = option(3, "claims per rationale at most")
+    workers: int = option(0, "annotation processes (0 = the available cores)")
+
+
+@dataclass
 class ExperimentDataConfig:
     manifest: str = option("", "default manifest (CSV path,label,attack,source,condition,subset) of every split "
                                "that names no manifest of its own")
+    benchmark: BenchmarkConfig = option(factory=BenchmarkConfig, doc="make the built-in benchmark as part of the "
+                                                                     "experiment (when data.manifest is empty)")
+    rationales: RationalesConfig = option(factory=RationalesConfig,
+                                          doc="rationale SFT targets and per-clip evidence for generation studies "
+                                              "(docs/explain.md)")
     posttrain: SplitConfig = option(factory=lambda: SplitConfig(["posttrain"]),
                                     doc="training data of the post-training stage (broad, multi-attack); default subsets [posttrain]")
     posttrain_dev: SplitConfig = option(factory=lambda: SplitConfig(["posttrain_dev"]),
@@ -153,6 +179,11 @@ class ExperimentConfig:
             raise ConfigError(f"posttrain.dev_fraction must be in [0, 1), got {self.posttrain.dev_fraction}")
         if self.data.in_domain_name in self.data.ood:
             raise ConfigError(f"data.ood: '{self.data.in_domain_name}' is also the in-domain test set's name")
+        if self.is_generation() and len(self.detectors) != 1:
+            raise ConfigError("detectors: a generation study (finetune.recipe is task: generation) names one "
+                              "detector, e.g. [alm]: the model is the recipe's model section")
+        if self.data.benchmark.design not in ("real", "v1"):
+            raise ConfigError(f"data.benchmark.design: real or v1, got {self.data.benchmark.design!r}")
         names = [detector_name(d) for d in self.detectors]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -182,7 +213,12 @@ class ExperimentConfig:
         return list(self.data.ood)
 
     def needs_posttraining(self) -> bool:
-        return any(a.init == "posttrained" for a in self.arms.values())
+        return any(a.init == "posttrained" and not a.after for a in self.arms.values())
+
+    def is_generation(self) -> bool:
+        """True when the base fine-tuning recipe is a `task: generation` config (an audio LLM study): the model
+        is then the recipe's model section, and `detectors` only names the one folder / table of the study."""
+        return recipe_task(self.finetune.recipe) == "generation"
 
     def shares_posttraining(self) -> bool:
         return not self.posttrain.per_seed
@@ -251,6 +287,16 @@ def _validate_arm(name: str, arm: ArmConfig) -> None:
             parse_override(text)
         except ConfigError as err:
             raise ConfigError(f"arms.{name}: {err}") from None
+
+
+def recipe_task(recipe: str) -> str:
+    """The `task` of a train recipe (detection when it names none, or when it cannot be read: check_presets
+    reports a missing recipe)."""
+    try:
+        data = load_yaml(resolve_preset("train", recipe))
+    except ConfigError:
+        return "detection"
+    return str((data or {}).get("task") or "detection")
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -332,12 +378,14 @@ def check_presets(cfg: ExperimentConfig) -> None:
     """Every named detector and recipe exists (and a detector is a valid model config), so a typo fails
     with the option's name now rather than as a train-config error later."""
     from spoofrl.models.detector import load_model_preset
-    for preset in cfg.detectors:
+    for preset in ([] if cfg.is_generation() else cfg.detectors):
         try:
             load_model_preset(preset)
         except ConfigError as err:
             raise ConfigError(f"detectors: {err}") from None
-    recipes = {"posttrain.recipe": cfg.posttrain.recipe, "finetune.recipe": cfg.finetune.recipe}
+    recipes = {"finetune.recipe": cfg.finetune.recipe}
+    if cfg.needs_posttraining() and not cfg.posttrain.from_model:
+        recipes["posttrain.recipe"] = cfg.posttrain.recipe
     recipes.update({f"arms.{name}.stages[{i}].recipe": stage.recipe
                     for name, arm in cfg.arms.items() for i, stage in enumerate(arm.stages) if stage.recipe})
     for key, recipe in recipes.items():
@@ -355,6 +403,6 @@ def split_manifest(cfg: ExperimentConfig, split: SplitConfig, what: str) -> str:
     return manifest
 
 
-__all__ = ["ExperimentConfig", "ExperimentDataConfig", "SplitConfig", "PosttrainConfig", "FinetuneConfig", "StageConfig",
+__all__ = ["ExperimentConfig", "ExperimentDataConfig", "BenchmarkConfig", "RationalesConfig", "recipe_task", "SplitConfig", "PosttrainConfig", "FinetuneConfig", "StageConfig",
            "ArmConfig", "ScoringConfig", "ReportConfig", "load_experiment_config", "detector_name", "parse_pair",
            "split_manifest", "field"]

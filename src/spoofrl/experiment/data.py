@@ -162,3 +162,94 @@ def warn_overlaps(training: dict[str, Path], test_sets: dict[str, list[Utterance
     for note in notes:
         LOG.warning(note)
     return notes
+
+
+# ------------------------------------------------------------------------------------------ generation studies
+
+RATIONALES = "rationales.jsonl"       # in OUT/data: `spoofrl data rationales` of every clip of the splits
+ANNOTATED = "annotate.csv"            # the clips it annotates: subsets train / dev / test.<name>
+
+
+def test_subset(name: str) -> str:
+    """The `subset` a test set's clips have in OUT/data/annotate.csv and rationales.jsonl."""
+    return f"test.{name}"
+
+
+def ensure_benchmark_manifest(cfg: ExperimentConfig, layout: Layout, *, make: bool = True) -> None:
+    """data.benchmark.preset with no data.manifest: make the built-in benchmark in OUT/benchmark (reused when it
+    is already there) and use its manifest.csv as data.manifest (set in `cfg`)."""
+    bench = cfg.data.benchmark
+    if not bench.preset or cfg.data.manifest:
+        return
+    folder = layout.root / "benchmark"
+    if make:
+        from spoofrl.experiment.demo import ensure_benchmark
+        from spoofrl.experiment.runner import available_cores
+        ensure_benchmark(folder, bench.preset, bench.seed, available_cores(), bench.design)
+    cfg.data.manifest = str((folder / "manifest.csv").resolve())
+
+
+def rationales_path(layout: Layout) -> Path:
+    return layout.data / RATIONALES
+
+
+def prepare_rationales(cfg: ExperimentConfig, layout: Layout) -> Path | None:
+    """data.rationales.annotate: every clip of the fine-tuning and test splits gets its evidence and rationale in
+    OUT/data/rationales.jsonl (`annotate_manifest`, resumable: finished clips are kept), the reference profile
+    fitted on the bona fide rows of the training split (OUT/data/rationales.reference.json). Clips are keyed as
+    the generation task reads them: (absolute path, subset train / dev) for the training manifest's rows and
+    (absolute path, 'test.<name>') for each test set's. Returns the rationales file (None when not asked for)."""
+    opts = cfg.data.rationales
+    if not opts.annotate:
+        return None
+    from spoofrl.explain.annotate import annotate_manifest
+    from spoofrl.experiment.runner import available_cores
+    rows = _absolute(read_split(cfg, cfg.data.target_train, "target_train"), TRAIN)
+    rows += _absolute(read_split(cfg, cfg.data.target_dev, "target_dev"), DEV)
+    for name, split in cfg.test_sets().items():
+        what = "target_eval" if name == cfg.data.in_domain_name else f"ood.{name}"
+        rows += _absolute(read_split(cfg, split, what, check_audio=False), test_subset(name))
+    manifest = write_if_changed(rows, layout.data / ANNOTATED)
+    out = rationales_path(layout)
+    report = annotate_manifest(manifest, out, reference_subsets=[TRAIN], seed=opts.seed,
+                               workers=opts.workers or available_cores(), max_claims=opts.max_claims)
+    for line in report.summary():
+        LOG.info("rationales: %s", line)
+    return out
+
+
+def read_rationale_evidence(path: Path, subset: str) -> dict[str, list]:
+    """utt -> evidence item dicts of the records of one subset of a rationales file."""
+    import json
+    out: dict[str, list] = {}
+    if not path.is_file():
+        return out
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if f'"subset": "{subset}"' not in line:
+                continue   # cheap pre-filter: most lines are other subsets'
+            record = json.loads(line)
+            if record.get("subset") == subset:
+                out[str(record["utt"])] = record["evidence"]
+    return out
+
+
+ANSWERS = "answers.jsonl"
+
+
+def write_answer_targets(cfg: ExperimentConfig, layout: Layout, target_manifest: Path) -> Path:
+    """OUT/data/answers.jsonl: a rationales-format file whose every training / dev row's target is its
+    generation.completion template's answer only (`<answer>{label}</answer>`, no evidence). Stages with an
+    empty generation.rationales train on it (see runner.answer_only): the generation task of this spoofrl
+    version requires a record for every training row once it reads its rows (a row without rationales is
+    refused even when generation.rationales is unset), so answer-only arms are given these records."""
+    import json
+    lines = []
+    for row in read_manifest(target_manifest):
+        lines.append(json.dumps({"utt": row.utt, "subset": row.subset, "label": row.label,
+                                 "completion": f"<answer>{row.label}</answer>", "evidence": []}))
+    path = layout.data / ANSWERS
+    text = "\n".join(lines) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path

@@ -10,6 +10,7 @@ OUT/
       stage<i>/                      training runs (run folders of `spoofrl train`)
       scores/<test set>.tsv          score files (utt, score, label, attack, condition)
       scores/<test set>.metrics.json cached metrics of that score file
+      scores/<test set>.explain.jsonl  generation runs: each clip's completion, answer, score and checked claims
       scores/model.json              identity of the model the score files come from
   results.json results.md det.png scores_hist.png training_curves.png report.html
 ```
@@ -48,6 +49,10 @@ class Layout:
 
     def scores(self, detector: str, arm: str, seed: int, test_set: str) -> Path:
         return self.run(detector, arm, seed) / "scores" / f"{test_set}.tsv"
+
+    def explanations(self, detector: str, arm: str, seed: int, test_set: str) -> Path:
+        """Per-clip explanations of a generation run (JSON lines beside its score file)."""
+        return self.run(detector, arm, seed) / "scores" / f"{test_set}.explain.jsonl"
 
     def relative(self, path: Path) -> str:
         """A path inside the output folder as written in results.json / report.html (portable)."""

@@ -74,6 +74,46 @@ def compare(a_name: str, a: dict, b_name: str, b: dict, key: str, column: str) -
     return text + "."
 
 
+EXPLAIN_READ = [("accuracy", "accuracy", True), ("grounding_precision", "grounding precision", True),
+                ("hallucination_rate", "hallucination rate", False), ("format_rate", "format rate", True)]
+
+
+def _explain_per_seed(info: dict, key: str, metric: str) -> dict[int, float]:
+    out = {}
+    for run in info["runs"]:
+        source = run[OOD_AVG] if key == OOD_AVG else run["sets"][key]
+        value = (source.get("explain") or {}).get(metric)
+        if value is not None:
+            out[run["seed"]] = value
+    return out
+
+
+def compare_explanations(a: dict, b: dict, key: str, column: str) -> list[str]:
+    """Sentences comparing two generation arms' explanation metrics (in %) on one column, as `compare` does
+    for the EER: means ± std, paired seeds, and the seed-spread screen."""
+    lines = []
+    for metric, title, higher_better in EXPLAIN_READ:
+        va, vb = _explain_per_seed(a, key, metric), _explain_per_seed(b, key, metric)
+        if not va or not vb:
+            continue
+        sa, sb = mean_std(va.values()), mean_std(vb.values())
+        diff = (sa["mean"] - sb["mean"]) * 100
+        text = (f"{column} {title}: {a['label']} {_pct(sa)} vs {b['label']} {_pct(sb)}: "
+                + (f"{abs(diff):.1f} points {'higher' if diff > 0 else 'lower'}" if diff else "equal"))
+        common = sorted(set(va) & set(vb))
+        if len(common) > 1:
+            better = sum((va[s] > vb[s]) if higher_better else (va[s] < vb[s]) for s in common)
+            text += f", better in {better} of {len(common)} paired seeds"
+        if sa["std"] is None and sb["std"] is None:
+            text += "; single runs, no conclusion"
+        else:
+            spread = ((sa["std"] or 0.0) + (sb["std"] or 0.0)) * 100
+            text += ("; larger than the seed spread" if abs(diff) > spread else "; within the seed spread") \
+                + f" ({spread:.1f} points)"
+        lines.append(text + ".")
+    return lines
+
+
 def chance_warnings(arms: dict, in_domain: str) -> list[str]:
     notes = []
     for info in arms.values():
@@ -102,6 +142,7 @@ def write_reading(results: dict, pairs: list[str]) -> list[str]:
                 sentence = compare(a, arms[a], b, arms[b], key, column)
                 if sentence:
                     lines.append(prefix + sentence)
+                lines += [prefix + x for x in compare_explanations(arms[a], arms[b], key, column)]
         lines += [prefix + note for note in chance_warnings(arms, in_domain)]
     if not lines:
         lines.append("No pair of configured arms has finished runs to compare yet.")

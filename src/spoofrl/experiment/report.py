@@ -19,7 +19,8 @@ from spoofrl.experiment.layout import Layout
 from spoofrl.experiment.plots import plot_det, plot_histograms, plot_training_curves
 from spoofrl.experiment.reading import write_reading
 from spoofrl.experiment.results import collect_results, write_results_json
-from spoofrl.experiment.tables import METRIC_TITLES, caption, html_table, results_markdown, table_rows
+from spoofrl.experiment.tables import (EXPLAIN_CAPTION, METRIC_TITLES, caption, explain_columns, explain_rows,
+                                      has_explanations, html_table, results_markdown, table_rows)
 
 LOG = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ def report_html(cfg: ExperimentConfig, results: dict, reading: list[str], layout
             parts.append(f"<p class='caption'><b>{METRIC_TITLES[metric]}</b>: {html.escape(caption(results, metric))}"
                          f"</p>")
             parts.append(html_table(table_rows(results, detector, metric)))
+        if has_explanations(results, detector):
+            parts.append(f"<h4>Explanations</h4><p class='caption'>{html.escape(EXPLAIN_CAPTION)}</p>")
+            for key, title in explain_columns(results):
+                parts += [f"<p><b>{html.escape(title)}</b></p>", html_table(explain_rows(results, detector, key))]
     parts.append("<h2>Reading</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in reading) + "</ul>")
     if results["missing_runs"]:
         parts.append(f"<p><b>Not finished</b> (not in the tables): {html.escape(', '.join(results['missing_runs']))}"

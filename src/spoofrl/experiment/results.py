@@ -107,17 +107,54 @@ def ood_average(per_set: dict[str, dict], ood_names: list[str], metric: str = "e
     return sum(values) / len(values)
 
 
+# Explanation metrics of generation runs (spoofrl.explain.evaluate.summarise of the explanations file; the EER
+# stays the score file's), aggregated over seeds as the EER.
+EXPLAIN_METRICS = ("accuracy", "format_rate", "answer_rate", "grounding_precision", "hallucination_rate",
+                   "unverifiable_rate", "claims_per_clip", "rationale_tokens", "truncated_rate")
+
+
+def explain_file_metrics(path: Path) -> dict:
+    """`summarise` of a generation run's per-clip explanations file (labels from its lines)."""
+    from spoofrl.explain.evaluate import Explained, summarise
+    fields = set(Explained.__dataclass_fields__)
+    items, labels = [], []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                labels.append(record["label"])
+                items.append(Explained(**{k: v for k, v in record.items() if k in fields}))
+    summary = summarise(items, labels)
+    return {m: summary.get(m) for m in EXPLAIN_METRICS}
+
+
 def summarize_runs(runs: list[dict], test_names: list[str], ood_names: list[str]) -> dict:
-    """Per test set (and 'ood_avg'): {metric: mean_std over the runs}."""
+    """Per test set (and 'ood_avg'): {metric: mean_std over the runs} (and 'explain': {metric: mean_std} for
+    generation runs)."""
     summary: dict[str, dict] = {}
+    explained = bool(runs) and all("explain" in r["sets"][n] for r in runs for n in test_names)
     for name in test_names:
         summary[name] = {m: mean_std(r["sets"][name].get(m) for r in runs) for m in AGGREGATED}
+        if explained:
+            summary[name]["explain"] = {m: mean_std(r["sets"][name]["explain"].get(m) for r in runs)
+                                        for m in EXPLAIN_METRICS}
     if ood_names:
         summary[OOD_AVG] = {m: mean_std(r[OOD_AVG].get(m) for r in runs) for m in AGGREGATED}
+        if explained:
+            summary[OOD_AVG]["explain"] = {m: mean_std(r[OOD_AVG]["explain"].get(m) for r in runs)
+                                           for m in EXPLAIN_METRICS}
     return summary
 
 
 # ------------------------------------------------------------------------------------------ collection
+
+EXPLAIN_NOTE = ("generation runs: the score is log p(<answer>bonafide</answer>) - log p(<answer>spoof</answer>), "
+                "each teacher-forced after the model's own greedy rationale (spoofrl.explain.evaluate); accuracy, "
+                "format_rate (well-formed FT structure), grounding_precision (true / all claims), "
+                "hallucination_rate (false / all claims), unverifiable_rate, claims_per_clip and "
+                "rationale_tokens (completion tokens, EOS included) come from the greedy completions in "
+                "<test set>.explain.jsonl (spoofrl.explain.evaluate.summarise); claims are checked against each "
+                "clip's evidence measured with the run's evidence_reference.json (none: not checked)")
 
 def _read_json(path: Path) -> dict | None:
     if not path.is_file():
@@ -162,13 +199,22 @@ def collect_run(layout: Layout, cfg: ExperimentConfig, settings: MetricSettings,
     paths = {name: layout.scores(detector, arm, seed, name) for name in test_names}
     if not all(p.is_file() for p in paths.values()) or not _scores_are_current(layout, cfg, preset, arm, seed):
         return None
+    explain = {name: layout.explanations(detector, arm, seed, name) for name in test_names}
+    if cfg.is_generation() and not all(p.is_file() for p in explain.values()):
+        return None
     sets = {}
     for name, path in paths.items():
         metrics = score_file_metrics(path, settings)
         sets[name] = {**metrics, "scores": layout.relative(path)}
+        if cfg.is_generation():
+            sets[name]["explain"] = explain_file_metrics(explain[name])
+            sets[name]["explanations"] = layout.relative(explain[name])
     ood = cfg.ood_names()
-    return {"seed": seed, "sets": sets,
-            OOD_AVG: {m: ood_average(sets, ood, m) for m in AGGREGATED} if ood else {},
+    ood_avg = {m: ood_average(sets, ood, m) for m in AGGREGATED} if ood else {}
+    if ood and cfg.is_generation():
+        per_set = {name: sets[name]["explain"] for name in ood}
+        ood_avg["explain"] = {m: ood_average(per_set, ood, m) for m in EXPLAIN_METRICS}
+    return {"seed": seed, "sets": sets, OOD_AVG: ood_avg,
             "training": training_summary(layout, cfg, detector, arm, seed)}
 
 
@@ -208,7 +254,8 @@ def collect_results(cfg: ExperimentConfig, layout: Layout, arms: list[str] | Non
                                           "(--n-boot, --seed) applied to the minDCF (spoofrl.metrics."
                                           "bootstrap_cis)",
                             "aggregation": "mean and sample std (n-1) over seeds; ood_avg = mean over the OOD sets "
-                                           "of each run, then mean/std over seeds"},
+                                           "of each run, then mean/std over seeds",
+                            **({"explain": EXPLAIN_NOTE} if cfg.is_generation() else {})},
         "detectors": detectors,
         "missing_runs": missing,
     }

@@ -28,7 +28,8 @@ from pathlib import Path
 from spoofrl.config import load_yaml, resolve_preset, save_yaml, to_dict
 from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.experiment.config import ExperimentConfig, detector_name
-from spoofrl.experiment.data import TRAIN, DEV, build_training_manifests, read_test_sets, warn_overlaps
+from spoofrl.experiment.data import (TRAIN, DEV, build_training_manifests, prepare_rationales, read_test_sets,
+                                     warn_overlaps, write_answer_targets)
 from spoofrl.experiment.layout import Layout
 from spoofrl.experiment.models import model_identity, posttrained_model, recorded_score_model, start_model
 from spoofrl.runfiles import CONFIG, LAST, SCORES_MODEL, STAGE_SPEC, SUMMARY, WEIGHTS
@@ -67,10 +68,16 @@ class RunPlan:
         return self.stages[-1].folder if self.stages else self.start
 
 
-def _base_train_dict(recipe: str, detector_preset: str, manifest: Path, seed: int, device: str) -> dict:
-    """A recipe with the experiment's model, data and seed filled in (before any user override)."""
+def _base_train_dict(recipe: str, detector_preset: str, manifest: Path, seed: int, device: str,
+                     rationales: Path | None = None) -> dict:
+    """A recipe with the experiment's model, data and seed filled in (before any user override). A generation
+    recipe keeps its own model section (the detector only names the study's folder) and gets the experiment's
+    rationales (data.rationales) as generation.rationales."""
     data = load_yaml(resolve_preset("train", recipe))
-    data["model"] = {"preset": detector_preset}
+    if str(data.get("task") or "detection") != "generation":
+        data["model"] = {"preset": detector_preset}
+    elif rationales is not None:
+        data["generation"] = {**(data.get("generation") or {}), "rationales": str(rationales)}
     data_section = dict(data.get("data") or {})
     data_section.update({"manifest": str(manifest), "train_subsets": [TRAIN], "dev_subsets": [DEV]})
     data["data"] = data_section
@@ -80,11 +87,12 @@ def _base_train_dict(recipe: str, detector_preset: str, manifest: Path, seed: in
 
 
 def resolve_train_config(recipe: str, overrides: list[str], detector_preset: str, manifest: Path, seed: int,
-                         device: str, where: str) -> dict:
+                         device: str, where: str, rationales: Path | None = None) -> dict:
     """Validated, fully resolved train config of one stage, as a dict (errors name the arm/stage)."""
     from spoofrl.training import load_train_config
     try:
-        cfg = load_train_config(_base_train_dict(recipe, detector_preset, manifest, seed, device), overrides)
+        cfg = load_train_config(_base_train_dict(recipe, detector_preset, manifest, seed, device, rationales),
+                                overrides)
     except SpoofrlError as err:
         raise ConfigError(f"{where}: {err}") from None
     return to_dict(cfg)
@@ -101,6 +109,15 @@ def plan_posttraining(cfg: ExperimentConfig, layout: Layout, manifests: dict[str
                                              manifests["posttrain"], seed, cfg.device, "posttrain")
             plans.append(StagePlan(posttrained_model(cfg, layout, preset, seed), train_cfg, None, layout.root))
     return plans
+
+
+def answer_only(train_cfg: dict, answers: Path | None) -> None:
+    """A generation stage without rationales (generation.rationales '') trains on OUT/data/answers.jsonl, the
+    answer-only targets (`write_answer_targets`): the same targets as its completion template, given as
+    records because this version's generation task refuses training rows without one."""
+    gen = train_cfg.get("generation") or {}
+    if answers is not None and not gen.get("rationales") and gen.get("completion") == "<answer>{label}</answer>":
+        gen["rationales"] = str(answers)
 
 
 def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path], arms: list[str]) -> list[RunPlan]:
@@ -121,7 +138,10 @@ def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path],
                     overrides = cfg.finetune.overrides + spec.overrides + stage.overrides
                     where = f"arms.{arm}" + (f".stages[{i}]" if spec.stages else "")
                     train_cfg = resolve_train_config(stage.recipe or cfg.finetune.recipe, overrides, preset,
-                                                     manifests["target"], seed, cfg.device, where)
+                                                     manifests["target"], seed, cfg.device, where,
+                                                     manifests.get("rationales"))
+                    if cfg.is_generation():
+                        answer_only(train_cfg, manifests.get("answers"))
                     folder = layout.stage(det, arm, seed, i)
                     run.stages.append(StagePlan(folder, train_cfg, init, layout.root))
                     init = folder
@@ -232,10 +252,15 @@ def score_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan) -> list[str]:
     test_sets = read_test_sets_quick(cfg)
     _scores_of_current_model(run.folder / "scores", model_identity(run.model_folder()))
     todo = {n: u for n, u in test_sets.items()
-            if not _scores_match(layout.scores(run.detector, run.arm, run.seed, n), u)}
+            if not _scores_match(layout.scores(run.detector, run.arm, run.seed, n), u)
+            or (cfg.is_generation() and not _explanations_match(layout.explanations(run.detector, run.arm,
+                                                                                    run.seed, n), u))}
     if not todo:
         return []
     device = pick_device(cfg.device)
+    if cfg.is_generation():
+        explain_run(cfg, layout, run, todo, device)
+        return list(todo)
     model = load_model(run.model_folder(), device)
     for name, utts in todo.items():
         try:
@@ -246,6 +271,84 @@ def score_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan) -> list[str]:
         write_scores(layout.scores(run.detector, run.arm, run.seed, name), [u.utt for u in utts], scores,
                      [u.label for u in utts], [u.attack for u in utts], [u.condition for u in utts])
     return list(todo)
+
+
+def _explanations_match(path: Path, utts: list) -> bool:
+    """An explanations file of a generation run holds one line per utterance of the test set."""
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip()) == len(utts)
+
+
+def _run_evidence(layout: Layout, model_folder: Path, name: str, utts: list) -> list | None:
+    """Each test clip's evidence items, measured against the model folder's evidence_reference.json (None for
+    a model trained without rationales: its claims, if any, are not checked). When that profile is the
+    experiment's own (OUT/data/rationales.reference.json), the items data.rationales measured are read
+    back instead of measuring the clips again."""
+    from spoofrl.audio import load_audio
+    from spoofrl.evidence import ReferenceProfile, evidence
+    from spoofrl.experiment.data import read_rationale_evidence, rationales_path, test_subset
+    from spoofrl.explain.annotate import reference_path
+    from spoofrl.training.tasks.generation import EVIDENCE_REFERENCE
+    profile_file = model_folder / EVIDENCE_REFERENCE
+    if not profile_file.is_file():
+        return None
+    ours = reference_path(rationales_path(layout))
+    known = {}
+    if ours.is_file() and ours.read_bytes() == profile_file.read_bytes():
+        known = read_rationale_evidence(rationales_path(layout), test_subset(name))
+    profile = ReferenceProfile.load(profile_file)
+    sr = profile.config.sample_rate
+    out = []
+    for u in utts:
+        items = known.get(str(u.audio_path.resolve()))
+        if items is None:
+            items = [i.to_dict() for i in evidence(load_audio(u.audio_path, sr), sr, profile)]
+        out.append(items)
+    return out
+
+
+def explain_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan, todo: dict, device) -> None:
+    """Score a generation run's test sets: each clip's greedy completion, verdict score (log p(bonafide answer)
+    - log p(spoof answer) after its own greedy rationale: `Explained.score`) and claims checked against its
+    evidence; the explanations go to `<test set>.explain.jsonl`, then the usual score file (written last: it
+    marks the set as done)."""
+    from spoofrl.alm.io import load_alm
+    from spoofrl.audio import load_audio
+    from spoofrl.errors import AudioError
+    from spoofrl.explain.evaluate import explain_waves
+    from spoofrl.metrics.scorefile import write_scores
+    from spoofrl.training import load_train_config
+    folder = run.model_folder()
+    train_cfg = load_train_config(str(folder / CONFIG))
+    model = load_alm(folder, device=device)
+    sr = model.cfg.sample_rate
+    limit = cfg.scoring.max_seconds
+    for name, utts in todo.items():
+        try:
+            waves = []
+            for u in utts:
+                wave = load_audio(u.audio_path, sr)
+                waves.append(wave[:int(limit * sr)] if limit else wave)
+        except AudioError as err:
+            raise SpoofrlError(f"test set '{name}': {err}") from None
+        ev = _run_evidence(layout, folder, name, utts)
+        LOG.info("%s: explaining %d clips of %s", run.key, len(utts), name)
+        items = explain_waves(model, waves, train_cfg.generation.prompt,
+                              max_completion_length=train_cfg.objective.max_completion_length, evidence=ev,
+                              batch_size=cfg.scoring.batch_size, system=train_cfg.generation.system or None)
+        path = layout.explanations(run.detector, run.arm, run.seed, name)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for u, item in zip(utts, items):
+                record = {"utt": u.utt, "label": u.label, "attack": u.attack, "condition": u.condition,
+                          **item.to_dict()}
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+        write_scores(layout.scores(run.detector, run.arm, run.seed, name), [u.utt for u in utts],
+                     [x.score for x in items], [u.label for u in utts], [u.attack for u in utts],
+                     [u.condition for u in utts])
 
 
 def read_test_sets_quick(cfg: ExperimentConfig):
@@ -444,6 +547,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, arms: list[str
     package_log.setLevel(min(package_log.getEffectiveLevel(), logging.INFO))  # the log file gets progress
     handler = add_file_handler(str(layout.log))                              # even with --quiet
     try:
+        from spoofrl.experiment.data import ensure_benchmark_manifest
+        ensure_benchmark_manifest(cfg, layout, make=not report_only)
         save_yaml(cfg, layout.config)
         if not report_only:
             _run_stages(cfg, layout, arms)
@@ -461,6 +566,11 @@ def _run_stages(cfg: ExperimentConfig, layout: Layout, arms: list[str]) -> None:
     test_sets = read_test_sets(sub)  # checks every test file exists before hours of training
     manifests = build_training_manifests(sub, layout)
     warn_overlaps(manifests, test_sets)
+    rationales = prepare_rationales(sub, layout)
+    if rationales is not None:
+        manifests = {**manifests, "rationales": rationales}
+    if sub.is_generation() and "target" in manifests:
+        manifests = {**manifests, "answers": write_answer_targets(sub, layout, manifests["target"])}
     posttrain = plan_posttraining(sub, layout, manifests)
     runs = plan_runs(sub, layout, manifests, arms)
     for stage in posttrain + [s for r in runs for s in r.stages]:

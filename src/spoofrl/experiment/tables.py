@@ -39,6 +39,47 @@ def table_rows(results: dict, detector: str, metric: str = "eer") -> list[list[s
     return rows
 
 
+# (metric, column title, scale, digits) of the explain table; 'eer' is the score file's.
+EXPLAIN_COLUMNS = [("accuracy", "accuracy %", 100.0, 1), ("eer", "EER %", 100.0, 2),
+                   ("format_rate", "format %", 100.0, 1), ("grounding_precision", "grounding precision %", 100.0, 1),
+                   ("hallucination_rate", "hallucination %", 100.0, 1),
+                   ("unverifiable_rate", "unverifiable %", 100.0, 1), ("claims_per_clip", "claims / clip", 1.0, 2),
+                   ("rationale_tokens", "tokens", 1.0, 1)]
+EXPLAIN_CAPTION = ("Greedy decoding. accuracy: the <answer> equals the label; EER from the score log p(<answer>bonafide"
+                   "</answer>) - log p(<answer>spoof</answer>), each after the model's own greedy rationale (the "
+                   "score files); format: share of well-formed FT completions (<think> with both sections, then "
+                   "<answer>); grounding precision / hallucination / unverifiable: share of the rationales' claims "
+                   "the checker finds true / false / cannot check against the clip's measured evidence (claims "
+                   "pooled over the set's clips; – = no claims); tokens: completion length, EOS included. Mean ± "
+                   "sample std over seeds; OOD avg = mean over the OOD sets of each run, then over seeds.")
+
+
+def has_explanations(results: dict, detector: str) -> bool:
+    return any("explain" in (info["summary"].get(results["in_domain"]) or {})
+               for info in results["detectors"][detector]["arms"].values())
+
+
+def explain_columns(results: dict) -> list[tuple[str, str]]:
+    """(key in an arm summary, title) of the explain tables: in-domain, the OOD average, each OOD set."""
+    cols = [(results["in_domain"], f"{results['in_domain']} (in-domain)")]
+    if results["ood"]:
+        cols.append((OOD_AVG, "OOD avg"))
+    return cols + [(name, f"OOD {name}") for name in results["ood"]]
+
+
+def explain_rows(results: dict, detector: str, key: str) -> list[list[str]]:
+    """One explain table (test set or 'ood_avg' `key`): a row per arm, a column per explanation metric."""
+    rows = [["arm", "runs"] + [title for _, title, _, _ in EXPLAIN_COLUMNS]]
+    for info in results["detectors"][detector]["arms"].values():
+        column = info["summary"].get(key) or {}
+        cells = []
+        for metric, _, scale, digits in EXPLAIN_COLUMNS:
+            stat = column.get(metric) if metric == "eer" else (column.get("explain") or {}).get(metric)
+            cells.append(fmt_stat(stat or {}, scale, digits))
+        rows.append([info["label"], str(len(info["runs"]))] + cells)
+    return rows
+
+
 def markdown_table(rows: list[list[str]]) -> str:
     head, *body = rows
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -81,6 +122,10 @@ def results_markdown(results: dict, reading: list[str]) -> str:
         for metric in ("eer", "min_dcf"):
             lines += [f"**{METRIC_TITLES[metric]}**: {caption(results, metric)}", "",
                       markdown_table(table_rows(results, detector, metric)), ""]
+        if has_explanations(results, detector):
+            lines += ["### Explanations", "", EXPLAIN_CAPTION, ""]
+            for key, title in explain_columns(results):
+                lines += [f"**{title}**", "", markdown_table(explain_rows(results, detector, key)), ""]
     lines += ["## Reading", ""] + [f"- {line}" for line in reading] + [""]
     if results["missing_runs"]:
         lines += [f"Not finished (not in the table): {', '.join(results['missing_runs'])}.", ""]
