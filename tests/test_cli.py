@@ -58,7 +58,8 @@ def _undocumented(parser) -> list[str]:
 
 # the statement of what a score means, in the help of the commands that print, read or transform scores
 SCORE_MEANING = re.compile(r"higher( score)? = more bona fide", re.I)
-STATES_SCORE_MEANING = ["demo", "experiment", "train", "detect", "calibrate", "serve", "metrics", "models", "export"]
+STATES_SCORE_MEANING = ["demo", "experiment", "train", "detect", "explain", "calibrate", "serve", "metrics", "models",
+                        "export"]
 
 
 def test_every_command_has_help():

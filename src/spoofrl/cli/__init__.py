@@ -11,7 +11,7 @@ import sys
 
 # One line per subcommand, in the order `spoofrl --help` lists them.
 COMMANDS = [
-    "demo", "experiment", "train", "detect", "calibrate", "serve", "metrics",
+    "demo", "experiment", "train", "detect", "explain", "calibrate", "serve", "metrics",
     "data", "vocode", "models", "export", "config",
 ]
 
