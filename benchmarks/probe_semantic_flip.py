@@ -18,7 +18,7 @@ from pathlib import Path
 
 from spoofrl.alm import load_alm
 from spoofrl.audio import load_audio
-from spoofrl.explain.evaluate import explain_waves, summarise
+from spoofrl.detect.explanations import explain_waves, summarise
 from spoofrl.explain.semantic import PROMPT, semantic_flip_manifests
 from spoofrl.training.config import load_train_config
 from spoofrl.training.trainer import train

@@ -269,9 +269,9 @@ def test_rationale_sft_then_grounded_grpo_and_explained_clips(families, tmp_path
     """The explainable-detection recipe end to end on tiny data: `spoofrl data rationales` writes the SFT targets
     and evidence, SFT learns the FT format from them, GRPO with ft_grounded checks the sampled rationales'
     claims against each clip's evidence, and the run folder carries the reference profile its claims are
-    checked with (spoofrl.explain.evaluate)."""
+    checked with (spoofrl.detect.explanations)."""
     from spoofrl.evidence import ReferenceProfile, evidence
-    from spoofrl.explain.evaluate import explain_waves, summarise
+    from spoofrl.detect.explanations import explain_waves, summarise
     manifest = families.parent.parent / "tiny" / "manifest.csv"
     rationales = tmp_path / "rationales.jsonl"
     assert main(["data", "rationales", "--manifest", str(manifest), "--out", str(rationales)]) == 0

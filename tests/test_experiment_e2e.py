@@ -270,7 +270,7 @@ def test_demo_fast_end_to_end(tmp_path, capsys):
 def test_demo_reuses_only_a_benchmark_of_its_own_design(tmp_path):
     """Same preset and seed but another design: another benchmark, never reused silently."""
     from spoofrl.errors import ConfigError
-    from spoofrl.experiment.demo import _check_reused
+    from spoofrl.experiment.benchmark import _check_reused
     folder = tmp_path / "bench"
     folder.mkdir()
     (folder / "synth.json").write_text(json.dumps({"design": "real", "version": 2, "preset": "small", "seed": 0}))

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from spoofrl.cli import main
 from spoofrl.cli.cmd_explain import INTERRUPTED, NO_REFERENCE
-from spoofrl.explain.bundled import NO_BUNDLED_EXPLAINER
+from spoofrl.detect.explainer import NO_BUNDLED_EXPLAINER
 
 SR = 16000
 TINY_ALM = {"lm_layers": 2, "lm_width": 64, "lm_heads": 2, "lm_kv_heads": 1, "lm_ffn": 128, "conv_channels": 64,
@@ -227,7 +227,7 @@ def test_model_without_evidence_reference_explains_without_checking(run_dir, cli
 
 
 def test_without_model_and_without_bundled_explainer_one_line_error(capsys, monkeypatch, tmp_path, clips):
-    from spoofrl.explain import bundled
+    from spoofrl.detect import explainer as bundled
     monkeypatch.setattr(bundled, "default_explainer_path", lambda: tmp_path / "not-shipped-yet")
     rc, out, err = explain(capsys, str(clips[0]))
     assert rc == 2 and out == ""
@@ -236,7 +236,7 @@ def test_without_model_and_without_bundled_explainer_one_line_error(capsys, monk
 
 def test_bundled_explainer_path_is_inside_the_package():
     import spoofrl
-    from spoofrl.explain.bundled import default_explainer_path
+    from spoofrl.detect.explainer import default_explainer_path
     assert default_explainer_path() == Path(spoofrl.__file__).parent / "assets" / "explainer"
 
 

@@ -235,7 +235,7 @@ def _finite_or_none(value):
 
 def _fill(clip: Clip, explained) -> None:
     """Copy the engine's record of one clip into its FileExplanation."""
-    from spoofrl.explain.evaluate import VERDICTS as ANSWERS
+    from spoofrl.detect.explanations import VERDICTS as ANSWERS
     r = clip.result
     if not math.isfinite(explained.score):
         # The rationale and verdict of a model whose numbers overflowed are noise: the file fails, as in detect.
@@ -257,7 +257,7 @@ def _fill(clip: Clip, explained) -> None:
 
 def explain_clips(explainer, clips: list[Clip], max_completion_length: int) -> None:
     """Run the model on one batch of clips and fill in their results."""
-    from spoofrl.explain.evaluate import explain_waves
+    from spoofrl.detect.explanations import explain_waves
     if not clips:
         return
     # None for a clip whose evidence could not be measured: the engine checks the claims of the others only.
@@ -458,7 +458,7 @@ def _tell(message: str) -> None:
 
 def run(args) -> int:
     from spoofrl.detect.inputs import expand_inputs
-    from spoofrl.explain.bundled import load_explainer
+    from spoofrl.detect.explainer import load_explainer
     _check_options(args)
     inputs = expand_inputs(args.paths)
     explainer = load_explainer(args.model, args.device)

@@ -183,8 +183,7 @@ def ensure_benchmark_manifest(cfg: ExperimentConfig, layout: Layout, *, make: bo
         return
     folder = layout.root / "benchmark"
     if make:
-        from spoofrl.experiment.demo import ensure_benchmark
-        from spoofrl.experiment.runner import available_cores
+        from spoofrl.experiment.benchmark import available_cores, ensure_benchmark
         ensure_benchmark(folder, bench.preset, bench.seed, available_cores(), bench.design)
     cfg.data.manifest = str((folder / "manifest.csv").resolve())
 
@@ -203,7 +202,7 @@ def prepare_rationales(cfg: ExperimentConfig, layout: Layout) -> Path | None:
     if not opts.annotate:
         return None
     from spoofrl.explain.annotate import annotate_manifest
-    from spoofrl.experiment.runner import available_cores
+    from spoofrl.experiment.benchmark import available_cores
     rows = _absolute(read_split(cfg, cfg.data.target_train, "target_train"), TRAIN)
     rows += _absolute(read_split(cfg, cfg.data.target_dev, "target_dev"), DEV)
     for name, split in cfg.test_sets().items():

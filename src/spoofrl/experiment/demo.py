@@ -14,14 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from spoofrl.errors import ConfigError
 from spoofrl.experiment.config import load_experiment_config
-from spoofrl.experiment.runner import available_cores, run_experiment
+from spoofrl.experiment.benchmark import available_cores, ensure_benchmark
+from spoofrl.experiment.runner import run_experiment
 
 LOG = logging.getLogger(__name__)
-
-
-DESIGNS = ("real", "v1")     # `spoofrl data synth --design`; real = design 2, the default
 
 
 @dataclass(frozen=True)
@@ -35,66 +32,6 @@ VARIANTS = {
     False: DemoVariant("demo", "demo", 0),
     True: DemoVariant("demo-fast", "small", 0),
 }
-
-
-def _check_reused(folder: Path, preset: str, seed: int, design: str = "real") -> None:
-    """A finished benchmark is reused only if it is the one this demo variant needs (`spoofrl demo` and
-    `spoofrl demo --fast` use different presets, designs differ); one not made by `spoofrl data synth` is
-    used as given."""
-    from spoofrl.synth.generate import STAMP
-    try:
-        made = json.loads((folder / STAMP).read_text())
-    except FileNotFoundError:
-        LOG.warning("%s has no %s: not made by `spoofrl data synth`; using its manifest as it is", folder, STAMP)
-        return
-    except json.JSONDecodeError:
-        raise ConfigError(f"{folder / STAMP}: damaged; delete {folder} or choose another --data") from None
-    made_design = made.get("design", "v1")
-    if (made_design, made.get("preset"), made.get("seed")) != (design, preset, seed):
-        raise ConfigError(f"{folder} holds the '{made.get('preset')}' benchmark of design '{made_design}' (seed "
-                          f"{made.get('seed')}); this demo needs '{preset}' of design '{design}' (seed {seed}): "
-                          f"choose another --out or --data")
-
-
-def fetch_recordings(workers: int) -> tuple[Path, float]:
-    """(real-speech manifest, seconds spent): `spoofrl data fetch` into its cache (a no-op download when the
-    packages are cached; the clips are re-checked from a cache of their checks)."""
-    from spoofrl.data.real import fetch_real_speech
-    from spoofrl.errors import SpoofrlError
-    t0 = time.time()
-    report = fetch_real_speech("all", workers=workers)
-    if report.failed:
-        raise SpoofrlError(report.failure_message())
-    LOG.info("real speech: %d clips in %s (%.0f s)", len(report.rows), report.manifest, time.time() - t0)
-    return report.manifest, time.time() - t0
-
-
-def ensure_benchmark(folder: Path, preset: str, seed: int, workers: int,
-                     design: str = "real") -> tuple[Path, dict[str, float]]:
-    """(manifest, seconds spent per step): generate the benchmark unless the folder already holds a finished
-    one (synth writes manifest.csv last, so its presence means complete)."""
-    if design not in DESIGNS:
-        raise ConfigError(f"unknown benchmark design '{design}'; known: {', '.join(DESIGNS)}")
-    manifest = folder / "manifest.csv"
-    if manifest.is_file():
-        _check_reused(folder, preset, seed, design)
-        LOG.info("reusing the benchmark in %s", folder)
-        return manifest, {"fetch_seconds": 0.0, "synth_seconds": 0.0}
-    seconds = {"fetch_seconds": 0.0}
-    LOG.info("generating the '%s' benchmark (design %s) in %s (%d worker%s)", preset, design, folder, workers,
-             "s" * (workers > 1))
-    if design == "real":
-        real_manifest, seconds["fetch_seconds"] = fetch_recordings(workers)
-        from spoofrl.synth.real_generate import generate_real
-        t0 = time.time()
-        report = generate_real(folder, preset=preset, seed=seed, workers=workers, real_manifest=real_manifest)
-    else:
-        from spoofrl.synth.generate import generate
-        t0 = time.time()
-        report = generate(folder, preset=preset, seed=seed, workers=workers)
-    seconds["synth_seconds"] = time.time() - t0
-    LOG.info("benchmark: %d files (%.0f s of audio) in %.0f s", report.files, report.audio_seconds, report.seconds)
-    return manifest, seconds
 
 
 def run_demo(out: Path, *, fast: bool = False, seeds: int | None = None, workers: int | None = None,

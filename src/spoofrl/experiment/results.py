@@ -107,7 +107,7 @@ def ood_average(per_set: dict[str, dict], ood_names: list[str], metric: str = "e
     return sum(values) / len(values)
 
 
-# Explanation metrics of generation runs (spoofrl.explain.evaluate.summarise of the explanations file; the EER
+# Explanation metrics of generation runs (spoofrl.detect.explanations.summarise of the explanations file; the EER
 # stays the score file's), aggregated over seeds as the EER.
 EXPLAIN_METRICS = ("accuracy", "format_rate", "answer_rate", "grounding_precision", "hallucination_rate",
                    "unverifiable_rate", "claims_per_clip", "rationale_tokens", "truncated_rate")
@@ -115,7 +115,7 @@ EXPLAIN_METRICS = ("accuracy", "format_rate", "answer_rate", "grounding_precisio
 
 def explain_file_metrics(path: Path) -> dict:
     """`summarise` of a generation run's per-clip explanations file (labels from its lines)."""
-    from spoofrl.explain.evaluate import Explained, summarise
+    from spoofrl.detect.explanations import Explained, summarise
     fields = set(Explained.__dataclass_fields__)
     items, labels = [], []
     with path.open(encoding="utf-8") as fh:
@@ -149,11 +149,11 @@ def summarize_runs(runs: list[dict], test_names: list[str], ood_names: list[str]
 # ------------------------------------------------------------------------------------------ collection
 
 EXPLAIN_NOTE = ("generation runs: the score is log p(<answer>bonafide</answer>) - log p(<answer>spoof</answer>), "
-                "each teacher-forced after the model's own greedy rationale (spoofrl.explain.evaluate); accuracy, "
+                "each teacher-forced after the model's own greedy rationale (spoofrl.detect.explanations); accuracy, "
                 "format_rate (well-formed FT structure), grounding_precision (true / all claims), "
                 "hallucination_rate (false / all claims), unverifiable_rate, claims_per_clip and "
                 "rationale_tokens (completion tokens, EOS included) come from the greedy completions in "
-                "<test set>.explain.jsonl (spoofrl.explain.evaluate.summarise); claims are checked against each "
+                "<test set>.explain.jsonl (spoofrl.detect.explanations.summarise); claims are checked against each "
                 "clip's evidence measured with the run's evidence_reference.json (none: not checked)")
 
 def _read_json(path: Path) -> dict | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from spoofrl.config import load_yaml, resolve_preset, save_yaml, to_dict
 from spoofrl.errors import ConfigError, SpoofrlError
+from spoofrl.experiment.benchmark import available_cores
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.data import (TRAIN, DEV, build_training_manifests, prepare_rationales, read_test_sets,
                                      warn_overlaps, write_answer_targets)
@@ -317,7 +318,7 @@ def explain_run(cfg: ExperimentConfig, layout: Layout, run: RunPlan, todo: dict,
     from spoofrl.alm.io import load_alm
     from spoofrl.audio import load_audio
     from spoofrl.errors import AudioError
-    from spoofrl.explain.evaluate import explain_waves
+    from spoofrl.detect.explanations import explain_waves
     from spoofrl.metrics.scorefile import write_scores
     from spoofrl.training import load_train_config
     folder = run.model_folder()
@@ -379,13 +380,6 @@ def execute_stage(stage: StagePlan) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ scheduling
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
 
 def _picklable(err: BaseException) -> BaseException:
     """`err`, or a plain exception with its message when it cannot cross the process boundary (an exception
