@@ -4,7 +4,7 @@
 
 WORK is the output folder of `spoofrl experiment explain --arms ft_grpo_grounded` (results.json, and the run in
 alm/arms/ft_grpo_grounded/seed<SEED>/): every number is read from that run's score files and per-clip explanation
-files (spoofrl.explain.evaluate.summarise through the experiment's report), on the in-domain test subset
+files (spoofrl.detect.explanations.summarise through the experiment's report), on the in-domain test subset
 (target_eval) and the four OOD subsets of the built-in benchmark.
 """
 from __future__ import annotations
@@ -105,7 +105,7 @@ say how well the training recipe works on that benchmark, not how well any detec
   files here), log-mel front end, {cfg['model']['alm'].get('lm_layers', '?')}-layer Qwen2-style language model,
   byte-level BPE tokenizer ({cfg['model']['tokenizer'].get('vocab_size', '?')} entries) trained on the prompts and
   rationales. Load it with `spoofrl.alm.load_alm("src/spoofrl/assets/explainer")`; explain clips with
-  `spoofrl.explain.evaluate.explain_waves(model, waves, prompt, max_completion_length=
+  `spoofrl.detect.explanations.explain_waves(model, waves, prompt, max_completion_length=
   {cfg['objective']['max_completion_length']}, evidence=...)` (the prompt is `generation.prompt` in config.yaml).
 - Training (scripts/train_explainer.sh; the `ft_grpo_grounded` arm of configs/experiments/explain.yaml, seed
   {seed}): FT-SFT ({sft['schedule']['steps']} steps of configs/train/explain-sft.yaml on the `posttrain` +
