@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spoofrl.cli.common import add_device_option
+from spoofrl.cli.common import add_device_option, check_output_file
 
 # spoofrl.detect.engine's DEFAULT_MIN_SPEECH_SHARE, written out: importing the engine here would slow every
 # `spoofrl` command's start by most of a second (tests/test_detect.py checks that the two agree).
@@ -69,25 +69,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _check_output(output: str | None) -> None:
-    """Refuse an unusable --output before any scoring, so no work is lost to a typo in the path."""
-    import os
-    from pathlib import Path
-
-    from spoofrl.errors import SpoofrlError
-    if output is None:
-        return
-    path = Path(output)
-    if path.is_dir():
-        raise SpoofrlError(f"--output {output}: is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SpoofrlError(f"--output {output}: cannot create its folder ({err.strerror or err})") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SpoofrlError(f"--output {output}: not writable")
-
-
 def _write(text: str, output: str | None) -> None:
     """Write the report; if the file cannot be written after all, print it so the scores are not lost."""
     from pathlib import Path
@@ -123,7 +104,7 @@ def run(args) -> int:
     opts = DetectOptions(threshold=args.threshold, chunk_seconds=args.chunk_seconds, batch_size=args.batch_size,
                          min_speech_share=args.min_speech_share,
                          score_without_speech=args.score_without_speech).validate()
-    _check_output(args.output)
+    check_output_file(args.output, "--output")
     inputs = expand_inputs(args.paths)
     loaded = load_detection_model(args.model, args.device)
     try:

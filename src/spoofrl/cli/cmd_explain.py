@@ -8,7 +8,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spoofrl.cli.common import add_device_option
+from spoofrl.cli.common import add_device_option, check_output_file
 
 SCORE_MEANING = ("log p(bonafide answer) - log p(spoof answer) after the model's own rationale; "
                  "higher = more bona fide")
@@ -400,22 +400,7 @@ def _check_options(args) -> None:
     if args.max_completion_length is not None and args.max_completion_length < 1:
         raise SpoofrlError(f"--max-completion-length must be >= 1, got {args.max_completion_length}")
     if args.out is not None:
-        _check_out(Path(args.out))
-
-
-def _check_out(path: Path) -> None:
-    """--out must be a file we can create: checked first, so that no explaining is lost to a typo."""
-    import os
-
-    from spoofrl.errors import SpoofrlError
-    if path.is_dir():
-        raise SpoofrlError(f"--out {path}: is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SpoofrlError(f"--out {path}: cannot create its folder ({err.strerror or err})") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SpoofrlError(f"--out {path}: not writable")
+        check_output_file(args.out, "--out")
 
 
 def _check_against_reference(explainer, max_seconds: float) -> None:

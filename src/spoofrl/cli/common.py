@@ -19,3 +19,23 @@ def comma_list(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError("expected one or more comma-separated names")
     return items
+
+
+def check_output_file(output: str | None, option: str) -> None:
+    """Refuse an unusable output file (a folder, an uncreatable or unwritable place) before any work, so none is
+    lost to a typo in the path. None: no file asked for."""
+    import os
+    from pathlib import Path
+
+    from spoofrl.errors import SpoofrlError
+    if output is None:
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise SpoofrlError(f"{option} {output}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpoofrlError(f"{option} {output}: cannot create its folder ({err.strerror or err})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SpoofrlError(f"{option} {output}: not writable")
