@@ -47,6 +47,9 @@ def register(sub):
     p = sub.add_parser("serve", help="HTTP API + web page for detection (higher score = more bona fide)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", metavar="RUN_DIR", help="run or model folder; default: the bundled default model")
+    p.add_argument("--explainer", metavar="RUN_DIR", help="the explainer of POST /api/explain and the page's Explain "
+                   "button (a generation run folder, as `spoofrl explain --model`); default: the bundled explainer; "
+                   "loaded on the first explain request")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="larger uploads are refused with 413 (default 25)")
@@ -119,7 +122,7 @@ def run(args) -> int:
                          min_speech_share=args.min_speech_share, score_without_speech=args.score_without_speech,
                          max_concurrent=args.max_concurrent, queue=args.queue, body_timeout=args.body_timeout)
     hosts = allowed_host_names(args.host, args.allow_host)
-    app = create_app(loaded, limits, allowed_hosts=hosts)
+    app = create_app(loaded, limits, allowed_hosts=hosts, explainer_dir=args.explainer, explainer_device=args.device)
     log = logging.getLogger(__name__)
     log.info("serving %s on http://%s:%d/ (trained on: %s)", loaded.name, args.host, args.port, loaded.trained_on)
     if ANY_HOST in hosts:

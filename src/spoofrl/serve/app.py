@@ -1,4 +1,6 @@
-"""The HTTP service: `POST /api/detect`, `GET /healthz`, `GET /` (the web page).
+"""The HTTP service: `POST /api/detect`, `POST /api/explain`, `GET /healthz`, `GET /` (the web page).
+
+`POST /api/explain` (spoofrl.serve.explain) answers the `spoofrl explain --json` report of one upload.
 
 One upload per request (multipart field `file`). The answer is the JSON report of `spoofrl detect
 --format json` for that one file (model info, settings, `files: [ {...} ]`, summary), plus the file's
@@ -197,18 +199,70 @@ def _analyse(loaded: LoadedModel, path: Path, name: str, opts: DetectOptions, li
     return _finite_json(report)
 
 
+def explain_upload(holder, upload, limits: ServeLimits, with_spectrogram: bool,
+                   gate: AnalysisGate, temp: ServeTempRoot) -> dict:
+    """Save and explain one upload (spoofrl.serve.explain); returns the JSON report or raises _RequestProblem.
+
+    Same upload limit, temp folder, concurrency gate and busy answer as score_upload."""
+    name = Path(upload.filename or "upload").name
+    try:
+        explainer = holder.get()
+    except LookupError as err:
+        raise _RequestProblem(503, "no_explainer", str(err)) from None
+    try:
+        with gate.admit(), temp.request_dir() as folder:
+            path = _save_upload(upload, folder, limits.max_upload_bytes)
+            return gate.run(_explain, holder, explainer, path, name, limits, with_spectrogram)
+    except Busy:
+        raise _RequestProblem(429, "busy", f"the server is busy: {gate.max_concurrent} analyses running and "
+                                           f"{gate.queue} waiting; retry in {RETRY_AFTER_SECONDS} s",
+                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
+def _explain(holder, explainer, path: Path, name: str, limits: ServeLimits, with_spectrogram: bool) -> dict:
+    from spoofrl.serve.explain import explain_path
+    report = explain_path(explainer, holder.run_lock, path, name, limits.max_seconds)
+    entry = report["files"][0]
+    if with_spectrogram and entry.get("error") is None:
+        entry["spectrogram_png"], entry["spectrogram_axes"] = _spectrogram_with_axes(path, explainer.sample_rate,
+                                                                                       entry.get("seconds"))
+    return _finite_json(report)
+
+
+def _spectrogram_with_axes(path: Path, sr: int, seconds: float | None):
+    """The spectrogram of the explained part of the clip (its first `seconds`), and where its plot lies."""
+    from spoofrl.audio import iter_chunks
+    from spoofrl.serve.spectrogram import spectrogram_png_axes
+    if not seconds:
+        return None, None
+    pieces = iter_chunks(path, seconds, sr)
+    try:
+        _, wave = next(pieces)
+    except (AudioError, StopIteration, OSError, ValueError, RuntimeError):
+        return None, None
+    finally:
+        pieces.close()
+    png, axes = spectrogram_png_axes(wave, sr)
+    return "data:image/png;base64," + base64.b64encode(png).decode(), axes
+
+
 def _page_html() -> str:
     from importlib.resources import files
     return files("spoofrl").joinpath("assets", "web", "index.html").read_text(encoding="utf-8")
 
 
 def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
-               allowed_hosts: Iterable[str] = ()):
+               allowed_hosts: Iterable[str] = (), explainer_dir: str | Path | None = None,
+               explainer_device: str = "auto", explainer_loader=None):
     """A FastAPI app serving `loaded`; wrap it in uvicorn (spoofrl.serve.server.build_server) or TestClient.
 
     Host headers answered: the loopback names (localhost, 127.0.0.1, ::1) and `allowed_hosts` (names, or '*'
     for any: unsafe). `spoofrl serve` passes its --host and --allow-host names; a TestClient test passes
-    "testserver", the Host TestClient sends. Starting removes temp folders left by killed servers."""
+    "testserver", the Host TestClient sends. Starting removes temp folders left by killed servers.
+
+    `explainer_dir`: the explainer of `POST /api/explain` (a generation run folder; None: the bundled one),
+    loaded on its first request on `explainer_device` (`explainer_loader(dir, device)` replaces
+    spoofrl.detect.explainer.load_explainer, for tests)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, File, Request, UploadFile
@@ -218,6 +272,7 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
 
     from spoofrl import __version__
     from spoofrl.detect.vad import get_vad
+    from spoofrl.serve.explain import ExplainerHolder
     from spoofrl.serve.hosts import LOCAL_HOSTS, HostCheck
     from spoofrl.serve.limits import BodyGuard
     limits = limits or ServeLimits()
@@ -235,6 +290,8 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
     app = FastAPI(title="spoofrl detector", version=__version__, lifespan=lifespan,
                   description="Audio deepfake detection. Higher score = more bona fide.")
     app.state.gate, app.state.temp = gate, temp  # for tests and tools
+    holder = ExplainerHolder(explainer_dir, explainer_device, explainer_loader)
+    app.state.explainer = holder
     page = _page_html()
 
     def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
@@ -288,6 +345,16 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
                    spectrogram: bool = False, score_without_speech: bool | None = None):
         try:
             return score_upload(loaded, file, limits, spectrogram, gate, temp, score_without_speech)
+        except _RequestProblem:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a JSON 500, never a traceback page
+            return internal_error(exc)
+
+    @app.post("/api/explain")
+    def api_explain(file: UploadFile = File(..., description="audio clip (wav, flac, ogg, mp3, webm, m4a, ...)"),
+                    spectrogram: bool = False):
+        try:
+            return explain_upload(holder, file, limits, spectrogram, gate, temp)
         except _RequestProblem:
             raise
         except Exception as exc:  # noqa: BLE001 - a JSON 500, never a traceback page

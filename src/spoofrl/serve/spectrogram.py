@@ -24,6 +24,13 @@ def log_spectrogram(wave: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
 
 
 def spectrogram_png(wave: np.ndarray, sr: int, title: str = "") -> bytes:
+    return spectrogram_png_axes(wave, sr, title)[0]
+
+
+def spectrogram_png_axes(wave: np.ndarray, sr: int, title: str = "") -> tuple[bytes, dict]:
+    """(the PNG, where its plot lies): `axes` holds the plot area's left / right / top / bottom edges as
+    fractions of the image's width and height (from its top-left corner) and the time (s) and frequency (Hz)
+    ranges it spans, so a page can draw bands and time spans over the image."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     db, step = log_spectrogram(wave, sr)
@@ -38,6 +45,10 @@ def spectrogram_png(wave: np.ndarray, sr: int, title: str = "") -> bytes:
         if title:
             ax.set_title(title, fontsize=9)
         fig.tight_layout()
+        box = ax.get_position()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
-    return buf.getvalue()
+    axes = {"left": float(box.x0), "right": float(box.x1), "top": float(1.0 - box.y1),
+            "bottom": float(1.0 - box.y0), "seconds": [0.0, float(db.shape[1] * step)],
+            "hz": [0.0, float(sr / 2.0)]}
+    return buf.getvalue(), axes
