@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from spoofrl.cli import main
-from spoofrl.cli.cmd_explain import INTERRUPTED, NO_REFERENCE
+from spoofrl.detect.explain_report import INTERRUPTED, NO_REFERENCE
 from spoofrl.detect.explainer import NO_BUNDLED_EXPLAINER
 
 SR = 16000
@@ -195,7 +195,7 @@ def test_long_file_is_clipped_to_max_seconds_and_says_so(run_dir, clips, capsys,
 
 
 def test_ctrl_c_reports_the_files_finished_before_it(run_dir, clips, capsys, monkeypatch, tmp_path):
-    from spoofrl.cli import cmd_explain as cmd
+    from spoofrl.detect import explain_report as cmd
     paths = [shutil.copy(clips[i % 2], tmp_path / f"{i}.wav") for i in range(3)]
     real = cmd.read_clip
 

@@ -2,7 +2,7 @@
 
 The answer is the JSON report of `spoofrl explain --json` for that one file (model, settings, `files: [ {...} ]`
 with verdict, score, rationale, claims with their verdict and cited evidence items (band_hz / span_s), the
-clip's evidence, summary), built by the command's own functions (spoofrl.cli.cmd_explain: read_clip,
+clip's evidence, summary), built by the command's own functions (spoofrl.detect.explain_report: read_clip,
 explain_clips, report_dict), plus the clip's spectrogram as a PNG data URL with `?spectrogram=true` (and the
 frequency / time extent it covers, for drawing the cited bands and spans over it).
 
@@ -77,7 +77,7 @@ def _public_model(model: dict) -> dict:
 def explain_path(explainer, run_lock, path: Path, name: str, server_max_seconds: float,
                  max_seconds: float = EXPLAIN_MAX_SECONDS) -> dict:
     """The `spoofrl explain --json` report of the one file at `path`, reported as `name`."""
-    from spoofrl.cli.cmd_explain import Clip, explain_clips, read_clip, report_dict
+    from spoofrl.detect.explain_report import Clip, explain_clips, read_clip, report_dict
     seconds = min(max_seconds, server_max_seconds)
     ref = explainer.reference
     limit = getattr(getattr(ref, "config", None), "max_seconds", None) if ref is not None else None
