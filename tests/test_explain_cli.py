@@ -56,14 +56,13 @@ def clips(run_dir) -> list[Path]:
     return [manifest.parent / r["path"] for r in pick]
 
 
-@pytest.fixture
-def scripted(run_dir, monkeypatch):
-    """The model's generate replaced by the writer: each clip's true rationale, from evidence measured here on
-    the waveform the model was handed, answered 'spoof'."""
+def script_generate(monkeypatch, profile_path) -> None:
+    """SmallAlm.generate replaced by the writer: each clip's true rationale, from evidence measured (with the
+    profile at `profile_path`) on the waveform the model was handed, answered 'spoof'."""
     from spoofrl.alm import SmallAlm
     from spoofrl.evidence import ReferenceProfile, evidence
     from spoofrl.explain import write_rationale
-    profile = ReferenceProfile.load(run_dir / "evidence_reference.json")
+    profile = ReferenceProfile.load(profile_path)
 
     def generate(self, batch, num=1, sampling=None, **kw):
         texts = []
@@ -72,6 +71,12 @@ def scripted(run_dir, monkeypatch):
             texts.append(write_rationale(items, "spoof", np.random.default_rng(0)).completion)
         return self.completions_from_text(texts)
     monkeypatch.setattr(SmallAlm, "generate", generate)
+
+
+@pytest.fixture
+def scripted(run_dir, monkeypatch):
+    """The model's generate replaced by the rationale writer (script_generate) with the run's profile."""
+    script_generate(monkeypatch, run_dir / "evidence_reference.json")
 
 
 def explain(capsys, *args: str) -> tuple[int, str, str]:

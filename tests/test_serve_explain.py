@@ -18,6 +18,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient
 from test_detect import crafted_model_dir
+from test_explain_cli import script_generate
 
 from spoofrl.detect import load_detection_model
 from spoofrl.detect.explainer import default_explainer_path
@@ -52,19 +53,8 @@ def loaded(tmp_path_factory):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    """generate replaced by the rationale writer (as tests/test_explain_cli.py's `scripted`)."""
-    from spoofrl.alm import SmallAlm
-    from spoofrl.evidence import ReferenceProfile, evidence
-    from spoofrl.explain import write_rationale
-    profile = ReferenceProfile.load(default_explainer_path() / "evidence_reference.json")
-
-    def generate(self, batch, num=1, sampling=None, **kw):
-        texts = []
-        for wave, length in zip(batch.waves, batch.lengths):
-            items = evidence(wave[:int(length)].cpu().numpy(), SR, profile)
-            texts.append(write_rationale(items, "spoof", np.random.default_rng(0)).completion)
-        return self.completions_from_text(texts)
-    monkeypatch.setattr(SmallAlm, "generate", generate)
+    """generate replaced by the rationale writer, with the bundled explainer's profile."""
+    script_generate(monkeypatch, default_explainer_path() / "evidence_reference.json")
 
 
 def make_client(loaded, **kw):

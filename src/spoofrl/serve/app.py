@@ -174,14 +174,19 @@ def score_upload(loaded: LoadedModel, upload, limits: ServeLimits, with_spectrog
             # The memory-heavy part, on one of the gate's max_concurrent slots (waits for one).
             return gate.run(_analyse, loaded, path, name, opts, limits, with_spectrogram)
     except Busy:
-        raise _RequestProblem(429, "busy", f"the server is busy: {gate.max_concurrent} analyses running and "
-                                           f"{gate.queue} waiting; retry in {RETRY_AFTER_SECONDS} s",
-                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+        raise _busy(gate) from None
     finally:
         if own_gate:
             gate.close()
         if own_temp:
             temp.close()
+
+
+def _busy(gate: AnalysisGate) -> _RequestProblem:
+    """The 429 answer when every analysis slot and queue place is taken."""
+    return _RequestProblem(429, "busy", f"the server is busy: {gate.max_concurrent} analyses running and "
+                                        f"{gate.queue} waiting; retry in {RETRY_AFTER_SECONDS} s",
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def _analyse(loaded: LoadedModel, path: Path, name: str, opts: DetectOptions, limits: ServeLimits,
@@ -214,9 +219,7 @@ def explain_upload(holder, upload, limits: ServeLimits, with_spectrogram: bool,
             path = _save_upload(upload, folder, limits.max_upload_bytes)
             return gate.run(_explain, holder, explainer, path, name, limits, with_spectrogram)
     except Busy:
-        raise _RequestProblem(429, "busy", f"the server is busy: {gate.max_concurrent} analyses running and "
-                                           f"{gate.queue} waiting; retry in {RETRY_AFTER_SECONDS} s",
-                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+        raise _busy(gate) from None
 
 
 def _explain(holder, explainer, path: Path, name: str, limits: ServeLimits, with_spectrogram: bool) -> dict:
