@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spoofrl.cli.common import add_device_option, check_output_file
+from spoofrl.cli.common import add_device_option, check_output_file, write_report
 
 # spoofrl.detect.engine's DEFAULT_MIN_SPEECH_SHARE, written out: importing the engine here would slow every
 # `spoofrl` command's start by most of a second (tests/test_detect.py checks that the two agree).
@@ -69,26 +69,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _write(text: str, output: str | None) -> None:
-    """Write the report; if the file cannot be written after all, print it so the scores are not lost."""
-    from pathlib import Path
-
-    from spoofrl.errors import SpoofrlError
-    text = text if text.endswith("\n") else text + "\n"
-    if output is None:
-        sys.stdout.write(text)
-        return
-    path = Path(output)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)  # never leave a half-written report behind
-    except OSError as err:
-        sys.stdout.write(text)
-        raise SpoofrlError(f"--output {output}: could not write the report ({err.strerror or err}); "
-                           f"it was printed to stdout instead") from None
-
-
 def _render(loaded, results, opts, fmt: str) -> str:
     import json
 
@@ -111,7 +91,7 @@ def run(args) -> int:
         results, interrupted = detect_files(loaded, inputs, opts), False
     except DetectInterrupted as stop:
         results, interrupted = stop.results, True
-    _write(_render(loaded, results, opts, args.format), args.output)
+    write_report(_render(loaded, results, opts, args.format), args.output, "--output")
     failed = [r for r in results if r.failed]
     no_speech = sum(r.no_speech for r in results)
     if no_speech:

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from pathlib import Path
 
-from spoofrl.cli.common import add_device_option, check_output_file
+from spoofrl.cli.common import add_device_option, check_output_file, write_report
 from spoofrl.detect.explain_report import ERROR, FileExplanation, MAX_SECONDS_LIMIT, NO_REFERENCE, SCORE_MEANING, VERDICTS, explain_files, report_dict, summary_counts
 
 _SCORE_LINES = SCORE_MEANING.replace("; ", ";\n             ")   # the help's score entry, on two lines
@@ -159,23 +158,6 @@ def _check_against_reference(explainer, max_seconds: float) -> None:
                            f"{limit:g} s; give at most that")
 
 
-def _emit(text: str, out: str | None) -> None:
-    """Write the report; when the file cannot be written after all, print it, so the explanations are not lost."""
-    from spoofrl.errors import SpoofrlError
-    if out is None:
-        sys.stdout.write(text)
-        return
-    path = Path(out)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)       # never a half-written report
-    except OSError as err:
-        sys.stdout.write(text)
-        raise SpoofrlError(f"--out {out}: could not write the report ({err.strerror or err}); it was printed to "
-                           f"stdout instead") from None
-
-
 def _render(explainer, results: list[FileExplanation], settings: dict, as_json: bool) -> str:
     import json
     if as_json:
@@ -201,7 +183,7 @@ def run(args) -> int:
     settings = {"max_seconds": args.max_seconds, "batch_size": args.batch_size, "max_completion_length": max_length,
                 "device": str(explainer.model.device)}
     results, interrupted = explain_files(explainer, inputs, args.max_seconds, args.batch_size, max_length)
-    _emit(_render(explainer, results, settings, args.json), args.out)
+    write_report(_render(explainer, results, settings, args.json), args.out, "--out")
     clipped = sum(r.clipped for r in results)
     if clipped:
         _tell(f"{clipped} file(s) longer than --max-seconds {args.max_seconds:g}: only their first "

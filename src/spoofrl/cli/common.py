@@ -39,3 +39,25 @@ def check_output_file(output: str | None, option: str) -> None:
         raise SpoofrlError(f"{option} {output}: cannot create its folder ({err.strerror or err})") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise SpoofrlError(f"{option} {output}: not writable")
+
+
+def write_report(text: str, output: str | None, option: str) -> None:
+    """Write a report to stdout (output None) or atomically to a file; if the file cannot be written after all,
+    print it, so what was computed is not lost."""
+    import sys
+    from pathlib import Path
+
+    from spoofrl.errors import SpoofrlError
+    text = text if text.endswith("\n") else text + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    path = Path(output)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)  # never leave a half-written report behind
+    except OSError as err:
+        sys.stdout.write(text)
+        raise SpoofrlError(f"{option} {output}: could not write the report ({err.strerror or err}); "
+                           f"it was printed to stdout instead") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -226,8 +227,9 @@ class GenerationTask(DetectionTask):
         return GENERATION_OBJECTIVES
 
     # ------------------------------------------------------------------------------------------ model
-    @property
+    @cached_property
     def hf(self) -> HfModelConfig | None:
+        """The model.hf section, parsed once (None for the built-in ALM)."""
         section = self.cfg.model.get("hf")
         return None if section is None else from_dict(HfModelConfig, section, prefix="model.hf")
 
