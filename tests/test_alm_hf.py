@@ -351,6 +351,30 @@ def test_training_the_audio_encoder_keeps_the_original_for_the_reference(folders
     assert float((logp - trained).abs().max()) < 1e-5
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_adapter_state_names_load_an_adapter_file_as_peft_does(folders, freeze, tmp_path):
+    """What the trainer loads a stage's best adapters with (also into FSDP shards): the adapter file's tensors
+    under the model's own state-dict names, every other weight left alone; peft's set_peft_model_state_dict
+    gives the same model. freeze False: the trained audio encoder's copies (modules_to_save) too."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    lora = LoraOptions(r=4, alpha=8.0, freeze_audio_encoder=freeze)
+    model = load(folders, "qwen2_audio", lora=lora)
+    batch = make_batch()
+    adam_step(model, lambda: model.sft_loss(batch), lr=2e-2)
+    adapters = load_file(str(model.save(tmp_path / "adapters", merge=False) / "adapter_model.safetensors"))
+    ours, theirs = load(folders, "qwen2_audio", lora=lora), load(folders, "qwen2_audio", lora=lora)
+    named = ours.adapter_state_names(adapters)
+    assert len(named) == len(adapters) and all(k in dict(ours.named_parameters()) for k in named)
+    result = ours.load_state_dict(named, strict=False)
+    assert not result.unexpected_keys
+    set_peft_model_state_dict(theirs.model, adapters)
+    mine, peft_loaded, trained = ours.state_dict(), theirs.state_dict(), model.state_dict()
+    assert all(torch.equal(mine[k], peft_loaded[k]) and torch.equal(mine[k], trained[k]) for k in mine)
+    with pytest.raises(ConfigError, match="lack"):
+        ours.adapter_state_names({"base_model.model.nothing.lora_A.weight": torch.zeros(1)})
+
+
 # --- loading ------------------------------------------------------------------------------------------------------
 def test_full_qwen2_5_omni_checkpoint_loads_its_thinker(folders, tmp_path):
     """A Qwen2.5-Omni folder (model_type qwen2_5_omni, weights under "thinker."): the thinker is loaded."""

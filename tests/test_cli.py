@@ -128,6 +128,14 @@ def test_config_documents_options(capsys):
     assert "| `n_mels` | int | `80` | number of mel bands |" in out
 
 
+def test_training_docs_carry_the_current_option_table(capsys):
+    """docs/training.md ends with `spoofrl config train --markdown`: a new or changed option shows up there."""
+    assert main(["config", "train", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    assert docs.rstrip().endswith(table.rstrip()), "regenerate the table: spoofrl config train --markdown"
+
+
 def test_config_shows_one_section_and_names_unknown_ones(capsys):
     assert main(["config", "train", "objective"]) == 0
     keys = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]

@@ -131,9 +131,11 @@ def test_two_gloo_processes_train_one_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_command_of_the_docs(tmp_path):
-    """The exact command docs/training.md gives (torchrun --no-python spoofrl train ...), 2 gloo processes.
-    Slow (~20 s: torchrun starts two fresh interpreters); its small version is the forked test above."""
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_torchrun_command_of_the_docs(tmp_path, parallel):
+    """The exact command docs/training.md gives (torchrun --no-python spoofrl train ...), 2 gloo processes, with
+    the model replicated (DDP) or sharded (FSDP). Slow (~20 s: torchrun starts two fresh interpreters); the
+    forked tests here and in test_train_fsdp_trainer.py are its small versions."""
     import shutil
     import subprocess
     torchrun = shutil.which("torchrun")
@@ -146,7 +148,7 @@ def test_torchrun_command_of_the_docs(tmp_path):
            "train", "grpo", "--manifest", str(manifest), "--out", str(out), "--device", "cpu",
            "--set", "data.train_subsets=[train]", "--set", "data.dev_subsets=[dev]", "--set", "data.crop_seconds=0.5",
            "--set", "data.batch_size=4", "--set", "objective.num_generations=8", "--set", "schedule.steps=4",
-           "--set", "schedule.eval_every=2"]
+           "--set", "schedule.eval_every=2", "--set", f"parallel={parallel}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines() == [str(out)]          # rank 0 alone prints the run folder
@@ -161,4 +163,4 @@ def test_torchrun_command_of_the_docs(tmp_path):
     # the dev EER gathered over both processes is the saved best model's EER on the whole dev set
     assert summary["best_dev_eer"] == pytest.approx(_dev_eer_of_saved_model(out, manifest), abs=1e-12)
     log = (out / "train.log").read_text()
-    assert log.count("finished: 4 steps") == 1 and "x 2 processes" in log
+    assert log.count("finished: 4 steps") == 1 and f"x 2 processes ({parallel})" in log

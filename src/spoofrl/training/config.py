@@ -383,10 +383,23 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "mixed precision on CUDA (autocast; fp16 adds a "
                                                                 "gradient scaler); CPU always runs fp32")
     threads: int = option(0, "CPU threads of torch in each process; 0 = torch's default", ge=0, le=1024)
+    parallel: Literal["ddp", "fsdp"] = option(
+        "ddp", "how the processes of a torchrun job share the model (one process: ignored). ddp = each holds the "
+               "whole model and its optimizer state, gradients all-reduced (DistributedDataParallel); fsdp = each "
+               "holds 1/N of every parameter, gradient and optimizer moment (torch's FSDP2 fully_shard, decoder "
+               "layers sharded one by one), for a model whose training state does not fit one device. Under fsdp "
+               "generation and validation gather the full weights (one copy, without gradients or optimizer "
+               "state), the frozen front-end's feature cache and the reference-logits cache are off, precision "
+               "bf16 is FSDP's mixed precision (bf16 compute, fp32 gradient reduction; fp16 is refused), and "
+               "micro-batched objectives need data.batching fixed (each process must run the same number of "
+               "forwards). Checkpoints hold full tensors under both; a run resumes with the same setting")
 
     def validate(self):
         if self.task not in TASKS:
             raise invalid("task", f"unknown task {self.task!r}; known: {', '.join(TASKS.names())}")
+        if self.parallel == "fsdp" and self.precision == "fp16":
+            raise invalid("precision", "parallel fsdp runs fp32 or bf16 (FSDP2 has no fp16 gradient scaler); use "
+                                       "bf16")
         if self.data.balance == "loss" and self.objective.class_weights:
             raise invalid("objective.class_weights", "give either objective.class_weights or data.balance: loss, "
                                                      "not both")

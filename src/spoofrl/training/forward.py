@@ -19,6 +19,7 @@ from torch.func import functional_call
 
 from spoofrl.data.dataset import Batch
 from spoofrl.inference import eval_mode
+from spoofrl.training import fsdp
 
 
 def frontend_is_frozen(detector: nn.Module) -> bool:
@@ -54,23 +55,29 @@ class TrainForward(nn.Module):
 
 
 class ParamSnapshot:
-    """A frozen copy of a detector's trainable parameters and its buffers (old policy or reference)."""
+    """A frozen copy of a model's trainable parameters and its buffers (old policy or reference). Under FSDP
+    (spoofrl.training.fsdp) the copies are this process's shards and are evaluated by copying them into the
+    shards (torch.func.functional_call would run the live weights there)."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self.tensors = tensors
         self._prefixed = {f"detector.{k}": v for k, v in tensors.items()}  # names inside TrainForward
 
     @classmethod
-    def of(cls, detector: nn.Module) -> "ParamSnapshot":
-        tensors = {n: p.detach().clone() for n, p in detector.named_parameters() if p.requires_grad}
-        tensors.update({n: b.detach().clone() for n, b in detector.named_buffers()})
-        return cls(tensors)
+    def of(cls, model: nn.Module) -> "ParamSnapshot":
+        return cls(fsdp.snapshot_tensors(model))
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
+        """Full CPU tensors to save. Sharded: a collective (every process calls it); rank 0 gets them, the
+        others {}."""
+        return fsdp.gather_tensors(self.tensors)
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor], device: torch.device) -> "ParamSnapshot":
+    def from_state(cls, state: dict[str, torch.Tensor], device: torch.device,
+                   model: nn.Module | None = None) -> "ParamSnapshot":
+        """A snapshot of saved full tensors, cut to this process's shards when `model` is sharded."""
+        if model is not None and fsdp.is_sharded(model):
+            return cls(fsdp.shard_like(model, state))
         return cls({k: v.to(device) for k, v in state.items()})
 
     def logits(self, forward: TrainForward, batch: Batch, feats: tuple[torch.Tensor, torch.Tensor] | None
@@ -83,6 +90,10 @@ class ParamSnapshot:
     def call(self, forward: nn.Module, args: tuple, prefix: str = "detector.") -> object:
         """forward(*args) in eval mode without gradient, with this snapshot's tensors in place of the model's;
         `forward` holds the model under the attribute `prefix` names (TrainForward: "detector.")."""
+        model = forward.get_submodule(prefix.rstrip("."))
+        if fsdp.is_sharded(model):
+            with eval_mode(forward):
+                return fsdp.call_with(model, self.tensors, lambda: forward(*args))
         tensors = self._prefixed if prefix == "detector." else {f"{prefix}{k}": v for k, v in self.tensors.items()}
         with torch.no_grad(), eval_mode(forward):
             return functional_call(forward, tensors, args)

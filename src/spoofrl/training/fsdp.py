@@ -183,15 +183,23 @@ def full_state_dict(model: nn.Module, *, all_ranks: bool = False) -> dict[str, t
     return {k: v.detach().cpu().clone() if k in buffers else _compact(v) for k, v in state.items()}
 
 
-def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, from_rank0: bool = False) -> None:
+def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, from_rank0: bool = False,
+                         strict: bool = True) -> None:
     """Load a full state dict (as full_state_dict returns) into the model, each rank keeping its shard. Every rank
-    passes the state, or (from_rank0=True) rank 0 passes it, the others {}, and rank 0 broadcasts it."""
+    passes the state, or (from_rank0=True) rank 0 passes it, the others {}, and rank 0 broadcasts it.
+    strict=False: `state` may hold only some of the model's tensors (e.g. LoRA adapters); a name the model lacks
+    is still an error."""
     state = _with_tied_names(model, state)
+    if not strict:
+        known = set(model.state_dict())
+        unknown = sorted(k for k in state if k not in known)
+        if unknown:
+            raise KeyError(f"the state has tensors the model lacks (e.g. {unknown[0]})")
     if not is_sharded(model):
-        model.load_state_dict(state)
+        model.load_state_dict(state, strict=strict)
         return
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
-    set_model_state_dict(model, state, options=_options(broadcast_from_rank0=from_rank0))
+    set_model_state_dict(model, state, options=_options(broadcast_from_rank0=from_rank0, strict=strict))
 
 
 def _with_tied_names(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ import torch
 
 from spoofrl.config import to_dict
 from spoofrl.errors import ConfigError, SpoofrlError
-from spoofrl.training import distributed
+from spoofrl.training import distributed, fsdp
 from spoofrl.runfiles import CONFIG, LAST, SUMMARY, TRAIN_LOG, WEIGHTS, stage_folder
 from spoofrl.training.config import (NON_SEMANTIC_KEYS, ObjectiveConfig, StageConfig, TrainConfig, config_differences,
                                      describe_stages, resolved_stages, stage_objective)
@@ -100,7 +100,7 @@ class _Update:
         t = self.trainer
         t.scaler.unscale_(t.optimizer)
         max_norm = t.cfg.optim.max_grad_norm or float("inf")
-        norm = float(torch.nn.utils.clip_grad_norm_(t.trainable, max_norm))
+        norm = fsdp.clip_grad_norm(t.trainable, max_norm)
         t.scaler.step(t.optimizer)
         t.scaler.update()
         t.optimizer.zero_grad(set_to_none=True)
@@ -187,7 +187,7 @@ class Trainer:
         self._open_metrics(checkpoint)
         LOG.info("training %s for %d steps (%s) on %s%s; output %s", describe_stages(self.cfg), self.total_steps,
                  ", ".join(f"{st.config.objective}: {st.end - st.start}" for st in self.stages), self.device,
-                 f" x {self.dist.world} processes" if self.dist.enabled else "", self.out)
+                 f" x {self.dist.world} processes ({self.cfg.parallel})" if self.dist.enabled else "", self.out)
         finished = self._loop(t0)
         if finished:
             self._finish(t0)
@@ -309,6 +309,18 @@ class Trainer:
             self.stages.append(_Stage(config, options, objective, a, b))
         self.total_steps = total
         self.step = 0
+        self._check_sharded_forwards()
+
+    def _check_sharded_forwards(self) -> None:
+        """Under FSDP each forward is a collective, so every process must run as many: a micro-batched
+        objective splits a batch by its number of items, which dynamic batching makes differ between processes."""
+        if not (self.dist.enabled and self.cfg.parallel == "fsdp") or self.cfg.data.batching == "fixed":
+            return
+        for i, stage in enumerate(self.stages):
+            if getattr(stage.options, "micro_batch_size", 0):
+                raise ConfigError(f"stages[{i}] ({stage.config.objective}): objective.micro_batch_size with "
+                                  f"parallel fsdp needs data.batching fixed (with dynamic batches the processes "
+                                  f"would run different numbers of sharded forwards and wait for each other)")
 
     def stage_lr(self, index: int) -> float:
         lr = self.stages[index].config.lr
@@ -361,14 +373,14 @@ class Trainer:
         done, index = self.stage, self.stage + 1
         nxt = self.stages[index].config
         folder = self.out / stage_folder(done)
-        if self.dist.is_main and not (folder / WEIGHTS).is_file():
-            self.task.save_model(folder, self.saved_config)  # no dev set: the stage's last model
+        if distributed.broadcast_object(self.dist, not (folder / WEIGHTS).is_file()):
+            self._save_on_main(lambda: self.task.save_model(folder, self.saved_config))  # no dev set: its last
         distributed.barrier(self.dist)
         if nxt.start == "best":
             self.task.load_weights(folder)
-        if self.dist.is_main:
-            from spoofrl.models.io import save_weights
-            save_weights(self.model, folder / f"{self.stages[index].config.objective}_start.safetensors")
+        from spoofrl.models.io import save_weights
+        start = folder / f"{self.stages[index].config.objective}_start.safetensors"
+        self._save_on_main(lambda: save_weights(self.model, start))
         if not self.cfg.objective.reference and nxt.reference == "switch" and \
                 self.stages[index].objective.needs_reference:
             self.reference = ParamSnapshot.of(self.model)
@@ -382,6 +394,13 @@ class Trainer:
                  self.stages[done].config.objective, nxt.objective, nxt.start)
 
     # ------------------------------------------------------------------------------------------ resume
+    def _save_on_main(self, save) -> None:
+        """save() on rank 0 with the model's full weights in place (under FSDP they are gathered first: a
+        collective every process enters)."""
+        with fsdp.full_weights(self.model):
+            if self.dist.is_main:
+                save()
+
     def _state(self) -> dict:
         return {"step": self.step, "stage": self.stage, "best_eer": self.best_eer, "best_step": self.best_step,
                 "evals_since_best": self.evals_since_best, "init": str(self.init) if self.init else None,
@@ -391,21 +410,21 @@ class Trainer:
     def _restore(self, ckpt: dict) -> None:
         state = ckpt["state"]
         tensors = ckpt["tensors"]
-        self.reference = ParamSnapshot.from_state(tensors["reference"], self.device) if "reference" in tensors \
-            else None
+        self.reference = ParamSnapshot.from_state(tensors["reference"], self.device, self.model) \
+            if "reference" in tensors else None
         if state["stage"] != self.stage:
             self._set_stage(state["stage"])  # the switch's results (weights, reference) come from the checkpoint
         elif self.reference is not None and self.access.ref is not None:
             self.access.ref = self.reference
         last = self.out / LAST
         try:
-            self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt["model"].items()})
+            fsdp.load_full_state_dict(self.model, {k: v.to(self.device) for k, v in ckpt["model"].items()})
         except RuntimeError as err:  # missing keys, shape mismatches
             raise SpoofrlError(f"{last / WEIGHTS}: weights do not match the run's model ({_one_line(err)}); "
                                f"delete {last} to start over") from None
         optim = ckpt["optim"]
         try:
-            self.optimizer.load_state_dict(optim["optimizer"])
+            fsdp.load_full_optimizer_state(self.model, self.optimizer, optim["optimizer"])
             self.scheduler.load_state_dict(optim["scheduler"])
             self.scaler.load_state_dict(optim["scaler"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
@@ -417,7 +436,7 @@ class Trainer:
             raise SpoofrlError(f"{last / 'rng.pt'} / rng.json: not a saved random state ({_one_line(err)}); "
                                f"delete {last} to start over") from None
         if "old_policy" in tensors:
-            self.access.old = ParamSnapshot.from_state(tensors["old_policy"], self.device)
+            self.access.old = ParamSnapshot.from_state(tensors["old_policy"], self.device, self.model)
         if "ref_cache" in tensors and self.access.ref_cache is not None:
             self.access.ref_cache.load_state(tensors["ref_cache"])
         self.step = state["step"]
@@ -430,14 +449,16 @@ class Trainer:
         LOG.info("resumed %s at step %d", self.out, self.step)
 
     def _save_last(self) -> None:
-        if self.dist.is_main:
+        # under FSDP gathering the snapshots, optimizer state and weights are collectives: every process
+        # takes part, rank 0 writes
+        if self.dist.is_main or fsdp.is_sharded(self.model):
             tensors = {"reference": self.reference.state() if self.reference is not None else {},
                        "old_policy": self.access.old.state() if self.access.old is not None else {},
                        "ref_cache": self.access.ref_cache.state() if self.access.ref_cache is not None else {}}
-            optim = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                     "scaler": self.scaler.state_dict()}
-            save_checkpoint(self.out, detector=self.model, config=self.saved_config, optim_state=optim,
-                            state=self._state(), tensors=tensors)
+            optim = {"optimizer": fsdp.full_optimizer_state(self.model, self.optimizer),
+                     "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+            self._save_on_main(lambda: save_checkpoint(self.out, detector=self.model, config=self.saved_config,
+                                                       optim_state=optim, state=self._state(), tensors=tensors))
         self.saved_step = self.step
         distributed.barrier(self.dist)
 
@@ -570,9 +591,8 @@ class Trainer:
         better = self.best_eer is None or value < self.best_eer
         if better:
             self.best_eer, self.best_step, self.evals_since_best = value, self.step, 0
-            if self.dist.is_main:
-                folder = self.out / stage_folder(self.stage) if self.stage + 1 < len(self.stages) else self.out
-                self.task.save_model(folder, self.saved_config)
+            folder = self.out / stage_folder(self.stage) if self.stage + 1 < len(self.stages) else self.out
+            self._save_on_main(lambda: self.task.save_model(folder, self.saved_config))
         else:
             self.evals_since_best += 1
         LOG.info("step %d: %s %.2f%% (best %.2f%% at step %d)", self.step, self.task.metric, value * 100,
@@ -597,8 +617,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ end
     def _finish(self, t0: float) -> None:
-        if not self.task.has_dev and self.dist.is_main:
-            self.task.save_model(self.out, self.saved_config)  # no dev set: the last model
+        if not self.task.has_dev:
+            self._save_on_main(lambda: self.task.save_model(self.out, self.saved_config))  # no dev set: the last
         self._save_last()
         if self.dist.is_main:
             write_summary(self.out, {

@@ -202,6 +202,22 @@ class HfAlm(PrefixLM, nn.Module):
         with self.model.disable_adapter():
             yield self
 
+    def adapter_state_names(self, adapters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The tensors of an adapter file (adapter_model.safetensors of save(merge=False)) under this module's
+        state-dict names, to load with the rest of the weights left alone (load_state_dict(strict=False), also
+        on a sharded model: spoofrl.training.fsdp.load_full_state_dict)."""
+        from peft.utils import get_peft_model_state_dict
+        if not self._peft:
+            raise ConfigError("adapter_state_names() needs LoRA adapters")
+        names = list(self.model.state_dict())
+        # peft's own renaming (adapter name removed, saved modules' names) applied to the names' positions
+        probe = {name: torch.tensor(i) for i, name in enumerate(names)}
+        saved_as = {k: names[int(v)] for k, v in get_peft_model_state_dict(self.model, state_dict=probe).items()}
+        unknown = sorted(set(adapters) - set(saved_as))
+        if unknown:
+            raise ConfigError(f"the adapter weights have tensors this model's adapters lack (e.g. {unknown[0]})")
+        return {f"model.{saved_as[k]}": v for k, v in adapters.items()}
+
     def reference_view(self) -> ReferenceAlm:
         """This model with its adapters off, as an AudioLM (e.g. AlmPolicy(model.reference_view(), grad=False))."""
         if not self._peft:

@@ -54,6 +54,18 @@ class DetectionTask:
         self.cfg, self.out, self.dist, self.device = cfg, out, dist, dist.device
         self.model: nn.Module | None = None
         self.wrapped: nn.Module | None = None
+        self.sharded = dist.enabled and cfg.parallel == "fsdp"   # FSDP2 (spoofrl.training.fsdp), else DDP
+
+    def _shard(self, model: nn.Module, **entry_points) -> None:
+        """Shard `model` over the processes (parallel: fsdp); precision bf16 becomes FSDP's mixed precision."""
+        from spoofrl.training import fsdp
+        fsdp.shard_model(model, self.dist, mixed_precision="bf16" if self.cfg.precision == "bf16" else "fp32",
+                         **entry_points)
+
+    def _ddp(self, module: nn.Module) -> nn.Module:
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
 
     # ------------------------------------------------------------------------------------------ model
     def model_section(self, init: Path | None) -> dict:
@@ -79,12 +91,10 @@ class DetectionTask:
             for p in detector.frontend.parameters():
                 p.requires_grad_(False)
         self.model = detector.to(self.device)
+        if self.sharded:   # the entry points besides forward that training calls (ModelAccess)
+            self._shard(self.model, forward_methods=("forward_features", "extract_features"))
         wrapped = TrainForward(self.model)
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(wrapped, device_ids=ids)
-        self.wrapped = wrapped
+        self.wrapped = self._ddp(wrapped) if self.dist.enabled and not self.sharded else wrapped
         return self.model
 
     @property
@@ -107,7 +117,9 @@ class DetectionTask:
     def load_weights(self, folder: Path) -> None:
         """The weights of a model folder written by save_model (a stage's best) into the model."""
         from safetensors.torch import load_file
-        self.model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
+
+        from spoofrl.training import fsdp
+        fsdp.load_full_state_dict(self.model, load_file(str(folder / WEIGHTS), device=str(self.device)))
 
     def _folder_state(self, folder: str) -> dict[str, torch.Tensor]:
         """The state dict of a model folder this task saves (for objective.reference)."""
@@ -122,7 +134,7 @@ class DetectionTask:
         if bad:
             raise ConfigError(f"objective.reference: {folder} has another architecture than the trained model "
                               f"(e.g. {bad[0]})")
-        return ParamSnapshot({k: state[k].to(self.device) for k in mine})
+        return ParamSnapshot.from_state({k: state[k] for k in mine}, self.device, self.model)
 
     # ------------------------------------------------------------------------------------------ data
     def _read_split(self, manifest: str, subsets: list[str], what: str) -> list[Utterance]:
@@ -191,6 +203,9 @@ class DetectionTask:
         setting = self.cfg.data.feature_cache
         if setting == "off" or not getattr(self.model, "frontend_is_frozen", False):
             return None
+        if self.sharded:   # a cache hit skips a sharded forward on one process only: the others would wait
+            LOG.info("data.feature_cache is off under parallel fsdp")
+            return None
         if setting == "auto":
             if not getattr(self.model, "frontend_cache_recommended", False):
                 return None
@@ -232,7 +247,8 @@ class DetectionTask:
     def access(self, objective: Objective, reference: ParamSnapshot | None, autocast) -> ModelAccess:
         """What the objective calls for logits: current model, old policy, reference (with its logits cache)."""
         needs_ref = objective.needs_reference
-        cache = LogitsCache(len(self.dataset), NUM_CLASSES, self.device) if needs_ref else None
+        # no cache under FSDP: a hit skips a reference forward, a collective there
+        cache = LogitsCache(len(self.dataset), NUM_CLASSES, self.device) if needs_ref and not self.sharded else None
         access = ModelAccess(self.wrapped, self.model, autocast=autocast, ref_cache=cache,
                              feature_cache=self.feature_cache, utt_ids=self._utt_ids)
         access.ref = reference if needs_ref else None
@@ -251,7 +267,12 @@ class DetectionTask:
         from spoofrl.metrics import compute_eer
         d = self.cfg.data
         mine = list(range(self.dist.rank, len(self.dev_utts), self.dist.world))
-        scores = score_utterances(self.model, [self.dev_utts[i] for i in mine], device=self.device,
+        model = self.model
+        if self.sharded:   # each process scores its share (a different number of batches): on a full copy
+            from spoofrl.models import build_model
+            from spoofrl.training import fsdp
+            model = fsdp.plain_copy(self.model, lambda: build_model(self.cfg.model))
+        scores = score_utterances(model, [self.dev_utts[i] for i in mine], device=self.device,
                                   batch_size=d.dev_batch_size, max_seconds=d.dev_max_seconds or None, desc="dev")
         full = np.empty(len(self.dev_utts))
         for idx, sc in distributed.gather_objects(self.dist, (mine, scores.tolist())):

@@ -195,8 +195,9 @@ class GenerationAccess:
 
     def policy(self, sampling: SamplingConfig):
         from spoofrl.alm.policy import AlmPolicy
-        no_sync = getattr(self.task.wrapped, "no_sync", None)
-        return AlmPolicy(self.model, sampling, scorer=self.score, no_sync=no_sync)
+        from spoofrl.training import fsdp
+        owner = self.task.model if self.task.sharded else self.task.wrapped   # whose gradient sync to skip
+        return AlmPolicy(self.model, sampling, scorer=self.score, no_sync=lambda: fsdp.no_sync(owner))
 
     def ref_policy(self, sampling: SamplingConfig):
         from spoofrl.alm.policy import AlmPolicy
@@ -267,13 +268,10 @@ class GenerationTask(DetectionTask):
             model = build_alm(alm, tokenizer, seed=self.cfg.seed, device=self.device)
             self.cfg.model["alm"] = to_dict(model.cfg)   # vocab_size resolved: the saved config says it
         self.model = model.train()
+        if self.sharded:   # decoding stops at EOS, after a different number of steps on each process: gathered
+            self._shard(self.model, forward_methods=("token_logprobs",), gathered_methods=("generate",))
         self.forward = AlmTrainForward(self.model)
-        wrapped: nn.Module = self.forward
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(self.forward, device_ids=ids)
-        self.wrapped = wrapped
+        self.wrapped = self._ddp(self.forward) if self.dist.enabled and not self.sharded else self.forward
         return self.model
 
     def _tokenizer(self):
@@ -307,15 +305,18 @@ class GenerationTask(DetectionTask):
             shutil.copyfile(profile, folder / EVIDENCE_REFERENCE)
 
     def load_weights(self, folder: Path) -> None:
-        from safetensors.torch import load_file, load_model
+        from safetensors.torch import load_file
+
+        from spoofrl.training import fsdp
+        device = str(self.device)
         if self.hf is None:
-            load_model(self.model, str(folder / WEIGHTS), device=str(self.device))
+            fsdp.load_full_state_dict(self.model, load_file(str(folder / WEIGHTS), device=device))
         elif self.model.lora is not None:
-            from peft.utils import set_peft_model_state_dict
-            set_peft_model_state_dict(self.model.model, load_file(str(folder / "adapter_model.safetensors"),
-                                                                  device=str(self.device)))
+            adapters = load_file(str(folder / "adapter_model.safetensors"), device=device)
+            fsdp.load_full_state_dict(self.model, self.model.adapter_state_names(adapters), strict=False)
         else:
-            self.model.core.load_state_dict(load_file(str(folder / WEIGHTS), device=str(self.device)))
+            state = load_file(str(folder / WEIGHTS), device=device)   # the transformers model's, HfAlm.model
+            fsdp.load_full_state_dict(self.model, {f"model.{k}": v for k, v in state.items()})
 
     def _folder_state(self, folder: str) -> dict[str, torch.Tensor]:
         if self.hf is not None:
@@ -384,7 +385,9 @@ class GenerationTask(DetectionTask):
         sampling = SamplingConfig(do_sample=False, max_completion_length=self.cfg.objective.max_completion_length)
         texts: list[str] = []
         size = self.cfg.data.dev_batch_size
-        with eval_mode(self.model):
+        from spoofrl.training import fsdp
+        # each process decodes its share (different numbers of forwards): under FSDP with the weights gathered once
+        with eval_mode(self.model), fsdp.unsharded(self.model):
             for start in range(0, len(mine), size):
                 rows = mine[start:start + size]
                 batch = self._dev_batch(rows)
