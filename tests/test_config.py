@@ -50,6 +50,38 @@ def test_overrides_parse_yaml_values():
         apply_overrides({}, ["novalue"])
 
 
+def test_overrides_index_lists_and_append_one_past_the_end():
+    data = {"stages": [{"objective": "sft", "steps": 2}, {"objective": "grpo"}], "optim": {"betas": [0.9, 0.999]}}
+    out = apply_overrides(data, ["stages[1].options.beta=0.1", "stages[0].steps=5", "optim.betas[1]=0.98",
+                                 "stages[2]={objective: grpo, lr: 0.01}", "stages[2].steps=0"])
+    assert out["stages"] == [{"objective": "sft", "steps": 5}, {"objective": "grpo", "options": {"beta": 0.1}},
+                             {"objective": "grpo", "lr": 0.01, "steps": 0}]
+    assert out["optim"]["betas"] == [0.9, 0.98] and data["stages"][0]["steps"] == 2   # a copy
+    for override, msg in [("stages[5].lr=1", r"stages has 2 item\(s\); index 5 is past its end \(index 2 appends"),
+                          ("optim[0]=1", "optim is not a list"),
+                          ("stages[x]=1", "is not a key or key\\[index\\]"),
+                          ("stages[0].steps.x=1", r"stages\[0\].steps is not a section"),
+                          ("schedule.milestones[0]=3", "schedule.milestones is not in the config.*whole list")]:
+        with pytest.raises(ConfigError, match=msg):
+            apply_overrides(data, [override])
+
+
+def test_train_config_overrides_a_stage_and_names_a_bad_one():
+    from spoofrl.training.config import load_train_config
+    stages = {"stages": [{"objective": "sft", "steps": 2}, {"objective": "grpo"}]}
+    cfg = load_train_config(stages, ["stages[1].lr=0.5", "stages[1].options.beta=0.0"])
+    assert cfg.stages[1].lr == 0.5 and cfg.stages[1].options == {"beta": 0.0} and cfg.stages[0].lr is None
+    with pytest.raises(ConfigError, match=r"stages\[1\].start \(from an override\): 'first' is not one of"):
+        load_train_config(stages, ["stages[1].start=first"])
+
+
+def test_describe_lists_the_fields_of_list_items():
+    from spoofrl.training.config import TrainConfig
+    keys = [row[0] for row in describe(TrainConfig)]
+    assert keys.index("stages") + 1 == keys.index("stages[].objective")
+    assert {"stages[].steps", "stages[].start", "stages[].reference", "stages[].reset_optimizer"} <= set(keys)
+
+
 def test_exponent_without_a_dot_is_a_number_in_yaml_and_overrides():
     # PyYAML (YAML 1.1) reads `1e-6` as a string; a learning rate written that way must still work
     import yaml

@@ -248,7 +248,8 @@ def to_dict(obj: Any) -> Any:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """'a.b.c=value' -> (['a','b','c'], yaml-parsed value)."""
+    """'a.b.c=value' -> (['a','b','c'], yaml-parsed value); a key may index a list: 'stages[1].lr=0.1' ->
+    (['stages[1]', 'lr'], 0.1)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key.path=value")
     key, _, raw = text.partition("=")
@@ -259,7 +260,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({_yaml_reason(err, column=True)})") from None
-    return key.split("."), value
+    keys = key.split(".")
+    for segment in keys:
+        _key_steps(segment, text)
+    return keys, value
+
+
+_SEGMENT = re.compile(r"([^\[\]]+)((?:\[\d+\])*)")
+
+
+def _key_steps(segment: str, text: str) -> list[str | int]:
+    """'stages[1]' -> ['stages', 1]: a key, then the list indices that follow it."""
+    match = _SEGMENT.fullmatch(segment.strip())
+    if not match:
+        raise ConfigError(f"override {text!r}: {segment!r} is not a key or key[index] (e.g. stages[1].lr=0.1)")
+    return [match.group(1), *(int(i) for i in re.findall(r"\d+", match.group(2)))]
 
 
 def _yaml_reason(err: yaml.YAMLError, column: bool = False) -> str:
@@ -279,16 +294,39 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     data = copy.deepcopy(data)
     for text in overrides or []:
         keys, value = parse_override(text)
-        node = data
-        for k in keys[:-1]:
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: '{k}' is not a section")
-            node = child
-        node[keys[-1]] = value
+        steps = [step for segment in keys for step in _key_steps(segment, text)]
+        node: Any = data
+        for i, step in enumerate(steps):
+            last = i == len(steps) - 1
+            fresh = None if last else [] if isinstance(steps[i + 1], int) else {}
+            node = _override_step(node, step, value if last else fresh, last, text, steps[:i])
     return data
+
+
+def _override_step(node: Any, step: str | int, new: Any, last: bool, text: str, before: list) -> Any:
+    """One step of an override's key into `node`: the child it leads to (made from `new` when absent), or the
+    value set there when `last`. A list index may be one past the end: the item is appended."""
+    where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in before).lstrip(".") or "the config"
+    if isinstance(step, str):
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {text!r}: {where} is not a section")
+        if not last and node.get(step) is None and isinstance(new, list):
+            name = f"{where}.{step}" if before else step
+            raise ConfigError(f"override {text!r}: {name} is not in the config, so it has no items to index; give "
+                              f"the whole list ({name}=[...])")
+        if last or node.get(step) is None:
+            node[step] = new
+        return node[step]
+    if not isinstance(node, list):
+        raise ConfigError(f"override {text!r}: {where} is not a list")
+    if step > len(node):
+        raise ConfigError(f"override {text!r}: {where} has {len(node)} item(s); index {step} is past its end "
+                          f"(index {len(node)} appends one)")
+    if step == len(node):
+        node.append(new)
+    elif last:
+        node[step] = new
+    return node[step]
 
 
 def flatten(data: dict, keep_whole: tuple[str, ...] = (), prefix: str = "") -> dict:
@@ -417,6 +455,9 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if bounds:
             doc = f"{doc} (allowed: {bounds})" if doc else f"allowed: {bounds}"
         rows.append((key, _type_name(tp), default, doc))
+        item = typing.get_args(tp)[0] if typing.get_origin(tp) is list and typing.get_args(tp) else None
+        if dataclasses.is_dataclass(item):   # the fields of each item (e.g. stages[].objective)
+            rows.extend(describe(item, key + "[]."))
     return rows
 
 

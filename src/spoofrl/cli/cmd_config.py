@@ -59,7 +59,7 @@ def _section_rows(rows, kind: str, section: str | None):
     from spoofrl.errors import ConfigError
     if kind not in ROOTS or not section:
         return rows
-    picked = [r for r in rows if r[0] == section or r[0].startswith(section + ".")]
+    picked = [r for r in rows if r[0] == section or r[0].startswith((section + ".", section + "[]."))]
     if not picked:
         sections = sorted({r[0] for r in rows if r[1] == "section"})
         raise ConfigError(f"'spoofrl config {kind}' has no section '{section}'; sections: {', '.join(sections)}")
