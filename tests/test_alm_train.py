@@ -265,6 +265,36 @@ def test_hugging_face_audio_llm_with_lora_in_the_trainer(low_high, tmp_path):
         load_train_config(low_high_config(low_high, 2, model={"hf": {}}))
 
 
+def test_hugging_face_audio_llm_without_lora_starts_a_stage_from_its_best(low_high, tmp_path):
+    """model.hf without LoRA (every weight trains): a stage folder is a transformers folder, whose file names are
+    not the module's; the next stage starts from it (loaded through the backend) and the run folder loads."""
+    from spoofrl.alm.hf import load_hf_alm
+    from spoofrl.alm.hf.tiny import build_qwen2_audio
+    from safetensors.torch import load_file
+
+    from spoofrl.training.tasks.generation import GenerationTask
+    base = tmp_path / "qwen2-audio"
+    build_qwen2_audio(base)
+    cfg = load_train_config(low_high_config(
+        low_high, 3, model={"hf": {"path": str(base)}}, optim={"lr": 1e-3},
+        stages=[{"objective": "sft", "steps": 2}, {"objective": "sft", "start": "best"}],
+        schedule={"steps": 3, "eval_every": 1, "eval_at_start": True}))
+    run = train(cfg, tmp_path / "run")
+    stage = tmp_path / "run" / "stage1"
+    rows = (run / "metrics.csv").read_text().splitlines()[1:4]     # steps 0, 1, 2 of the first stage
+    assert [r.split(",")[0] for r in rows] == ["0", "1", "2"] and len({r.split(",")[-1] for r in rows}) == 1
+    # no step beat the untrained model (a random tiny model never writes an <answer>): the stage's best is its
+    # start, and the second stage began from it, not from the trained weights of step 2
+    plain = load_hf_alm(base, device="cpu").state_dict()
+    best = load_hf_alm(stage, device="cpu").state_dict()
+    start = load_file(str(stage / "sft_start.safetensors"))
+    assert all(torch.equal(start[k], best[k]) and torch.equal(best[k], plain[k]) for k in start)
+    trained = load_file(str(run / "last" / "model.safetensors"))   # step 3's weights: they did train
+    assert any(not torch.equal(plain[k], trained[k]) for k in trained)
+    task = GenerationTask.__new__(GenerationTask)
+    assert task.has_model(stage) and not task.has_model(tmp_path)
+
+
 def test_rationale_sft_then_grounded_grpo_and_explained_clips(families, tmp_path):
     """The explainable-detection recipe end to end on tiny data: `spoofrl data rationales` writes the SFT targets
     and evidence, SFT learns the FT format from them, GRPO with ft_grounded checks the sampled rationales'

@@ -42,6 +42,10 @@ GENERATION = {"stages": [{"objective": "sft", "steps": 2, "options": {}},
                                       "loss_type": "dapo", "beta": 0.04}}],
               "schedule": {"steps": 5, "eval_every": 2, "log_every": 1}, "device": "cpu"}
 STOP_AT = 3   # inside the GRPO stage
+# a detector with batch norms (LCNN's input norm and blocks) and dropout: running statistics are buffers
+BATCH_NORM = dict(EXACT, model={"frontend": {"name": "logmel", "n_mels": 20},
+                                "backend": {"name": "lcnn", "width": 0.25, "lstm": False}},
+                  optim={"name": "adamw", "lr": 1e-3})
 
 
 def _generation_config(manifest: str, parallel: str):
@@ -69,7 +73,8 @@ def _run(out: Path, cfg, rank: int, **kwargs) -> Trainer:
     return trainer
 
 
-def _worker(rank: int, world: int, port: int, generation: str, detection: str, hf_base: str, out: str) -> None:
+def _worker(rank: int, world: int, port: int, generation: str, detection: str, hf_base: str, single: str,
+            out: str) -> None:
     import torch.distributed as dist
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), SPOOFRL_NO_PROGRESS="1")
@@ -84,7 +89,9 @@ def _worker(rank: int, world: int, port: int, generation: str, detection: str, h
     _run(out_dir / "gen_resumed", _generation_config(generation, "fsdp"), rank, resume=True)
     for parallel in ("fsdp", "ddp"):
         _run(out_dir / f"hf_{parallel}", _hf_config(generation, hf_base, parallel), rank)
-    for name, base in (("exact", EXACT), ("grpo", GRPO)):
+    # a run started in one process (optimizer state keyed by position) continues sharded
+    _run(Path(single), _generation_config(generation, "fsdp"), rank, resume=True)
+    for name, base in (("exact", EXACT), ("grpo", GRPO), ("bn", BATCH_NORM)):
         for parallel in ("fsdp", "ddp"):
             _run(out_dir / f"det_{name}_{parallel}", _config(dict(base, parallel=parallel), detection), rank)
     dist.destroy_process_group()
@@ -99,7 +106,10 @@ def runs(tmp_path_factory) -> Path:
     hf_base = root / "qwen2-audio"
     build_qwen2_audio(hf_base)
     out = root / "runs"
-    mp.start_processes(_worker, args=(2, _free_port(), str(generation), str(detection), str(hf_base), str(out)), nprocs=2, join=True,
+    out.mkdir()
+    Trainer(_generation_config(str(generation), "ddp"), out / "single_fsdp", stop_after=2).run()   # one process
+    mp.start_processes(_worker, args=(2, _free_port(), str(generation), str(detection), str(hf_base),
+                                      str(out / "single_fsdp"), str(out)), nprocs=2, join=True,
                        start_method="fork")
     return out
 
@@ -194,6 +204,26 @@ def test_sharded_detection_grpo_equals_its_ddp_run_and_validates_the_whole_dev_s
     assert (summary["processes"], summary["dev_utterances"]) == (2, 6)
     manifest = runs.parent / "detection" / "manifest.csv"
     assert summary["best_dev_eer"] == pytest.approx(_dev_eer_of_saved_model(run, manifest), abs=1e-12)
+
+
+def test_batch_norm_statistics_are_rank_0s_as_under_ddp(runs):
+    sharded = _weights(runs, "det_bn_fsdp")
+    stats = [k for k in sharded if k.endswith(("running_mean", "running_var"))]
+    assert stats and _same(sharded, _weights(runs, "det_bn_fsdp", rank=1))   # buffers included
+    _close(sharded, _weights(runs, "det_bn_ddp"), "batch-norm detector fsdp vs ddp")
+    run = runs / "det_bn_fsdp"
+    summary = json.loads((run / "summary.json").read_text())
+    manifest = runs.parent / "detection" / "manifest.csv"
+    assert summary["best_dev_eer"] == pytest.approx(_dev_eer_of_saved_model(run, manifest), abs=1e-12)
+
+
+def test_a_one_process_checkpoint_resumes_sharded(runs):
+    run = runs / "single_fsdp"
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["processes"], summary["steps"]) == (2, 5)
+    assert _same(_weights(runs, "single_fsdp"), _weights(runs, "single_fsdp", rank=1))
+    log = (run / "train.log").read_text()
+    assert "resumed" in log and "x 2 processes (fsdp)" in log
 
 
 def test_fsdp_refuses_fp16_and_micro_batches_of_dynamic_batching(tmp_path):

@@ -252,9 +252,10 @@ class PrefixLM:
             with self.autocast():
                 hidden = self.decoder(**inputs, use_cache=False).last_hidden_state
                 logits = self._logits(hidden[:, width - 1:width + t - 1])
-            logp = F.log_softmax(logits / temperature, dim=-1).gather(-1, safe[..., None]).squeeze(-1)
-            logp = logp.masked_fill(~flat_mask, 0.0)
-        return logp.view(b, n, t), mask
+            logp = F.log_softmax(logits / temperature, dim=-1).gather(-1, safe[..., None]).view(b, n, t)
+            # the last op is not a view: FSDP hooks the backward onto the returned tensor
+            logp = logp.masked_fill(~mask, 0.0)
+        return logp, mask
 
     def _teacher_forced(self, pre: Prefix, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decoder inputs of the prefix followed by `tokens` [rows, T]."""

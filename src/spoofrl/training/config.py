@@ -392,7 +392,7 @@ class TrainConfig:
                "state), the frozen front-end's feature cache and the reference-logits cache are off, precision "
                "bf16 is FSDP's mixed precision (bf16 compute, fp32 gradient reduction; fp16 is refused), and "
                "micro-batched objectives need data.batching fixed (each process must run the same number of "
-               "forwards). Checkpoints hold full tensors under both; a run resumes with the same setting")
+               "forwards). Checkpoints hold full tensors under both, so a run may resume with the other setting")
 
     def validate(self):
         if self.task not in TASKS:
@@ -459,7 +459,7 @@ def task_class(name: Any):
 
 # Options that may differ between a run and its resumption (or an experiment stage and its rerun) without
 # changing what is learned. The one list: the trainer's resume check and the experiment's stage check use it.
-NON_SEMANTIC_KEYS = ("device", "threads", "data.workers", "data.check_audio", "schedule.log_every")
+NON_SEMANTIC_KEYS = ("device", "threads", "parallel", "data.workers", "data.check_audio", "schedule.log_every")
 
 
 def config_differences(old: dict, new: dict) -> list[str]:

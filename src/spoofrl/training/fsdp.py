@@ -157,6 +157,18 @@ def no_sync(model: nn.Module) -> Iterator[None]:
         yield
 
 
+def sync_running_stats(model: nn.Module) -> None:
+    """Rank 0's batch-norm running statistics on every rank (what DDP does by broadcasting buffers before each
+    forward; FSDP leaves buffers alone, so each rank's statistics would follow its own batches and the ranks'
+    validation, snapshots and saves would disagree). Nothing for a model that is not sharded."""
+    if not is_sharded(model):
+        return
+    import torch.distributed as dist
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+    for buffer in (b for m in norms for b in m.buffers() if b is not None):
+        dist.broadcast(buffer, src=0)
+
+
 def clip_grad_norm(params: Iterable[torch.Tensor], max_norm: float) -> float:
     """torch.nn.utils.clip_grad_norm_, returning the total norm over all processes' shards as a float (with
     DTensor gradients, torch returns it as a replicated DTensor)."""
@@ -239,8 +251,25 @@ def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer
         optimizer.load_state_dict(state)
         return
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-    set_optimizer_state_dict(model, optimizer, _containers_copied(state),
+    set_optimizer_state_dict(model, optimizer, _keyed_by_name(model, optimizer, _containers_copied(state)),
                              options=_options(broadcast_from_rank0=from_rank0))
+
+
+def _keyed_by_name(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> dict:
+    """An optimizer state keyed by parameter position (optimizer.state_dict() of a model that was not sharded:
+    one process, or DDP) keyed by parameter names instead, as torch's set_optimizer_state_dict reads it: the
+    i-th parameter of the optimizer's groups is the i-th saved one. A state keyed by names is returned as is."""
+    groups = state.get("param_groups", [])
+    if not groups or not all(isinstance(i, int) for g in groups for i in g.get("params", [])):
+        return state
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    saved = [i for g in groups for i in g["params"]]
+    if len(saved) != len(order):
+        raise ValueError(f"the saved optimizer state has {len(saved)} parameters, the optimizer {len(order)}")
+    name_of = dict(zip(saved, order))
+    return {"state": {name_of[i]: v for i, v in state.get("state", {}).items()},
+            "param_groups": [{**g, "params": [name_of[i] for i in g["params"]]} for g in groups]}
 
 
 def _containers_copied(tree: Any) -> Any:
@@ -279,12 +308,19 @@ def full_weights(model: nn.Module, *, all_ranks: bool = False) -> Iterator[None]
         yield
         return
     import torch.distributed as dist
+    reshard(model)   # the registered parameters are then the shards (not a root's gathered copies)
     slots = list(_slots(model))
-    full: dict[int, torch.Tensor] = {}
-    for _, _, p in slots:
-        if id(p) not in full:   # tied parameters are gathered once and stay tied
-            full[id(p)] = _compact(p.full_tensor() if hasattr(p, "full_tensor") else p)
     mine = all_ranks or dist.get_rank() == 0
+    full: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    for _, _, p in slots:
+        if id(p) in seen:   # tied parameters are gathered once (on every rank alike) and stay tied
+            continue
+        seen.add(id(p))
+        value = p.full_tensor() if hasattr(p, "full_tensor") else p   # a collective: every rank takes part
+        if mine:   # only the saving rank keeps the full copy
+            full[id(p)] = _compact(value)
+        del value
     try:
         if mine:
             fresh = {k: nn.Parameter(v, requires_grad=False) for k, v in full.items()}
@@ -413,7 +449,7 @@ def unsharded(model: nn.Module) -> Iterator[None]:
             m.reshard()
 
 
-__all__ = ["shard_model", "is_sharded", "find_blocks", "device_mesh", "no_sync", "clip_grad_norm",
+__all__ = ["shard_model", "is_sharded", "find_blocks", "device_mesh", "no_sync", "sync_running_stats", "clip_grad_norm",
            "full_state_dict", "load_full_state_dict", "full_optimizer_state", "load_full_optimizer_state",
            "full_weights", "snapshot_tensors", "call_with", "reshard", "gather_tensors", "shard_like",
            "plain_copy", "unsharded", "MIXED_PRECISION"]

@@ -373,7 +373,7 @@ class Trainer:
         done, index = self.stage, self.stage + 1
         nxt = self.stages[index].config
         folder = self.out / stage_folder(done)
-        if distributed.broadcast_object(self.dist, not (folder / WEIGHTS).is_file()):
+        if distributed.broadcast_object(self.dist, not self.task.has_model(folder)):
             self._save_on_main(lambda: self.task.save_model(folder, self.saved_config))  # no dev set: its last
         distributed.barrier(self.dist)
         if nxt.start == "best":
@@ -575,6 +575,7 @@ class Trainer:
             update.backward(loss)
             update.step()
         self.scheduler.step()
+        fsdp.sync_running_stats(self.model)   # as DDP's buffer broadcast: rank 0's batch-norm statistics
         out = {k: float(v) for k, v in stats.items()}
         out.update(loss=float(loss.detach()), grad_norm=sum(update.grad_norms) / len(update.grad_norms),
                    lr=self.optimizer.param_groups[0]["lr"])

@@ -47,6 +47,9 @@ class Task(Protocol):
     def save_model(self, folder: Path, config: dict) -> None:
         """A model folder the task's loader reads (weights + config)."""
 
+    def has_model(self, folder: Path) -> bool:
+        """A model folder written by save_model is there (a stage's best)."""
+
     def load_weights(self, folder: Path) -> None:
         """Load the weights of a folder written by save_model into the model (a stage's best)."""
 

@@ -114,6 +114,9 @@ class DetectionTask:
     def save_model(self, folder: Path, config: dict) -> None:
         save_model_folder(self.model, folder, config)
 
+    def has_model(self, folder: Path) -> bool:
+        return (folder / WEIGHTS).is_file()
+
     def load_weights(self, folder: Path) -> None:
         """The weights of a model folder written by save_model (a stage's best) into the model."""
         from safetensors.torch import load_file

@@ -33,6 +33,7 @@ from spoofrl.training.tasks.detection import DetectionTask
 
 LOG = logging.getLogger(__name__)
 
+ADAPTER_WEIGHTS = "adapter_model.safetensors"   # peft's file in the adapter folder of a LoRA model
 TOKENIZER_FOLDER = "tokenizer"   # in the run folder: the tokenizer trained at the start, reused on --resume
 DEFAULT_EXTRA_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 
@@ -304,6 +305,10 @@ class GenerationTask(DetectionTask):
         if profile is not None:   # what the model's claims are checked against (spoofrl explain)
             shutil.copyfile(profile, folder / EVIDENCE_REFERENCE)
 
+    def has_model(self, folder: Path) -> bool:
+        """An ALM folder, a LoRA adapter folder or a (possibly multi-file) transformers folder."""
+        return any((folder / name).is_file() for name in (WEIGHTS, ADAPTER_WEIGHTS, f"{WEIGHTS}.index.json"))
+
     def load_weights(self, folder: Path) -> None:
         from safetensors.torch import load_file
 
@@ -312,11 +317,10 @@ class GenerationTask(DetectionTask):
         if self.hf is None:
             fsdp.load_full_state_dict(self.model, load_file(str(folder / WEIGHTS), device=device))
         elif self.model.lora is not None:
-            adapters = load_file(str(folder / "adapter_model.safetensors"), device=device)
+            adapters = load_file(str(folder / ADAPTER_WEIGHTS), device=device)
             fsdp.load_full_state_dict(self.model, self.model.adapter_state_names(adapters), strict=False)
-        else:
-            state = load_file(str(folder / WEIGHTS), device=device)   # the transformers model's, HfAlm.model
-            fsdp.load_full_state_dict(self.model, {f"model.{k}": v for k, v in state.items()})
+        else:   # a transformers folder (its file names differ from the module's: loaded through the backend)
+            fsdp.load_full_state_dict(self.model, self._folder_state(str(folder)))
 
     def _folder_state(self, folder: str) -> dict[str, torch.Tensor]:
         if self.hf is not None:
