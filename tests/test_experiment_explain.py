@@ -58,7 +58,8 @@ def test_explain_study_end_to_end_and_cached(tmp_path):
         assert (stage / "summary.json").is_file() and (stage / "model.safetensors").is_file()
         trained = load_yaml(stage / "config.yaml")
         assert trained["task"] == "generation"
-        assert trained["generation"]["rationales"].endswith("answers.jsonl" if arm == "binary_sft" else "rationales.jsonl")
+        rationales = trained["generation"]["rationales"]   # binary SFT: the completion template's answer only
+        assert rationales == "" if arm == "binary_sft" else rationales.endswith("rationales.jsonl")
         assert (stage / "evidence_reference.json").is_file() == (arm != "binary_sft")
         for name in sets:
             assert (run_dir / "scores" / f"{name}.tsv").is_file()

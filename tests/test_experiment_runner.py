@@ -353,3 +353,17 @@ def test_worker_process_errors_reach_the_caller_without_hanging(tmp_path):
     assert not worker.is_alive(), "the process pool hung"
     assert isinstance(outcome.get("error"), SpoofrlError)
     assert "file not found" in str(outcome["error"]) and ".wav" in str(outcome["error"])
+
+
+def test_a_reused_benchmark_folder_is_checked_by_its_stamp(tmp_path, caplog):
+    from spoofrl.errors import ConfigError
+    from spoofrl.experiment.benchmark import _check_reused
+    _check_reused(tmp_path, "small", 0)   # no synth.json: used as given, with a warning
+    assert "not made by `spoofrl data synth`" in caplog.text
+    (tmp_path / "synth.json").write_text(json.dumps({"design": "real", "preset": "demo", "seed": 0}))
+    _check_reused(tmp_path, "demo", 0)
+    with pytest.raises(ConfigError, match="holds the 'demo' benchmark of design 'real'.*needs 'small'"):
+        _check_reused(tmp_path, "small", 0)
+    (tmp_path / "synth.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"synth.json: unreadable"):
+        _check_reused(tmp_path, "demo", 0)

@@ -326,3 +326,16 @@ def test_batched_codec_round_trips_equal_single_ones(voice):
     batched = codec_roundtrip_many(signals, SR, requests)
     for x, request, y in zip(signals, requests, batched):
         np.testing.assert_array_equal(y, codec_roundtrip(x, SR, request.name, request.bitrate, request.extra_args))
+
+
+def test_batched_round_trips_at_each_signals_own_rate(voice):
+    """Vorbis packaging codes each clip at its own rate (22.05 / 44.1 / 48 kHz): one batch of several rates
+    equals each round trip alone, and the result is at the input's rate and aligned to it."""
+    from spoofrl.audio import resample
+    from spoofrl.codecs import CodecRequest, codec_roundtrip, codec_roundtrip_many
+    rates = [22050, 44100, 48000]
+    signals = [resample(voice, SR, r).astype(np.float64) for r in rates]
+    batched = codec_roundtrip_many(signals, rates, [CodecRequest("vorbis", 64000) for _ in rates])
+    for x, rate, y in zip(signals, rates, batched):
+        np.testing.assert_array_equal(y, codec_roundtrip(x, rate, "vorbis", 64000))
+        assert len(y) == len(x) and np.corrcoef(x, y)[0, 1] > 0.9

@@ -44,6 +44,7 @@ CODECS: dict[str, Codec] = {
     "codec2": Codec("libcodec2", "codec2", "codec2", 8000, None, one_per_process=True),
     "g723_1": Codec("g723_1", "g723_1", "g723_1", 8000),
     "speex": Codec("libspeex", "ogg", "ogg", 8000, None),
+    "vorbis": Codec("libvorbis", "ogg", "ogg", None),
 }
 
 
@@ -157,29 +158,32 @@ def _process_groups(codecs: list[Codec]) -> list[list[int]]:
     return [g for g in groups if g]
 
 
-def codec_roundtrip_many(signals: list[np.ndarray], sr: int, requests: list[CodecRequest]) -> list[np.ndarray]:
+def codec_roundtrip_many(signals: list[np.ndarray], sr: int | list[int],
+                         requests: list[CodecRequest]) -> list[np.ndarray]:
     """Round trips of many signals in few ffmpeg processes (one encoding many streams, one decoding them):
     ffmpeg's start-up costs more than coding a few seconds of speech. Streams are coded independently,
-    so each result equals what a round trip of that signal alone gives. Results are aligned to the inputs."""
+    so each result equals what a round trip of that signal alone gives. Results are aligned to the inputs.
+    `sr`: the signals' rate, or each signal's (a codec without a fixed rate codes each at its own)."""
     if not signals:
         return []
+    rates = list(sr) if isinstance(sr, (list, tuple)) else [sr] * len(signals)
     codecs = [require_codec(r.name) for r in requests]
     outputs: list[np.ndarray] = [np.zeros(0)] * len(signals)
     for group in _process_groups(codecs):
-        results = _roundtrip_in_one_process([signals[i] for i in group], sr, [requests[i] for i in group],
-                                            [codecs[i] for i in group])
+        results = _roundtrip_in_one_process([signals[i] for i in group], [rates[i] for i in group],
+                                            [requests[i] for i in group], [codecs[i] for i in group])
         for i, y in zip(group, results):
             outputs[i] = y
     return outputs
 
 
-def _roundtrip_in_one_process(signals: list[np.ndarray], sr: int, requests: list[CodecRequest],
+def _roundtrip_in_one_process(signals: list[np.ndarray], rates: list[int], requests: list[CodecRequest],
                               codecs: list[Codec]) -> list[np.ndarray]:
     what = ", ".join(sorted({r.name for r in requests}))
     with tempfile.TemporaryDirectory(prefix="spoofrl-codec-") as tmpdir:
         tmp = Path(tmpdir)
         enc_args: list[str] = []
-        for i, x in enumerate(signals):
+        for i, (x, sr) in enumerate(zip(signals, rates)):
             (tmp / f"in{i}.f32").write_bytes(np.clip(x, -1.0, 1.0).astype(np.float32).tobytes())
             enc_args += ["-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", str(tmp / f"in{i}.f32")]
         for i, (codec, request) in enumerate(zip(codecs, requests)):
@@ -188,11 +192,11 @@ def _roundtrip_in_one_process(signals: list[np.ndarray], sr: int, requests: list
         dec_args: list[str] = []
         for i, codec in enumerate(codecs):
             dec_args += ["-f", codec.demuxer, "-i", str(tmp / f"enc{i}")]
-        for i in range(len(signals)):
+        for i, sr in enumerate(rates):
             dec_args += ["-map", f"{i}:a", "-f", "f32le", "-ar", str(sr), "-ac", "1", str(tmp / f"dec{i}.f32")]
         _run_ffmpeg(["-y", *dec_args], b"", f"decode {what}")
         outputs = []
-        for i, x in enumerate(signals):
+        for i, (x, sr) in enumerate(zip(signals, rates)):
             y = np.fromfile(tmp / f"dec{i}.f32", dtype=np.float32).astype(np.float64)
             outputs.append(align_to(y, x, sr))
     return outputs

@@ -2,7 +2,6 @@
 synth`, skipped when the folder already holds the finished benchmark it needs."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -27,14 +26,11 @@ def _check_reused(folder: Path, preset: str, seed: int, design: str = "real") ->
     """A finished benchmark is reused only if it is the one this demo variant needs (`spoofrl demo` and
     `spoofrl demo --fast` use different presets, designs differ); one not made by `spoofrl data synth` is
     used as given."""
-    from spoofrl.synth.generate import STAMP
-    try:
-        made = json.loads((folder / STAMP).read_text())
-    except FileNotFoundError:
+    from spoofrl.synth.generate import STAMP, load_stamp
+    made = load_stamp(folder)
+    if made is None:
         LOG.warning("%s has no %s: not made by `spoofrl data synth`; using its manifest as it is", folder, STAMP)
         return
-    except json.JSONDecodeError:
-        raise ConfigError(f"{folder / STAMP}: damaged; delete {folder} or choose another --data") from None
     made_design = made.get("design", "v1")
     if (made_design, made.get("preset"), made.get("seed")) != (design, preset, seed):
         raise ConfigError(f"{folder} holds the '{made.get('preset')}' benchmark of design '{made_design}' (seed "

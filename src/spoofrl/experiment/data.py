@@ -233,22 +233,3 @@ def read_rationale_evidence(path: Path, subset: str) -> dict[str, list]:
     return out
 
 
-ANSWERS = "answers.jsonl"
-
-
-def write_answer_targets(cfg: ExperimentConfig, layout: Layout, target_manifest: Path) -> Path:
-    """OUT/data/answers.jsonl: a rationales-format file whose every training / dev row's target is its
-    generation.completion template's answer only (`<answer>{label}</answer>`, no evidence). Stages with an
-    empty generation.rationales train on it (see runner.answer_only): the generation task of this spoofrl
-    version requires a record for every training row once it reads its rows (a row without rationales is
-    refused even when generation.rationales is unset), so answer-only arms are given these records."""
-    import json
-    lines = []
-    for row in read_manifest(target_manifest):
-        lines.append(json.dumps({"utt": row.utt, "subset": row.subset, "label": row.label,
-                                 "completion": f"<answer>{row.label}</answer>", "evidence": []}))
-    path = layout.data / ANSWERS
-    text = "\n".join(lines) + "\n"
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
-    return path

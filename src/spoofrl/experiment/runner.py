@@ -30,7 +30,7 @@ from spoofrl.errors import ConfigError, SpoofrlError
 from spoofrl.experiment.benchmark import available_cores
 from spoofrl.experiment.config import ExperimentConfig, detector_name
 from spoofrl.experiment.data import (TRAIN, DEV, build_training_manifests, prepare_rationales, read_test_sets,
-                                     warn_overlaps, write_answer_targets)
+                                     warn_overlaps)
 from spoofrl.experiment.layout import Layout
 from spoofrl.experiment.models import model_identity, posttrained_model, recorded_score_model, start_model
 from spoofrl.runfiles import CONFIG, LAST, SCORES_MODEL, STAGE_SPEC, SUMMARY, WEIGHTS
@@ -112,15 +112,6 @@ def plan_posttraining(cfg: ExperimentConfig, layout: Layout, manifests: dict[str
     return plans
 
 
-def answer_only(train_cfg: dict, answers: Path | None) -> None:
-    """A generation stage without rationales (generation.rationales '') trains on OUT/data/answers.jsonl, the
-    answer-only targets (`write_answer_targets`): the same targets as its completion template, given as
-    records because this version's generation task refuses training rows without one."""
-    gen = train_cfg.get("generation") or {}
-    if answers is not None and not gen.get("rationales") and gen.get("completion") == "<answer>{label}</answer>":
-        gen["rationales"] = str(answers)
-
-
 def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path], arms: list[str]) -> list[RunPlan]:
     """Every arm x seed run, seeds outermost (so early results cover every arm)."""
     runs = []
@@ -141,8 +132,6 @@ def plan_runs(cfg: ExperimentConfig, layout: Layout, manifests: dict[str, Path],
                     train_cfg = resolve_train_config(stage.recipe or cfg.finetune.recipe, overrides, preset,
                                                      manifests["target"], seed, cfg.device, where,
                                                      manifests.get("rationales"))
-                    if cfg.is_generation():
-                        answer_only(train_cfg, manifests.get("answers"))
                     folder = layout.stage(det, arm, seed, i)
                     run.stages.append(StagePlan(folder, train_cfg, init, layout.root))
                     init = folder
@@ -563,8 +552,6 @@ def _run_stages(cfg: ExperimentConfig, layout: Layout, arms: list[str]) -> None:
     rationales = prepare_rationales(sub, layout)
     if rationales is not None:
         manifests = {**manifests, "rationales": rationales}
-    if sub.is_generation() and "target" in manifests:
-        manifests = {**manifests, "answers": write_answer_targets(sub, layout, manifests["target"])}
     posttrain = plan_posttraining(sub, layout, manifests)
     runs = plan_runs(sub, layout, manifests, arms)
     for stage in posttrain + [s for r in runs for s in r.stages]:

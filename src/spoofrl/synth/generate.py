@@ -179,22 +179,33 @@ def write_meta(plan: list[BasePlan], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_stamp(out: Path) -> dict | None:
+    """The synth.json of a benchmark folder (what `spoofrl data synth` made it with), None when it has none; an
+    unreadable one is a one-line error naming it."""
+    stamp = out / STAMP
+    if not stamp.is_file():
+        return None
+    try:
+        made = json.loads(stamp.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        made = None
+    if not isinstance(made, dict):
+        raise ConfigError(f"{stamp}: unreadable; delete the folder or choose another --out") from None
+    return made
+
+
 def read_stamp(out: Path, design: str, hint: str) -> dict | None:
     """The synth.json of a benchmark folder made with `design`, or None for a new or empty folder; a file, an
     unreadable stamp, another design or a foreign non-empty folder are refused (both designs use this).
     `hint` tells how to finish a folder of the other design."""
-    stamp = out / STAMP
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; --out must be a folder")
-    if not stamp.is_file():
+    made = load_stamp(out)
+    if made is None:
         if out.is_dir() and any(out.iterdir()):
             raise ConfigError(f"{out} is not empty and was not made by 'spoofrl data synth'; choose an empty or new "
                               f"folder")
         return None
-    try:
-        made = json.loads(stamp.read_text())
-    except json.JSONDecodeError:
-        raise ConfigError(f"{stamp}: unreadable; delete the folder or choose another --out") from None
     if made.get("design", "v1") != design:
         raise ConfigError(f"{out} holds a benchmark of design '{made.get('design', 'v1')}'; {hint}")
     return made

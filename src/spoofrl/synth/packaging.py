@@ -16,15 +16,13 @@ trips of one call into few processes.
 from __future__ import annotations
 
 import struct
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from spoofrl.audio import resample
-from spoofrl.codecs import CodecRequest, align_to, codec_roundtrip_many
+from spoofrl.codecs import CodecRequest, codec_roundtrip_many
 from spoofrl.errors import SpoofrlError
 
 SR = 16000
@@ -100,36 +98,6 @@ def _vorbis_request(p: Packaging) -> tuple[int, int]:
     return rate, bitrate
 
 
-def _run(args: list[str], what: str) -> None:
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args], capture_output=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise SpoofrlError(f"ffmpeg failed to {what}: {lines[-1] if lines else 'no output'}")
-
-
-def _vorbis_roundtrips(signals: list[np.ndarray], rates: list[int], bitrates: list[int]) -> list[np.ndarray]:
-    """Ogg Vorbis encode + decode of each signal at its own rate and bit rate (two ffmpeg processes)."""
-    if not signals:
-        return []
-    with tempfile.TemporaryDirectory(prefix="spoofrl-pack-") as tmpdir:
-        tmp = Path(tmpdir)
-        enc: list[str] = []
-        for i, (x, rate) in enumerate(zip(signals, rates)):
-            (tmp / f"in{i}.f32").write_bytes(np.clip(x, -1.0, 1.0).astype(np.float32).tobytes())
-            enc += ["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", str(tmp / f"in{i}.f32")]
-        for i, bitrate in enumerate(bitrates):
-            enc += ["-map", f"{i}:a", "-c:a", "libvorbis", "-b:a", str(bitrate), "-f", "ogg", str(tmp / f"enc{i}.ogg")]
-        _run(enc, "encode Vorbis")
-        dec: list[str] = []
-        for i in range(len(signals)):
-            dec += ["-f", "ogg", "-i", str(tmp / f"enc{i}.ogg")]
-        for i, rate in enumerate(rates):
-            dec += ["-map", f"{i}:a", "-f", "f32le", "-ar", str(rate), "-ac", "1", str(tmp / f"dec{i}.f32")]
-        _run(dec, "decode Vorbis")
-        return [align_to(np.fromfile(tmp / f"dec{i}.f32", dtype=np.float32).astype(np.float64), x, rate)
-                for i, (x, rate) in enumerate(zip(signals, rates))]
-
-
 def _quantise(x: np.ndarray, codec: str) -> np.ndarray:
     bits = {"pcm8": 8, "pcm16": 16, "pcm24": 24}.get(codec)
     if bits is None:
@@ -160,8 +128,9 @@ def package_many(signals: list[np.ndarray], packagings: list[Packaging]) -> list
             other.append((k, p.codec))
         else:
             raise SpoofrlError(f"packaging '{p.condition}': no way to apply codec '{p.codec}' to a spoof")
-    if vorbis:
-        decoded = _vorbis_roundtrips([v[1] for v in vorbis], [v[2] for v in vorbis], [v[3] for v in vorbis])
+    if vorbis:   # each at its own rate and bit rate
+        decoded = codec_roundtrip_many([v[1] for v in vorbis], [v[2] for v in vorbis],
+                                       [CodecRequest("vorbis", v[3]) for v in vorbis])
         for (k, _, rate, _), y in zip(vorbis, decoded):
             out[k] = resample(y, rate, SR).astype(np.float64)
     if g722:
