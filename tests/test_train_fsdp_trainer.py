@@ -6,10 +6,12 @@ Each scenario runs in one forked pair of processes (module fixture), then the te
   weights of the same run under DDP (same per-process batches, gradients averaged either way), both processes
   hold the same full weights, a run stopped inside the GRPO stage and resumed ends bit for bit as the
   uninterrupted one (checkpoints of gathered weights, optimizer moments and reference snapshot, cut back into
-  shards), and the saved model folder loads in one process with those weights;
+  shards), and the saved model folder loads in one process with those weights; the same for LoRA adapters on
+  each Hugging Face backend (tiny random models), and a run started in one process continues sharded;
 - detection: the EXACT run of test_train_ddp (plain SGD, fixed crops) sharded equals one process on the global
   batch; GRPO with an old policy and a reference (snapshots evaluated in the shards) equals its DDP run; the dev
-  EER gathered over both processes' shares (each scored on a full copy) is the saved model's on the whole set.
+  EER gathered over both processes' shares (each scored on a full copy) is the saved model's on the whole set;
+  a detector with batch norms keeps rank 0's running statistics on both processes, as under DDP.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ GENERATION = {"stages": [{"objective": "sft", "steps": 2, "options": {}},
                                       "loss_type": "dapo", "beta": 0.04}}],
               "schedule": {"steps": 5, "eval_every": 2, "log_every": 1}, "device": "cpu"}
 STOP_AT = 3   # inside the GRPO stage
+HF_KINDS = ("qwen2_audio", "qwen2_5_omni_thinker", "granite_speech")
 # a detector with batch norms (LCNN's input norm and blocks) and dropout: running statistics are buffers
 BATCH_NORM = dict(EXACT, model={"frontend": {"name": "logmel", "n_mels": 20},
                                 "backend": {"name": "lcnn", "width": 0.25, "lstm": False}},
@@ -53,7 +56,7 @@ def _generation_config(manifest: str, parallel: str):
 
 
 def _hf_config(manifest: str, base: str, parallel: str):
-    """A tiny random Qwen2-Audio with LoRA: the frozen base is sharded with the adapters inside its layers."""
+    """A tiny random HF audio LLM with LoRA: the frozen base is sharded with the adapters inside its layers."""
     return load_train_config(dict(low_high_config(
         Path(manifest), 4, model={"hf": {"path": base, "lora": {"r": 4, "alpha": 8}}},
         stages=[{"objective": "sft", "steps": 2},
@@ -87,8 +90,9 @@ def _worker(rank: int, world: int, port: int, generation: str, detection: str, h
     _run(out_dir / "gen_ddp", _generation_config(generation, "ddp"), rank)
     _run(out_dir / "gen_resumed", _generation_config(generation, "fsdp"), rank, stop_after=STOP_AT)
     _run(out_dir / "gen_resumed", _generation_config(generation, "fsdp"), rank, resume=True)
-    for parallel in ("fsdp", "ddp"):
-        _run(out_dir / f"hf_{parallel}", _hf_config(generation, hf_base, parallel), rank)
+    for kind in HF_KINDS:
+        for parallel in ("fsdp", "ddp"):
+            _run(out_dir / f"hf_{kind}_{parallel}", _hf_config(generation, f"{hf_base}/{kind}", parallel), rank)
     # a run started in one process (optimizer state keyed by position) continues sharded
     _run(Path(single), _generation_config(generation, "fsdp"), rank, resume=True)
     for name, base in (("exact", EXACT), ("grpo", GRPO), ("bn", BATCH_NORM)):
@@ -102,9 +106,10 @@ def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fsdp_trainer")
     generation = write_low_high(root / "generation")
     detection = write_toy_corpus(root / "detection", n_train=8, n_dev=3)
-    from spoofrl.alm.hf.tiny import build_qwen2_audio
-    hf_base = root / "qwen2-audio"
-    build_qwen2_audio(hf_base)
+    from spoofrl.alm.hf.tiny import BUILDERS
+    hf_base = root / "hf"
+    for kind in HF_KINDS:
+        BUILDERS[kind](hf_base / kind)
     out = root / "runs"
     out.mkdir()
     Trainer(_generation_config(str(generation), "ddp"), out / "single_fsdp", stop_after=2).run()   # one process
@@ -169,21 +174,24 @@ def test_sharded_generation_run_saves_loadable_full_weights(runs):
     _close(best, ddp_best, "best model folders")
 
 
-def test_sharded_lora_audio_llm_equals_its_ddp_run(runs):
-    """peft adapters inside sharded layers of a frozen base: trained, saved as an adapter folder, the GRPO stage
-    started from the SFT stage's best adapters (loaded into the shards by their state-dict names)."""
+@pytest.mark.parametrize("kind", HF_KINDS)
+def test_sharded_lora_audio_llm_equals_its_ddp_run(runs, kind):
+    """peft adapters inside sharded layers of a frozen base (each backend: Qwen2-Audio, the Qwen2.5-Omni thinker,
+    Granite Speech): trained, saved as an adapter folder, the GRPO stage started from the SFT stage's best
+    adapters (loaded into the shards by their state-dict names)."""
     from spoofrl.alm.hf import load_hf_alm
-    sharded = _weights(runs, "hf_fsdp")
-    assert _same(sharded, _weights(runs, "hf_fsdp", rank=1))
-    _close(sharded, _weights(runs, "hf_ddp"), "hf lora fsdp vs ddp")
+    name = f"hf_{kind}"
+    sharded = _weights(runs, f"{name}_fsdp")
+    assert _same(sharded, _weights(runs, f"{name}_fsdp", rank=1))
+    _close(sharded, _weights(runs, f"{name}_ddp"), f"{kind} lora fsdp vs ddp")
     adapters = [k for k in sharded if "lora_B" in k]
     assert adapters and max(float(sharded[k].abs().max()) for k in adapters) > 1e-3   # B starts at 0
-    for run in ("hf_fsdp", "hf_ddp"):
+    for run in (f"{name}_fsdp", f"{name}_ddp"):
         assert (runs / run / "adapter_config.json").is_file() and (runs / run / "stage1" / "adapter_config.json").is_file()
-    a = load_hf_alm(runs / "hf_fsdp", device="cpu").state_dict()
-    b = load_hf_alm(runs / "hf_ddp", device="cpu").state_dict()
-    _close(a, b, "hf adapter folders")
-    assert "grpo starts from its best weights" in (runs / "hf_fsdp" / "train.log").read_text()
+    a = load_hf_alm(runs / f"{name}_fsdp", device="cpu").state_dict()
+    b = load_hf_alm(runs / f"{name}_ddp", device="cpu").state_dict()
+    _close(a, b, f"{kind} adapter folders")
+    assert "grpo starts from its best weights" in (runs / f"{name}_fsdp" / "train.log").read_text()
 
 
 def test_sharded_detector_equals_one_process_on_the_global_batch(runs, tmp_path):
