@@ -7,6 +7,7 @@ low-passed (a codec's band limit), noise-excited (a vocoder without harmonics) a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -458,3 +459,23 @@ def test_the_cli_writes_names_bad_files_and_resumes(corpus, capsys):
     assert (corpus / "R.jsonl").read_text().splitlines() == lines
     assert run_cli(corpus, "--seed", "1") == 2   # a resume with another seed is refused
     assert "seed" in capsys.readouterr().err
+
+
+def test_rationales_do_not_depend_on_where_the_files_are(corpus, tmp_path_factory):
+    """An experiment's manifests hold absolute paths: the same clips in another folder (another --out) must get
+    the same rationales, or every model trained on them would depend on where the run was put."""
+    import shutil
+    from spoofrl.data.manifest import read_manifest
+    texts = []
+    for name in ("here", "elsewhere"):
+        root = tmp_path_factory.mktemp(name) / "deeper" / name
+        shutil.copytree(corpus / "audio", root / "audio")
+        rows = [Utterance(str(root / "audio" / Path(u.path).name), u.label, attack=u.attack, subset=u.subset)
+                for u in read_manifest(corpus / "manifest.csv") if "broken" not in u.path]
+        write_manifest(rows, root / "manifest.csv")
+        assert main(["data", "rationales", "--manifest", str(root / "manifest.csv"), "--subsets", "dev",
+                     "--reference-subsets", "posttrain", "--out", str(root / "R.jsonl")]) == 0
+        records = [json.loads(line) for line in (root / "R.jsonl").read_text().splitlines()]
+        assert all(r["utt"].startswith(str(root)) for r in records)
+        texts.append([r["completion"] for r in records])
+    assert texts[0] == texts[1] and len(set(texts[0])) == len(texts[0])

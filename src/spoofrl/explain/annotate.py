@@ -11,7 +11,7 @@ sentence claims with the evidence items it cites; `evidence` is the clip's full 
 
 Resumable: the lines already in the output are kept and their clips skipped. Deterministic for a seed,
 whatever the number of workers and however often it is resumed: each clip's paraphrases are drawn from a
-generator seeded by (seed, subset, utt). A clip that cannot be read or measured is named on one line and
+generator seeded by (seed, subset, file name). A clip that cannot be read or measured is named on one line and
 listed in `<out>.errors.tsv`; the others are still written.
 """
 from __future__ import annotations
@@ -107,8 +107,11 @@ def errors_path(out: Path) -> Path:
 
 
 def clip_seed(seed: int, row: Utterance) -> list[int]:
-    """A clip's own seed: the same for a seed whatever the order, the workers or the resumes."""
-    return [int(seed), zlib.crc32(f"{row.subset}\0{row.utt}".encode())]
+    """A clip's own seed: the same for a seed whatever the order, the workers, the resumes, and wherever the
+    files are (the file's name, not its folder: an experiment's manifests hold absolute paths, which would
+    make its rationales, and every model trained on them, depend on its --out). Clips of one name in two
+    folders share a seed, which only means the same draws of wording."""
+    return [int(seed), zlib.crc32(f"{row.subset}\0{Path(row.utt).name}".encode())]
 
 
 def manifest_lines(manifest: Path) -> dict[tuple[str, str], int]:
