@@ -591,7 +591,7 @@ def test_non_finite_scores_are_422_and_json_never_holds_nan(client, monkeypatch,
 
 
 def test_reports_replace_any_non_finite_number_by_null():
-    from spoofrl.serve.app import _finite_json
-    cleaned = _finite_json({"a": float("nan"), "b": [1.0, float("-inf"), {"c": float("inf")}], "d": "x", "e": 2})
+    from spoofrl.detect.report import finite_or_none
+    cleaned = finite_or_none({"a": float("nan"), "b": [1.0, float("-inf"), {"c": float("inf")}], "d": "x", "e": 2})
     assert strict_json(json.dumps(cleaned, allow_nan=False)) == {"a": None, "b": [1.0, None, {"c": None}],
                                                                  "d": "x", "e": 2}

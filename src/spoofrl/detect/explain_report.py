@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spoofrl.detect.report import finite_or_none
+
 SCORE_MEANING = ("log p(bonafide answer) - log p(spoof answer) after the model's own rationale; "
                  "higher = more bona fide")
 ERROR, UNANSWERED = "error", "unanswered"
@@ -169,17 +171,6 @@ def rationale_text(completion: str) -> str:
     return body[:min(ends)].strip() if ends else body.strip()
 
 
-def _finite_or_none(value):
-    """Numbers that JSON can hold: NaN and infinities become None, in nested dicts and lists too."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value
-
-
 def _fill(clip: Clip, explained) -> None:
     """Copy the engine's record of one clip into its FileExplanation."""
     from spoofrl.detect.explanations import VERDICTS as ANSWERS
@@ -196,8 +187,8 @@ def _fill(clip: Clip, explained) -> None:
     r.claims_checked = explained.checked
     r.n_claims, r.n_true, r.n_false = explained.n_claims, explained.n_true, explained.n_false
     r.n_unverifiable = explained.n_unverifiable
-    r.claims = _finite_or_none(explained.claims)
-    r.evidence = None if clip.items is None else _finite_or_none([item.to_dict() for item in clip.items])
+    r.claims = finite_or_none(explained.claims)
+    r.evidence = None if clip.items is None else finite_or_none([item.to_dict() for item in clip.items])
     r.score = round(float(explained.score), 6)
     r.verdict = explained.answer if explained.answer in ANSWERS else UNANSWERED
 
@@ -256,5 +247,5 @@ def summary_counts(results: list[FileExplanation]) -> dict:
 
 def report_dict(explainer, results: list[FileExplanation], settings: dict) -> dict:
     model = {**explainer.info(), "note": None if explainer.reference is not None else NO_REFERENCE}
-    return _finite_or_none({"model": model, "settings": {**settings, "score": SCORE_MEANING},
+    return finite_or_none({"model": model, "settings": {**settings, "score": SCORE_MEANING},
                             "files": [r.to_dict() for r in results], "summary": summary_counts(results)})

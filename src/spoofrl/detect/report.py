@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 from spoofrl.detect.engine import SPOOF, VERDICTS, DetectOptions, FileResult
 from spoofrl.detect.model import LoadedModel
@@ -15,6 +16,18 @@ from spoofrl.detect.vad import DESCRIPTION as VAD_DESCRIPTION
 AGGREGATION = "duration-weighted mean of chunk scores"
 CSV_COLUMNS = ["path", "duration", "score", "score_type", "p_spoof", "speech_share", "verdict", "spoof_segments",
                "error", "note", "model"]
+
+
+def finite_or_none(value):
+    """`value` with every NaN / infinite float replaced by None, in nested dicts and lists too (JSON has no NaN;
+    a bare NaN breaks clients): the detect, explain and HTTP reports go through it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def spoof_segments(result: FileResult) -> list[tuple[float, float]]:
