@@ -31,6 +31,7 @@ from pathlib import Path
 
 from spoofrl.detect import DetectOptions, LoadedModel, detect_one, report_dict
 from spoofrl.detect.engine import DEFAULT_MIN_SPEECH_SHARE
+from spoofrl.detect.report import finite_or_none
 from spoofrl.errors import AudioError
 from spoofrl.serve.limits import AnalysisGate, Busy
 from spoofrl.serve.tempdirs import ServeTempRoot, remove_stale_temp_dirs
@@ -138,17 +139,6 @@ def _spectrogram_data_url(path: Path, sr: int, limits: ServeLimits) -> str | Non
     return "data:image/png;base64," + base64.b64encode(spectrogram_png(wave, sr)).decode()
 
 
-def _finite_json(value):
-    """`value` with every NaN / infinite float replaced by None (JSON has no NaN; a bare NaN breaks clients)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    return value
-
-
 def _non_finite_score(result) -> bool:
     numbers = [result.score, result.p_spoof] + [c.get(k) for c in result.chunks for k in ("score", "p_spoof")]
     return any(isinstance(x, float) and not math.isfinite(x) for x in numbers)
@@ -169,17 +159,24 @@ def score_upload(loaded: LoadedModel, upload, limits: ServeLimits, with_spectrog
     gate = gate or AnalysisGate(limits.max_concurrent, limits.queue)
     temp = temp or ServeTempRoot()
     try:
-        with gate.admit(), temp.request_dir() as folder:
-            path = _save_upload(upload, folder, limits.max_upload_bytes)
-            # The memory-heavy part, on one of the gate's max_concurrent slots (waits for one).
-            return gate.run(_analyse, loaded, path, name, opts, limits, with_spectrogram)
-    except Busy:
-        raise _busy(gate) from None
+        return _run_saved(upload, limits, gate, temp,
+                          lambda path: _analyse(loaded, path, name, opts, limits, with_spectrogram))
     finally:
         if own_gate:
             gate.close()
         if own_temp:
             temp.close()
+
+
+def _run_saved(upload, limits: ServeLimits, gate: AnalysisGate, temp: ServeTempRoot, work) -> dict:
+    """The upload saved into a request folder (size limit checked), then work(path), the memory-heavy part, on
+    one of the gate's max_concurrent slots (waiting for one); every slot and queue place taken: the 429."""
+    try:
+        with gate.admit(), temp.request_dir() as folder:
+            path = _save_upload(upload, folder, limits.max_upload_bytes)
+            return gate.run(work, path)
+    except Busy:
+        raise _busy(gate) from None
 
 
 def _busy(gate: AnalysisGate) -> _RequestProblem:
@@ -201,7 +198,7 @@ def _analyse(loaded: LoadedModel, path: Path, name: str, opts: DetectOptions, li
     report = report_dict(loaded, [result], opts, public=True)
     if with_spectrogram:
         report["files"][0]["spectrogram_png"] = _spectrogram_data_url(path, loaded.sample_rate, limits)
-    return _finite_json(report)
+    return finite_or_none(report)
 
 
 def explain_upload(holder, upload, limits: ServeLimits, with_spectrogram: bool,
@@ -214,12 +211,8 @@ def explain_upload(holder, upload, limits: ServeLimits, with_spectrogram: bool,
         explainer = holder.get()
     except LookupError as err:
         raise _RequestProblem(503, "no_explainer", str(err)) from None
-    try:
-        with gate.admit(), temp.request_dir() as folder:
-            path = _save_upload(upload, folder, limits.max_upload_bytes)
-            return gate.run(_explain, holder, explainer, path, name, limits, with_spectrogram)
-    except Busy:
-        raise _busy(gate) from None
+    return _run_saved(upload, limits, gate, temp,
+                      lambda path: _explain(holder, explainer, path, name, limits, with_spectrogram))
 
 
 def _explain(holder, explainer, path: Path, name: str, limits: ServeLimits, with_spectrogram: bool) -> dict:
@@ -229,7 +222,7 @@ def _explain(holder, explainer, path: Path, name: str, limits: ServeLimits, with
     if with_spectrogram and entry.get("error") is None:
         entry["spectrogram_png"], entry["spectrogram_axes"] = _spectrogram_with_axes(path, explainer.sample_rate,
                                                                                        entry.get("seconds"))
-    return _finite_json(report)
+    return finite_or_none(report)
 
 
 def _spectrogram_with_axes(path: Path, sr: int, seconds: float | None):
