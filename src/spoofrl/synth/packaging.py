@@ -110,37 +110,27 @@ def package_many(signals: list[np.ndarray], packagings: list[Packaging]) -> list
     """Each 16 kHz signal given its packaging and brought back to 16 kHz (same length as the input).
     Unknown lossy codecs fail with a message naming them."""
     out: list[np.ndarray | None] = [None] * len(signals)
-    vorbis: list[tuple[int, np.ndarray, int, int]] = []
-    g722: list[int] = []
-    other: list[tuple[int, str]] = []
+    # lossy round trips, all in one codec_roundtrip_many call: (index, signal at the coding rate, that rate,
+    # request); Vorbis codes each clip at its own rate and bit rate and is resampled back to 16 kHz
+    lossy: list[tuple[int, np.ndarray, int, CodecRequest]] = []
     for k, (x, p) in enumerate(zip(signals, packagings)):
         x = np.asarray(x, dtype=np.float64)
         if p.codec == "vorbis":
             rate, bitrate = _vorbis_request(p)
-            vorbis.append((k, resample(x, SR, rate).astype(np.float64), rate, bitrate))
+            lossy.append((k, resample(x, SR, rate).astype(np.float64), rate, CodecRequest("vorbis", bitrate)))
         elif p.codec == "g722":
-            g722.append(k)
+            lossy.append((k, signals[k], SR, CodecRequest("g722")))
         elif p.codec in LOSSLESS:
             y = x if p.rate == SR else resample(x, SR, p.rate).astype(np.float64)
             y = _quantise(y, p.codec)
             out[k] = y if p.rate == SR else resample(y, p.rate, SR).astype(np.float64)
         elif p.codec in ("mp3", "opus"):
-            other.append((k, p.codec))
+            lossy.append((k, signals[k], SR, CodecRequest(p.codec, p.bitrate or None)))
         else:
             raise SpoofrlError(f"packaging '{p.condition}': no way to apply codec '{p.codec}' to a spoof")
-    if vorbis:   # each at its own rate and bit rate
-        decoded = codec_roundtrip_many([v[1] for v in vorbis], [v[2] for v in vorbis],
-                                       [CodecRequest("vorbis", v[3]) for v in vorbis])
-        for (k, _, rate, _), y in zip(vorbis, decoded):
-            out[k] = resample(y, rate, SR).astype(np.float64)
-    if g722:
-        for k, y in zip(g722, codec_roundtrip_many([signals[k] for k in g722], SR,
-                                                   [CodecRequest("g722") for _ in g722])):
-            out[k] = y
-    if other:
-        reqs = [CodecRequest(c, packagings[k].bitrate or None) for k, c in other]
-        for (k, _), y in zip(other, codec_roundtrip_many([signals[k] for k, _ in other], SR, reqs)):
-            out[k] = y
+    decoded = codec_roundtrip_many([j[1] for j in lossy], [j[2] for j in lossy], [j[3] for j in lossy])
+    for (k, _, rate, request), y in zip(lossy, decoded):
+        out[k] = resample(y, rate, SR).astype(np.float64) if request.name == "vorbis" else y
     return [_fit(np.nan_to_num(np.asarray(y, dtype=np.float64)), len(x)) for y, x in zip(out, signals)]
 
 
