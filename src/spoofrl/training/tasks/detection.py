@@ -22,7 +22,7 @@ from spoofrl.data.dataset import (NUM_CLASSES, Batch, BatchPlanner, TrainDataset
 from spoofrl.data.manifest import BONAFIDE, SPOOF, Utterance, check_audio_exists, read_manifest
 from spoofrl.errors import ConfigError
 from spoofrl.runfiles import WEIGHTS
-from spoofrl.training import distributed
+from spoofrl.training import distributed, fsdp
 from spoofrl.training.config import TrainConfig
 from spoofrl.training.forward import LogitsCache, ModelAccess, ParamSnapshot, TrainForward
 from spoofrl.training.objectives import Objective
@@ -58,7 +58,6 @@ class DetectionTask:
 
     def _shard(self, model: nn.Module, **entry_points) -> None:
         """Shard `model` over the processes (parallel: fsdp); precision bf16 becomes FSDP's mixed precision."""
-        from spoofrl.training import fsdp
         fsdp.shard_model(model, self.dist, mixed_precision="bf16" if self.cfg.precision == "bf16" else "fp32",
                          **entry_points)
 
@@ -120,8 +119,6 @@ class DetectionTask:
     def load_weights(self, folder: Path) -> None:
         """The weights of a model folder written by save_model (a stage's best) into the model."""
         from safetensors.torch import load_file
-
-        from spoofrl.training import fsdp
         fsdp.load_full_state_dict(self.model, load_file(str(folder / WEIGHTS), device=str(self.device)))
 
     def _folder_state(self, folder: str) -> dict[str, torch.Tensor]:
@@ -273,7 +270,6 @@ class DetectionTask:
         model = self.model
         if self.sharded:   # each process scores its share (a different number of batches): on a full copy
             from spoofrl.models import build_model
-            from spoofrl.training import fsdp
             model = fsdp.plain_copy(self.model, lambda: build_model(self.cfg.model))
         scores = score_utterances(model, [self.dev_utts[i] for i in mine], device=self.device,
                                   batch_size=d.dev_batch_size, max_seconds=d.dev_max_seconds or None, desc="dev")

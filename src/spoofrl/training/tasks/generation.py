@@ -26,14 +26,13 @@ from spoofrl.config import from_dict, option, save_yaml, to_dict
 from spoofrl.data.manifest import Utterance
 from spoofrl.errors import ConfigError
 from spoofrl.runfiles import CONFIG, WEIGHTS
-from spoofrl.training import distributed
+from spoofrl.training import distributed, fsdp
 from spoofrl.training.config import TrainConfig
 from spoofrl.training.forward import ParamSnapshot
 from spoofrl.training.tasks.detection import DetectionTask
 
 LOG = logging.getLogger(__name__)
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"   # peft's file in the adapter folder of a LoRA model
 TOKENIZER_FOLDER = "tokenizer"   # in the run folder: the tokenizer trained at the start, reused on --resume
 DEFAULT_EXTRA_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 
@@ -196,7 +195,6 @@ class GenerationAccess:
 
     def policy(self, sampling: SamplingConfig):
         from spoofrl.alm.policy import AlmPolicy
-        from spoofrl.training import fsdp
         owner = self.task.model if self.task.sharded else self.task.wrapped   # whose gradient sync to skip
         return AlmPolicy(self.model, sampling, scorer=self.score, no_sync=lambda: fsdp.no_sync(owner))
 
@@ -307,16 +305,16 @@ class GenerationTask(DetectionTask):
 
     def has_model(self, folder: Path) -> bool:
         """An ALM folder, a LoRA adapter folder or a (possibly multi-file) transformers folder."""
+        from spoofrl.alm.hf.loader import ADAPTER_WEIGHTS
         return any((folder / name).is_file() for name in (WEIGHTS, ADAPTER_WEIGHTS, f"{WEIGHTS}.index.json"))
 
     def load_weights(self, folder: Path) -> None:
         from safetensors.torch import load_file
-
-        from spoofrl.training import fsdp
         device = str(self.device)
         if self.hf is None:
             fsdp.load_full_state_dict(self.model, load_file(str(folder / WEIGHTS), device=device))
         elif self.model.lora is not None:
+            from spoofrl.alm.hf.loader import ADAPTER_WEIGHTS
             adapters = load_file(str(folder / ADAPTER_WEIGHTS), device=device)
             fsdp.load_full_state_dict(self.model, self.model.adapter_state_names(adapters), strict=False)
         else:   # a transformers folder (its file names differ from the module's: loaded through the backend)
@@ -389,7 +387,6 @@ class GenerationTask(DetectionTask):
         sampling = SamplingConfig(do_sample=False, max_completion_length=self.cfg.objective.max_completion_length)
         texts: list[str] = []
         size = self.cfg.data.dev_batch_size
-        from spoofrl.training import fsdp
         # each process decodes its share (different numbers of forwards): under FSDP with the weights gathered once
         with eval_mode(self.model), fsdp.unsharded(self.model):
             for start in range(0, len(mine), size):
