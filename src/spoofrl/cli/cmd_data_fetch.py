@@ -8,7 +8,9 @@ Download real recorded speech shipped in Debian packages (`apt-get download`: no
 installed), unpack it into a cache (`dpkg-deb -x`; resumable: a rerun skips finished packages), check every
 clip, and write CACHE/manifest.csv: bona fide rows with speaker, language, gender, transcript, licence,
 package, version, duration and sample rate per clip. Clips that are unreadable, not speech or duplicates
-are listed with the reason in CACHE/problems.tsv and counted in the summary.
+are listed with the reason in CACHE/problems.tsv and counted in the summary; so are clips that are
+symbolic links or lie outside their package (refused), and a source left out whole ends the summary with a
+WARNING line. The asterisk sources are G.722, which needs ffmpeg: checked before anything is downloaded.
 
 Offline or on a system without apt: download the .deb files elsewhere and pass --debs DIR.
 These packages are the real recordings for training and development; other real corpora are kept for
@@ -52,9 +54,11 @@ def register(sub):
 
 
 def run(args) -> int:
-    from spoofrl.data.real import fetch_real_speech
+    from spoofrl import prereqs
+    from spoofrl.data.real import fetch_real_speech, resolve_sources
     from spoofrl.errors import SpoofrlError
 
+    prereqs.require(prereqs.for_sources(resolve_sources(args.sources)))   # before anything is downloaded
     report = fetch_real_speech(args.sources, args.cache, args.debs, workers=args.workers, manifest=args.out,
                                deep=args.deep)
     for line in report.summary():

@@ -61,7 +61,9 @@ def register(sub):
 
 
 def run(args) -> int:
+    from spoofrl import prereqs
     from spoofrl.errors import ConfigError
+    prereqs.require(prereqs.SYNTH)            # every missing program named before any file is written
     if args.design != "real":
         if args.real_manifest or args.probe:
             raise ConfigError("--real-manifest and --probe go with --design real (not v1)")

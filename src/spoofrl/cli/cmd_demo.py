@@ -21,6 +21,8 @@ file is kept, higher score = more bona fide, so each number can be recomputed wi
 
 About 6 minutes on 2 CPU cores once the recordings are cached, benchmark generation included
 (BENCHMARKS.md); --fast is a 2-minute version on the smaller `small` benchmark with fewer steps and 2 seeds.
+Before building a benchmark it checks the system programs it needs (ffmpeg, espeak-ng, flite, festival and
+its voices; `bash scripts/install_system.sh`, which `make demo` runs) and stops at once naming what is missing.
 Rerunning continues an interrupted demo. --design v1 runs it on the earlier benchmark (synthetic bona fide,
 nothing fetched) to reproduce tables recorded before design 2.
 Same as: spoofrl data fetch &&

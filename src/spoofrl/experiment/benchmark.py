@@ -14,7 +14,6 @@ LOG = logging.getLogger("spoofrl.experiment.demo")
 DESIGNS = ("real", "v1")     # `spoofrl data synth --design`; real = design 2, the default
 
 
-
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -47,6 +46,8 @@ def fetch_recordings(workers: int) -> tuple[Path, float]:
     report = fetch_real_speech("all", workers=workers)
     if report.failed:
         raise SpoofrlError(report.failure_message())
+    for line in report.warnings():            # a source left out whole changes the benchmark: say so
+        LOG.warning("%s", line.removeprefix("WARNING: "))
     LOG.info("real speech: %d clips in %s (%.0f s)", len(report.rows), report.manifest, time.time() - t0)
     return report.manifest, time.time() - t0
 
@@ -62,6 +63,8 @@ def ensure_benchmark(folder: Path, preset: str, seed: int, workers: int,
         _check_reused(folder, preset, seed, design)
         LOG.info("reusing the benchmark in %s", folder)
         return manifest, {"fetch_seconds": 0.0, "synth_seconds": 0.0}
+    from spoofrl import prereqs
+    prereqs.require(prereqs.BENCHMARK)        # at once, before the fetch and the folder: nothing half done
     seconds = {"fetch_seconds": 0.0}
     LOG.info("generating the '%s' benchmark (design %s) in %s (%d worker%s)", preset, design, folder, workers,
              "s" * (workers > 1))

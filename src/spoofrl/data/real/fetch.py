@@ -5,7 +5,8 @@ licence per clip.
 Cache layout (CACHE: --cache, else $SPOOFRL_CACHE/real, else ~/.cache/spoofrl/real):
   debs/                 .deb files fetched by `apt-get download` (run with this folder as cwd)
   pkgs/PKG-VERSION/     each package unpacked (temp folder, then renamed; `.spoofrl-unpacked.json` stamp);
-                        `.spoofrl-clips.json` there caches the clip checks of a rerun
+                        `.spoofrl-clips.json` there caches the clip checks of a rerun: only verdicts about
+                        the bytes, an error with the decoders (ffmpeg, ffprobe) it was made with
   manifest.csv          the bona fide clips of the sources of the last run (paths relative to it)
   problems.tsv          every clip not in the manifest, and why (unreadable, not speech, duplicate, ...),
                         plus notes on the packages' metadata and sources that could not be fetched
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +67,10 @@ class SourceReport:
     conditions: Counter = field(default_factory=Counter)     # codec-rate -> clips
     transcribed: int = 0                                     # clips with a transcript
     problems: int = 0                                        # unreadable / empty / zero-length clips
+    unreadable: Counter = field(default_factory=Counter)     # why clips are unreadable -> clips
+    provisional: Counter = field(default_factory=Counter)    # why -> clips unreadable maybe by this machine's
+    decoder_missing: bool = False                            # ... doing: ffmpeg or ffprobe is not installed
+    refused: int = 0                                         # symbolic links, paths outside the package
     excluded: int = 0                                        # not speech, synthetic, effect-processed
     duplicates: int = 0                                      # byte-identical to another clip of the source
     notes: int = 0                                           # remarks on the package's metadata
@@ -74,11 +80,37 @@ class SourceReport:
         langs = ",".join(sorted(self.languages))
         rates = ",".join(f"{r // 1000 if r % 1000 == 0 else r / 1000:g}k" for r in sorted(self.rates))
         left = [f"{n} {what}" for n, what in ((self.problems, "unreadable"), (self.excluded, "not speech"),
-                                              (self.duplicates, "duplicate")) if n]
+                                              (self.duplicates, "duplicate"), (self.refused, "refused")) if n]
         return (f"{self.name}: {self.clips} clips, {self.seconds / 60:.1f} min, {len(self.speakers)} speaker"
                 f"{'s' if len(self.speakers) != 1 else ''}, {len(self.languages)} language"
                 f"{'s' if len(self.languages) != 1 else ''} ({langs}), {self.transcribed} with transcript, "
                 f"{rates} Hz" + (f"; left out: {', '.join(left)}" if left else ""))
+
+    def warnings(self) -> list[str]:
+        """Loud lines for what the manifest would otherwise lack quietly: the whole source, or clips left out
+        only because of this machine (a decoder missing)."""
+        return ([self._left_out_line()] if self.clips == 0 else []) + \
+            ([self._provisional_line()] if self.provisional else [])
+
+    def _left_out_line(self) -> str:
+        reasons = _most_common(self.unreadable)
+        left = [f"{n} {what}" for n, what in ((self.problems, f"unreadable ({reasons})"), (self.excluded, "not speech"),
+                                              (self.duplicates, "duplicate"), (self.refused, "refused")) if n]
+        return (f"WARNING: {self.name}: the whole source is left out of the manifest: "
+                f"{', '.join(left) or 'its package holds no clip'}")
+
+    def _provisional_line(self) -> str:
+        from spoofrl.prereqs import FFMPEG, install_hint
+        line = (f"WARNING: {self.name}: {sum(self.provisional.values())} clips left out as unreadable on this "
+                f"machine ({_most_common(self.provisional)}); not cached: they are checked again on the next fetch")
+        if self.decoder_missing:
+            line += f"; ffmpeg/ffprobe is not installed: {install_hint([FFMPEG.package])}, then fetch again"
+        return line
+
+
+def _most_common(reasons: Counter) -> str:
+    """The two most frequent reasons with their counts, for one-line warnings."""
+    return "; ".join(f"{n} {why}" for why, n in reasons.most_common(2))
 
 
 @dataclass
@@ -114,7 +146,11 @@ class FetchReport:
                      f"{len(languages)} languages; manifest: {self.manifest or '(none)'}; problems: "
                      f"{self.problems_file}")
         lines += [f"not fetched: {name}: {why}" for name, why in self.failed.items()]
-        return lines
+        return lines + self.warnings()
+
+    def warnings(self) -> list[str]:
+        """'WARNING: ...' lines: sources left out whole, clips left out for want of a decoder (also in summary)."""
+        return [line for s in self.sources.values() for line in s.warnings()]
 
     def failure_message(self) -> str:
         """One line for the sources not fetched (alike failures of several packages named together)."""
@@ -223,11 +259,33 @@ class _Packages:
 
 # --------------------------------------------------------------------------------------------- clips
 
-def _clip_files(source: Source, root: Path) -> list[Path]:
+def _clip_files(source: Source, root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The source's clip files, and the paths refused as clips with why: a package could otherwise make the
+    manifest (and every later reader) use any file of this machine through a symbolic link."""
+    inside = root.resolve()
     files: set[Path] = set()
+    refused: dict[Path, str] = {}
     for pattern in source.clips:
-        files.update(p for p in root.glob(pattern) if p.suffix.lower() in CLIP_SUFFIXES and p.is_file())
-    return sorted(files)
+        for path in root.glob(pattern):
+            if path.suffix.lower() not in CLIP_SUFFIXES:
+                continue
+            why = _refusal(path, inside)
+            if why:
+                refused[path] = why
+            elif path.is_file():
+                files.add(path)
+    return sorted(files), sorted(refused.items())
+
+
+def _refusal(path: Path, inside: Path) -> str | None:
+    """Why PATH cannot be a clip (a symbolic link, or a path through a linked folder out of INSIDE), or None."""
+    if path.is_symlink():
+        return (f"a symbolic link (to {os.readlink(path)}), not a file of the package: clips must be regular "
+                f"files inside it")
+    real = path.resolve()
+    if not real.is_relative_to(inside):
+        return f"lies outside the package (it is {real}, through a linked folder): clips must be inside it"
+    return None
 
 
 def _codec(path: Path) -> str:
@@ -240,9 +298,35 @@ def _codec(path: Path) -> str:
         subtype, re.sub(r"[^a-z0-9]", "", subtype.lower()))
 
 
-def check_clip(path: Path, deep: bool = False) -> dict:
-    """What the manifest needs of one file: duration, rate, channels, codec, content hash; or its error."""
+_DECODERS = ("ffmpeg", "ffprobe")
+
+
+def _program_id(name: str) -> str | None:
+    """'path size mtime' of an installed program (changes when it is upgraded), None when not installed."""
+    found = shutil.which(name)
+    if found is None:
+        return None
+    real = os.path.realpath(found)
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return None
+    return f"{real} {stat.st_size} {stat.st_mtime_ns}"
+
+
+def decoders() -> dict[str, str | None]:
+    """The external decoders a clip check may use. An error verdict holds only for these: a newly installed
+    or upgraded ffmpeg may read the clip, so an error is cached with them and reused only while they match."""
+    return {name: _program_id(name) for name in _DECODERS}
+
+
+def check_clip(path: Path, deep: bool = False, tools: dict[str, str | None] | None = None) -> dict:
+    """What the manifest needs of one file: duration, rate, channels, codec, content hash; or its error.
+
+    An error is `provisional` (never cached) when it may be this machine's doing, not the file's: a decoder
+    is missing (TOOLS, default `decoders()`), or the check failed in a way that is not about the audio."""
     from spoofrl.audio import audio_info, load_audio
+    tools = decoders() if tools is None else tools
     stat = path.stat()
     entry = {"size": stat.st_size, "mtime": stat.st_mtime_ns, "deep": deep, "v": _CHECK_VERSION}
     try:
@@ -259,30 +343,40 @@ def check_clip(path: Path, deep: bool = False) -> dict:
     except Exception as err:                           # every failure is recorded, never lost
         reason = getattr(err, "reason", None) or str(err).replace(f"{path}: ", "")
         entry["error"] = reason if isinstance(err, SpoofrlError) else f"{type(err).__name__}: {reason}"
+        entry["decoders"] = tools
+        if not isinstance(err, SpoofrlError) or None in tools.values():
+            entry["provisional"] = True
     return entry
 
 
 class _CheckCache:
-    """Clip checks of one unpacked package, reused on a rerun while size and mtime are unchanged."""
+    """Clip checks of one unpacked package, reused on a rerun while size and mtime are unchanged; an error
+    only while the decoders are those it was made with (a cache written without ffmpeg heals itself)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, tools: dict[str, str | None]):
         self.file = root / CHECKS
         try:
             self.entries = json.loads(self.file.read_text())
         except (OSError, ValueError):
             self.entries = {}
-        self.root, self.dirty = root, False
+        if not isinstance(self.entries, dict):
+            self.entries = {}
+        self.root, self.tools, self.dirty = root, tools, False
 
     def get(self, path: Path, deep: bool) -> dict | None:
         entry = self.entries.get(path.relative_to(self.root).as_posix())
-        if not entry or entry.get("v") != _CHECK_VERSION or (deep and not entry.get("deep")):
+        if not isinstance(entry, dict) or entry.get("v") != _CHECK_VERSION or (deep and not entry.get("deep")):
+            return None
+        if "error" in entry and (entry.get("provisional") or entry.get("decoders") != self.tools):
             return None
         stat = path.stat()
-        return entry if (entry["size"], entry["mtime"]) == (stat.st_size, stat.st_mtime_ns) else None
+        return entry if (entry.get("size"), entry.get("mtime")) == (stat.st_size, stat.st_mtime_ns) else None
 
     def put(self, path: Path, entry: dict) -> None:
-        self.entries[path.relative_to(self.root).as_posix()] = entry
-        self.dirty = True
+        """Keep ENTRY for the next fetch, unless it is provisional (this machine's doing, not the file's)."""
+        if not entry.get("provisional"):
+            self.entries[path.relative_to(self.root).as_posix()] = entry
+            self.dirty = True
 
     def save(self) -> None:
         if self.dirty:
@@ -294,12 +388,13 @@ class _CheckCache:
 def _check_all(clips: list[tuple[Clip, Path]], deep: bool, workers: int, show: bool) -> list[dict]:
     """Check every clip (reusing cached checks), in parallel; results in input order."""
     from spoofrl.log import progress
+    tools = decoders()
     caches: dict[Path, _CheckCache] = {}
     results: list[dict | None] = []
     todo: list[int] = []
     for i, (clip, root) in enumerate(clips):
         if root not in caches:
-            caches[root] = _CheckCache(root)
+            caches[root] = _CheckCache(root, tools)
         cache = caches[root]
         hit = cache.get(clip.path, deep)
         results.append(hit)
@@ -307,7 +402,7 @@ def _check_all(clips: list[tuple[Clip, Path]], deep: bool, workers: int, show: b
             todo.append(i)
     if todo:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            done = pool.map(lambda i: check_clip(clips[i][0].path, deep), todo)
+            done = pool.map(lambda i: check_clip(clips[i][0].path, deep, tools), todo)
             for i, entry in zip(todo, progress(done, desc="checking clips", total=len(todo), unit="clip",
                                                disable=None if show else True)):
                 results[i] = entry
@@ -437,7 +532,13 @@ def _prepare(source: Source, got: list[_Package], cache: Path, problems: list[tu
                     source.license, source.packages[0])
         problems.append((source.name, source.packages[0], f"usr/share/doc/{source.packages[0]}/copyright", "license",
                          f"catalogue licence {source.license} not found as expected"))
-    files = _clip_files(source, roots[source.packages[0]])
+    files, refused = _clip_files(source, roots[source.packages[0]])
+    for path, why in refused:
+        report.refused += 1
+        problems.append((source.name, source.packages[0], _rel(path, cache), "refused", why))
+    if refused:
+        LOG.warning("%s: %d clip%s of %s refused (listed in problems.tsv), e.g. %s: %s", source.name, len(refused),
+                    "s" * (len(refused) > 1), source.packages[0], refused[0][0].name, refused[0][1])
     parsed = PARSERS[source.parser](source, files, roots)
     clips = _complete(parsed, files, source)
     for note in parsed.notes:
@@ -462,6 +563,10 @@ def _account(prep: _Prepared, checks: list[dict], cache: Path, manifest_dir: Pat
         rel = _rel(clip.path, cache)
         if "error" in entry:
             report.problems += 1
+            report.unreadable[entry["error"]] += 1
+            if entry.get("provisional"):
+                report.provisional[entry["error"]] += 1
+                report.decoder_missing |= None in (entry.get("decoders") or {}).values()
             problems.append((prep.source.name, clip.package, rel, "unreadable", entry["error"]))
             continue
         first = seen.setdefault(entry["sha1"], clip.path)
