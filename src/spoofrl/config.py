@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -257,7 +258,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _compose_and_construct(raw)[0] if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({_yaml_reason(err, column=True)})") from None
     keys = key.split(".")
@@ -341,19 +342,130 @@ def flatten(data: dict, keep_whole: tuple[str, ...] = (), prefix: str = "") -> d
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    return _cut(repr(value), limit)
+
+
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _contrast(old: Any, new: Any, limit: int = 60) -> tuple[str, str]:
+    """Two differing values as short texts. Cut at the start, long values that begin alike would read the same:
+    those are cut around where they first differ instead."""
+    short_old, short_new = _short(old, limit), _short(new, limit)
+    if short_old != short_new:
+        return short_old, short_new
+    a, b = repr(old), repr(new)
+    start = max(len(os.path.commonprefix([a, b])) - limit // 3, 0)
+    return "..." + _cut(a[start:], limit - 3), "..." + _cut(b[start:], limit - 3)
+
+
 def differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
-    """'key: old -> new' for every differing key of two flat dicts (long values cut), sorted by key."""
+    """'key: old -> new' for every differing key of two flat dicts (long values cut, showing where they differ),
+    sorted by key."""
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ignore)
-    return [f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys]
+    return [f"{k}: {' -> '.join(_contrast(old.get(k), new.get(k)))}" for k in keys]
 
 
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with a clear error for a missing file or bad syntax."""
     return load_yaml_lines(path)[0]
+
+
+# A config is a few KB. The bounds keep a hostile file (a config.yaml in a model folder someone sent) from taking
+# the memory or the stack: a few hundred bytes of nested aliases expand to gigabytes once walked or copied.
+MAX_CONFIG_BYTES = 4 << 20
+MAX_VALUES = 100_000   # values of a document, those an alias brings in counted again (expanded)
+MAX_NESTING = 100
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A YAML document the bounded loader will not build (its message is the reason, at the line of the mark)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a bound on the values of a document with its aliases expanded (recursive aliases
+    refused) and on nesting, checked while composing: before anything walks or copies the expanded tree."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._expanded_size: dict[int, int] = {}   # id(node) -> its values, aliases expanded
+        self._values = 0
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            self._count_alias(node, mark)
+            return node
+        self._count(1, mark, "the file has more than {limit} values; a config has far fewer")
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise _Refused(problem=f"values nested deeper than {MAX_NESTING} levels", problem_mark=mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._expanded_size[id(node)] = 1 + sum(self._expanded_size[id(child)] for child in _children(node))
+        return node
+
+    def _count_alias(self, node: yaml.Node, mark) -> None:
+        size = self._expanded_size.get(id(node))
+        if size is None:  # the anchored node is still being composed: the alias is inside it
+            raise _Refused(problem="recursive alias (a value that contains itself)", problem_mark=mark)
+        self._count(size, mark, "YAML aliases expand the file to more than {limit} values; write them out instead")
+
+    def _count(self, values: int, mark, reason: str) -> None:
+        self._values += values
+        if self._values > MAX_VALUES:
+            raise _Refused(problem=reason.format(limit=MAX_VALUES), problem_mark=mark)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _read_config_text(path: Path) -> str:
+    """The file's text: at most MAX_CONFIG_BYTES, UTF-8, else a ConfigError naming the file (and line)."""
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MB; a config file is a few KB "
+                          f"(is this the right file?)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{path}:{line}: not a UTF-8 text file (byte 0x{raw[err.start]:02x} at offset "
+                          f"{err.start})") from None
+
+
+def _compose_and_construct(text: str) -> tuple[Any, yaml.Node | None]:
+    """(data, node) of a one-document YAML text, through the bounded loader; YAMLErrors propagate."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
+def _yaml_error_message(path: Path, text: str, err: yaml.YAMLError) -> str:
+    """`FILE:LINE: reason` for a YAML error of the file's text."""
+    if isinstance(err, yaml.reader.ReaderError):  # a control character (NUL, ...): binary data
+        line = text.count("\n", 0, err.position) + 1
+        return f"{path}:{line}: not a text file (character #x{err.character:04x} at offset {err.position})"
+    mark = getattr(err, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    if isinstance(err, _Refused):
+        return f"{path}{line}: {err.problem}"
+    return f"{path}{line}: invalid YAML ({_yaml_reason(err)})"
+
+
+_TYPE_NAMES = {list: "a list", str: "a string", int: "an int", float: "a float", bool: "a boolean"}
 
 
 def load_yaml_lines(path: str | Path) -> tuple[dict, dict[str, int]]:
@@ -362,20 +474,16 @@ def load_yaml_lines(path: str | Path) -> tuple[dict, dict[str, int]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    loader = yaml.SafeLoader(path.read_text())
+    text = _read_config_text(path)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        data, node = _compose_and_construct(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: invalid YAML ({_yaml_reason(err)})") from None
-    finally:
-        loader.dispose()
+        raise ConfigError(_yaml_error_message(path, text, err)) from None
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        got = _TYPE_NAMES.get(type(data), type(data).__name__)
+        raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top level, got {got}")
     lines: dict[str, int] = {}
     _key_lines(node, "", lines, set())
     return data, lines

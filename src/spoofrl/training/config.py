@@ -462,16 +462,51 @@ def task_class(name: Any):
 NON_SEMANTIC_KEYS = ("device", "threads", "parallel", "data.workers", "data.check_audio", "schedule.log_every")
 
 
+# Options the model build fills in, with the value a config gives to ask for that: a run folder's config.yaml holds
+# the value filled in (e.g. the tokenizer's size), the config it is resumed with still the request.
+FILLED_IN_WHEN_BUILT = {"model.alm.vocab_size": 0}
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
-    """What changed between two resolved train configs, as 'key: old -> new' (the model section compared as a
-    whole; NON_SEMANTIC_KEYS ignored). An option missing from `old` (a run folder of an earlier version, before
-    the option existed) counts as its default, which is what that version did."""
+    """What changed between two resolved train configs, as 'key: old -> new' with dotted keys (model sections and
+    lists of sections such as stages opened down to the option; NON_SEMANTIC_KEYS ignored). An option missing from
+    `old` (a run folder of an earlier version, before the option existed) counts as its default, which is what
+    that version did; an option of FILLED_IN_WHEN_BUILT that `new` leaves to the build counts as `old`'s value."""
     defaults = flatten(to_dict(TrainConfig()), keep_whole=("model",))
-    old_flat, new_flat = flatten(old, keep_whole=("model",)), flatten(new, keep_whole=("model",))
+    old_flat, new_flat = flatten(old), flatten(new)
     for key in new_flat.keys() - old_flat.keys():
         if key in defaults:
             old_flat[key] = defaults[key]
+    _open_lists_of_sections(old_flat, new_flat)
+    for key, request in FILLED_IN_WHEN_BUILT.items():
+        if new_flat.get(key) == request and key in old_flat:
+            new_flat[key] = old_flat[key]
     return differences(old_flat, new_flat, ignore=NON_SEMANTIC_KEYS)
+
+
+def _open_lists_of_sections(old_flat: dict, new_flat: dict) -> None:
+    """Replace each differing list of sections of the same length on both sides by its items' options
+    ('stages[1].lr'), so that a difference names the option; lists of other lengths stay whole."""
+    opened = True
+    while opened:
+        opened = False
+        for key in sorted(old_flat.keys() & new_flat.keys()):
+            a, b = old_flat[key], new_flat[key]
+            if _same_length_lists_of_sections(a, b) and a != b:
+                del old_flat[key], new_flat[key]
+                for i, (item_a, item_b) in enumerate(zip(a, b)):
+                    old_flat.update(_flat_item(f"{key}[{i}]", item_a))
+                    new_flat.update(_flat_item(f"{key}[{i}]", item_b))
+                opened = True
+
+
+def _same_length_lists_of_sections(a, b) -> bool:
+    return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+            and any(isinstance(item, dict) for item in a + b))
+
+
+def _flat_item(key: str, item) -> dict:
+    return flatten(item, prefix=f"{key}.") if isinstance(item, dict) else {key: item}
 
 
 def load_train_config(path_or_dict: str | Path | dict, overrides: list[str] | None = None) -> TrainConfig:

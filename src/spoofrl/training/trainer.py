@@ -38,6 +38,12 @@ def step_seed(seed: int, step: int, rank: int, salt: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank, salt]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def _listed(differences: list[str], most: int) -> str:
+    """The first `most` config differences, '; '-separated, and how many more there are."""
+    more = len(differences) - most
+    return "; ".join(differences[:most]) + (f"; and {more} more" if more > 0 else "")
+
+
 def _one_line(err: BaseException, limit: int = 300) -> str:
     return " ".join(str(err).split())[:limit] or type(err).__name__
 
@@ -168,8 +174,8 @@ class Trainer:
             diff = self._finished_run_differences()
             if diff:
                 LOG.warning("%s is already finished (summary.json); nothing to do, and the config given differs "
-                            "from the one it was trained with (%s%s): to train with it, use another --out",
-                            self.out, "; ".join(diff[:6]), " ..." if len(diff) > 6 else "")
+                            "from the one it was trained with (trained with -> given: %s): to train with it, use "
+                            "another --out", self.out, _listed(diff, 6))
             else:
                 LOG.info("%s is already finished (summary.json); nothing to do", self.out)
             return self.out
@@ -265,8 +271,8 @@ class Trainer:
             old = checkpoint["state"].get("config", {})
             diff = config_differences(old, self.saved_config)
             if diff:
-                raise ConfigError(f"{self.out}: the checkpoint was made with another config ({'; '.join(diff[:4])}"
-                                  f"{' ...' if len(diff) > 4 else ''}); resume with the same config")
+                raise ConfigError(f"{self.out}: the checkpoint was made with another config (checkpoint -> given: "
+                                  f"{_listed(diff, 4)}); resume with the same config")
         if self.dist.is_main:
             from spoofrl.config import save_yaml
             save_yaml(self.saved_config, self.out / CONFIG)
