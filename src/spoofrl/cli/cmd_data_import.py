@@ -10,8 +10,11 @@ Write a manifest (CSV path,label,attack,source,condition,subset) for a public co
 is checked: missing files fail the import, all of them counted and listed in MANIFEST.csv.missing.txt.
 Paths are written relative to the manifest's folder when the audio lies under it, else absolute.
 Audio is looked for at its standard place, then anywhere under --root by file name. A malformed
-protocol line fails with file:line and its text. ftgrpo also writes the targets of its records beside
-the manifest (for m.csv: m.rationales.jsonl for generation.rationales, m.system.txt, m.prompt.txt).
+protocol line fails with file:line and its text, and so does a line whose audio lies outside --root
+(an absolute path, a '..' or a link leading out of it; --bonafide-root audio stays in its own folder).
+ftgrpo also writes the targets of its records beside the manifest (for m.csv: m.rationales.jsonl for
+generation.rationales, m.system.txt, m.prompt.txt); a record may have 1,048,576 characters and 100
+levels of JSON nesting at most.
 
 formats (what goes in each column):
 """

@@ -15,17 +15,19 @@ Protocol layouts follow the official releases (see the notes on datasets):
 - WaveFake           one folder per generator (fake only; bona fide LJSpeech/JSUT via `bonafide_roots`)
 - MLAAD              `fake/<language>/<model>/...` (fake only; bona fide M-AILABS via `bonafide_roots`)
 - FT-GRPO            ms-swift conversation records (`messages` + `audios`, or `solution`), JSON lines or an array
-Every malformed protocol line raises `ProtocolError` with file:line and the line's text.
+Every malformed protocol line raises `ProtocolError` with file:line and the line's text; so does a line whose audio
+lies outside --root (`check_audio_inside`, applied by `import_corpus` to every row of every importer).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NoReturn
+from typing import Callable, Iterable, Iterator, NoReturn, Sequence
 
 from spoofrl.audio import AUDIO_SUFFIXES
 from spoofrl.config import option
@@ -55,6 +57,19 @@ class ImportOptions:
                                            "wavefake / mlaad)")
     bonafide_roots: list[str] = option(factory=list, doc="folders of bona fide audio added to fake-only corpora "
                                                          "(wavefake: LJSpeech / JSUT; mlaad: M-AILABS)")
+
+
+@dataclass
+class ProtocolRow(Utterance):
+    """A row read from a protocol or label file, with the file, line number and text it came from: what an
+    error found after parsing (its audio outside --root) names."""
+    protocol: str = ""
+    line: int | None = None
+    line_text: str | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"{self.protocol}:{self.line}"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -157,8 +172,8 @@ def parse_asvspoof2019_la(path: Path, split: str) -> Iterator[Utterance]:
         _expect_width(path, lineno, line, f, 5, LAYOUT_2019)
         seen.check(f[1], lineno, line)
         label = _key_label(path, lineno, line, f[4])
-        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[3]), "asvspoof2019-la", "clean",
-                        split, extra={"speaker": f[0]})
+        yield ProtocolRow(f[1], label, _attack_for(path, lineno, line, label, f[3]), "asvspoof2019-la", "clean",
+                          split, extra={"speaker": f[0]}, protocol=str(path), line=lineno, line_text=line)
 
 
 def parse_asvspoof2021_la(path: Path) -> Iterator[Utterance]:
@@ -167,8 +182,9 @@ def parse_asvspoof2021_la(path: Path) -> Iterator[Utterance]:
         _expect_width(path, lineno, line, f, 8, LAYOUT_2021_LA)
         seen.check(f[1], lineno, line)
         label = _key_label(path, lineno, line, f[5])
-        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[4]), "asvspoof2021-la", f[2], f[7],
-                        extra={"speaker": f[0], "transmission": f[3], "trim": f[6]})
+        yield ProtocolRow(f[1], label, _attack_for(path, lineno, line, label, f[4]), "asvspoof2021-la", f[2], f[7],
+                          extra={"speaker": f[0], "transmission": f[3], "trim": f[6]}, protocol=str(path),
+                          line=lineno, line_text=line)
 
 
 def parse_asvspoof2021_df(path: Path) -> Iterator[Utterance]:
@@ -177,8 +193,9 @@ def parse_asvspoof2021_df(path: Path) -> Iterator[Utterance]:
         _expect_width(path, lineno, line, f, 13, LAYOUT_2021_DF)
         seen.check(f[1], lineno, line)
         label = _key_label(path, lineno, line, f[5])
-        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[4]), f[3], f[2], f[7],
-                        extra={"speaker": f[0], "trim": f[6], "vocoder": f[8]})
+        yield ProtocolRow(f[1], label, _attack_for(path, lineno, line, label, f[4]), f[3], f[2], f[7],
+                          extra={"speaker": f[0], "trim": f[6], "vocoder": f[8]}, protocol=str(path), line=lineno,
+                          line_text=line)
 
 
 def parse_asvspoof5(path: Path, split: str) -> Iterator[Utterance]:
@@ -188,9 +205,9 @@ def parse_asvspoof5(path: Path, split: str) -> Iterator[Utterance]:
         seen.check(f[1], lineno, line)
         label = _key_label(path, lineno, line, f[8])
         # CODEC `-` means no codec; ATTACK_TAG (AC1-AC3) is an attacker condition, kept as an extra column.
-        yield Utterance(f[1], label, _attack_for(path, lineno, line, label, f[7]), "asvspoof5", f[3], split,
-                        extra={"speaker": f[0], "gender": f[2], "codec_q": f[4], "codec_seed": f[5],
-                               "attack_tag": f[6]})
+        yield ProtocolRow(f[1], label, _attack_for(path, lineno, line, label, f[7]), "asvspoof5", f[3], split,
+                          extra={"speaker": f[0], "gender": f[2], "codec_q": f[4], "codec_seed": f[5],
+                                 "attack_tag": f[6]}, protocol=str(path), line=lineno, line_text=line)
 
 
 def _itw_file_name(path: Path, lineno: int, text: str, raw: str) -> str:
@@ -226,8 +243,8 @@ def parse_in_the_wild(path: Path, subset: str = "eval") -> Iterator[Utterance]:
             raise ProtocolError(path, f"label must be 'spoof' or 'bona-fide', found {cells[col['label']]!r}",
                                 lineno, text)
         speaker = cells[col["speaker"]].strip() if "speaker" in col else "-"
-        yield Utterance(name, label, "-" if label == BONAFIDE else UNKNOWN_ATTACK, "in-the-wild", "-", subset,
-                        extra={"speaker": speaker})
+        yield ProtocolRow(name, label, "-" if label == BONAFIDE else UNKNOWN_ATTACK, "in-the-wild", "-", subset,
+                          extra={"speaker": speaker}, protocol=str(path), line=lineno, line_text=text)
 
 
 def read_protocol_key(path: str | Path) -> dict[str, Utterance]:
@@ -349,9 +366,11 @@ def import_in_the_wild(root: Path, protocols: list[Path], opts: ImportOptions) -
     meta = protocols[0] if protocols else _find_protocol(root, "meta.csv", (".", "release_in_the_wild"))
     if meta is None:
         raise ProtocolError(root, "no meta.csv found (release_in_the_wild/meta.csv); pass it with --protocol")
-    # Audio lies beside meta.csv in the release; elsewhere under root is found by file name.
+    # Audio lies beside meta.csv in the release (a meta.csv from outside --root names audio under it); elsewhere
+    # under root is found by file name.
+    folder = meta.parent if meta.resolve().is_relative_to(root.resolve()) else root
     for u in parse_in_the_wild(meta, opts.subset_name or "eval"):
-        u.path = str(meta.parent / u.path)
+        u.path = str(folder / u.path)
         yield u
 
 
@@ -474,18 +493,60 @@ _FTGRPO_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE
 _FTGRPO_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _FTGRPO_ANSWER_WORDS = re.compile(r"\b(real|fake)\b", re.IGNORECASE)
 _JSON_SPACE = " \t\r\n"
+# A record nests 3 deep and holds a few kB of prompts and rationale. The bounds keep a hostile line from the
+# parser's recursion limit (RecursionError, no file:line) and from a runaway line.
+MAX_JSON_DEPTH = 100
+MAX_RECORD_CHARS = 1 << 20
+_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)   # strings (skipped) and brackets
+_NESTING_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 @dataclass
-class ConversationRow(Utterance):
+class ConversationRow(ProtocolRow):
     """A manifest row imported from a conversation record, with the texts of that record: the target
     `completion` (answer renamed to bonafide / spoof), its <think> block (`rationale`, empty for an answer-only
-    target), the record's system and user turns and where the record is (`origin`, FILE:LINE)."""
+    target), the record's system and user turns; where the record is: `origin` (FILE:LINE)."""
     completion: str = ""
     rationale: str = ""
     system: str | None = None
     prompt: str | None = None
-    origin: str = ""
+
+
+def _too_deep_at(text: str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """Where the arrays and objects of `text` first nest deeper than `limit` (brackets in strings are text),
+    else None."""
+    if text.count("[") + text.count("{") <= limit:   # too few brackets to get there: no scan
+        return None
+    depth = 0
+    for match in _JSON_NESTING.finditer(text):
+        depth += _NESTING_STEP.get(match.group(), 0)
+        if depth > limit:
+            return match.start()
+    return None
+
+
+def _too_long(chars: int) -> str | None:
+    """What is wrong with a record of `chars` characters (None: nothing)."""
+    if chars <= MAX_RECORD_CHARS:
+        return None
+    return f"{chars} characters, more than the {MAX_RECORD_CHARS} a record may have"
+
+
+def _json_line(path: Path, lineno: int, line: str) -> object:
+    """One record of a JSON-lines file, within the bounds on length and nesting."""
+    import json
+    too_long = _too_long(len(line))
+    if too_long:
+        raise ProtocolError(path, f"record has {too_long}", lineno, line)
+    deep = _too_deep_at(line)
+    if deep is not None:
+        raise ProtocolError(path, f"JSON nested deeper than {MAX_JSON_DEPTH} levels (at column {deep + 1})",
+                            lineno, line)
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ProtocolError(path, f"not a JSON record ({err.msg} at column {err.colno}); expected one JSON "
+                                  f"object per line or one JSON array", lineno, line) from None
 
 
 def _json_records(path: Path) -> Iterator[tuple[int, str, object, str]]:
@@ -499,16 +560,9 @@ def _json_records(path: Path) -> Iterator[tuple[int, str, object, str]]:
     if text[start] == "[":
         yield from _json_array(path, text, start)
         return
-    import json
     for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ProtocolError(path, f"not a JSON record ({err.msg} at column {err.colno}); expected one JSON "
-                                      f"object per line or one JSON array", lineno, line) from None
-        yield lineno, "", value, line
+        if line.strip():
+            yield lineno, "", _json_line(path, lineno, line), line
 
 
 def _json_array(path: Path, text: str, i: int) -> Iterator[tuple[int, str, object, str]]:
@@ -524,6 +578,9 @@ def _json_array(path: Path, text: str, i: int) -> Iterator[tuple[int, str, objec
         lineno = text.count("\n", 0, pos) + 1
         raise ProtocolError(path, reason, lineno, text.split("\n")[lineno - 1])
 
+    deep = _too_deep_at(text, MAX_JSON_DEPTH + 1)   # + the array itself
+    if deep is not None:
+        fail(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", deep)
     lineno, counted, index = 1, 0, 0
     i = skip(i + 1)
     if i < len(text) and text[i] == "]":
@@ -536,6 +593,9 @@ def _json_array(path: Path, text: str, i: int) -> Iterator[tuple[int, str, objec
         except json.JSONDecodeError as err:
             fail(f"not valid JSON in record {index + 1} ({err.msg} at column {err.colno})", err.pos)
         index += 1
+        too_long = _too_long(end - i)
+        if too_long:
+            fail(f"record {index} has {too_long}", i)
         lineno += text.count("\n", counted, i)
         counted = i
         yield lineno, f"record {index}", value, text[i:end]
@@ -624,7 +684,8 @@ def _record_audio(record: dict, fail: Callable[[str], NoReturn]) -> str:
 
 def _ftgrpo_row(path: Path, lineno: int, where: str, record: object, text: str, subset: str,
                 root: Path) -> ConversationRow:
-    """The row of one record (its path `root / audio`, not yet checked); a bad record fails naming its line."""
+    """The row of one record (its path `root / audio`, checked by import_corpus); a bad record fails naming its
+    line."""
     def fail(reason: str) -> NoReturn:
         raise ProtocolError(path, (f"{where}: " if where else "") + reason, lineno, text)
 
@@ -661,13 +722,13 @@ def _ftgrpo_row(path: Path, lineno: int, where: str, record: object, text: str, 
     system = next((c for role, c in turns if role == "system" and c.strip()), None)
     prompt = next((c for role, c in reversed(turns) if role == "user"), None)
     return ConversationRow(os.path.normpath(root / audio), label, "-" if label == BONAFIDE else UNKNOWN_ATTACK,
-                           FTGRPO_SOURCE, "-", subset, completion=completion, rationale=rationale, system=system,
-                           prompt=prompt, origin=f"{path}:{lineno}")
+                           FTGRPO_SOURCE, "-", subset, protocol=str(path), line=lineno, line_text=text,
+                           completion=completion, rationale=rationale, system=system, prompt=prompt)
 
 
 def parse_ftgrpo(path: Path, subset: str, root: Path) -> Iterator[ConversationRow]:
-    """The rows of one FT-GRPO label file, audio paths resolved against `root` (absolute ones kept); an audio
-    listed twice fails, naming both records."""
+    """The rows of one FT-GRPO label file, audio paths resolved against `root` (absolute ones kept; import_corpus
+    refuses any outside `root`); an audio listed twice fails, naming both records."""
     seen: dict[str, str] = {}
     for lineno, where, record, text in _json_records(path):
         row = _ftgrpo_row(path, lineno, where, record, text, subset, root)
@@ -805,8 +866,8 @@ IMPORTERS: dict[str, Importer] = {
         "--bonafide-root (source = its locale's language, de_DE -> de). Subset 'all' (or --subset-name)."),
     "ftgrpo": Importer(import_ftgrpo,
         "FT-GRPO (arXiv 2601.02983) label files given with --protocol: ms-swift records (.jsonl or a .json "
-        "array) with messages + audios (one path, resolved against --root) and/or solution. label = the "
-        "<answer> (real -> bonafide, fake -> spoof), attack 'unknown' for fakes, source ftgrpo, subset from "
+        "array) with messages + audios (one path under --root, resolved against it) and/or solution. label = "
+        "the <answer> (real -> bonafide, fake -> spoof), attack 'unknown' for fakes, source ftgrpo, subset from "
         "the file name (19la_train.json -> train) or --subset-name. Also writes beside the manifest "
         "STEM.rationales.jsonl (targets for generation.rationales, answers renamed), STEM.system.txt and "
         "STEM.prompt.txt.",
@@ -844,6 +905,32 @@ class _AudioLocator:
             raise ProtocolError(self.root, f"{expected.stem} found in several places: {hits[0]}, {hits[1]}; "
                                            f"point --root at one copy")
         return hits[0] if hits else None
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_audio_inside(audio: Path, row: Utterance, root: Path, also: Sequence[Path] = (),
+                       real_folder: Callable[[str], str] = os.path.realpath) -> None:
+    """The one check of the audio paths of every importer: `audio` must lie inside `root` (or one of `also`, the
+    --bonafide-root folders a walked row may come from) once `..`, absolute paths and links are resolved, i.e.
+    where reading it would really go. Else a ProtocolError naming the protocol line of the row (a walked file:
+    the file itself). `real_folder` resolves links in a folder (import_corpus caches it: rows share folders)."""
+    # the path as the OS would follow it (not normalised: `link/..` leaves where the link leads)
+    raw = os.fspath(audio) if os.path.isabs(audio) else os.path.join(os.getcwd(), audio)
+    real = os.path.normpath(os.path.join(real_folder(os.path.dirname(raw)), os.path.basename(raw)))
+    if os.path.islink(real):
+        real = os.path.realpath(real)
+    folders = [root, *also]
+    if any(_within(real, real_folder(str(folder))) for folder in folders):
+        return
+    named = os.path.normpath(raw)
+    how = "is outside" if named == real else f"links to {real}, outside"
+    where = f"--root {root}" + (f" and --bonafide-root {', '.join(map(str, also))}" if also else "")
+    if isinstance(row, ProtocolRow):
+        raise ProtocolError(row.protocol, f"audio {named} {how} {where}", row.line, row.line_text)
+    raise ProtocolError(named, f"{how} {where}")
 
 
 def _manifest_path(audio: Path, manifest_dir: Path | None) -> str:
@@ -904,15 +991,27 @@ def import_corpus(fmt: str, root: str | Path, *, protocols: Iterable[str | Path]
     rows, missing = [], []
     skipped: Counter[str] = Counter()
     seen: dict[str, int] = {}
+    bonafide_roots = [Path(os.path.abspath(b)) for b in opts.bonafide_roots]
+    real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def check_inside(audio: Path, u: Utterance) -> None:
+        # a protocol names audio under --root only; walked bona fide folders hold their own audio
+        check_audio_inside(audio, u, root, () if isinstance(u, ProtocolRow) else bonafide_roots, real_folder)
+
     from spoofrl.log import progress
     for u in progress(IMPORTERS[fmt].func(root, protocols, opts), desc=f"import {fmt}", unit="file"):
+        # `..` resolved as the manifest will write it, so that the path checked is the path read later
+        expected = Path(os.path.abspath(u.path))
+        check_inside(expected, u)   # every row, even of skipped subsets: the line is wrong whatever is kept
         if not _wanted(opts, u.subset):
             skipped[u.subset] += 1
             continue
-        audio = locator.find(Path(u.path))
+        audio = locator.find(expected)
         if audio is None:
-            missing.append(Path(u.path))
+            missing.append(expected)
             continue
+        if audio != expected:   # found by name elsewhere under --root, maybe through a link
+            check_inside(audio, u)
         u.path = _manifest_path(audio, manifest_dir)
         if u.path in seen:
             raise ProtocolError(root, f"{u.path} would appear twice in the manifest")

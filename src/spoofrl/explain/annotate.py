@@ -42,6 +42,7 @@ from spoofrl.evidence import (
 from spoofrl.evidence.frames import prepare_wave
 from spoofrl.explain.rationale import write_rationale
 from spoofrl.log import progress
+from spoofrl.workers import pool_initializer
 
 LOG = logging.getLogger("spoofrl.explain")
 ERROR_COLUMNS = ["utt", "subset", "path", "manifest_line", "stage", "error"]
@@ -237,8 +238,8 @@ def _results(jobs, reference: ReferenceProfile, seed: int, max_claims: int, work
         _init_worker(*init)
         yield from map(_annotate_job, jobs)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=init) as pool:
+    # workers die with this process: a killed `data rationales` must not leave them waiting for tasks
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), **pool_initializer(_init_worker, init)) as pool:
         yield from pool.map(_annotate_job, jobs, chunksize=4)
 
 
