@@ -459,12 +459,15 @@ class TaskPool:
     def _processes(self) -> ProcessPoolExecutor:
         if self.pool is None:
             import multiprocessing
+
+            from spoofrl.workers import pool_initializer
             threads = max(1, available_cores() // self.workers)
             LOG.info("starting %d worker processes of %d thread%s each", self.workers, threads,
                      "s" if threads > 1 else "")
             ctx = multiprocessing.get_context("spawn")  # fork after torch threads started can deadlock
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                            initargs=(threads, _console_level(), str(self.logfile)))
+            # workers die with this process (a kill -9 of the experiment leaves no orphans)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, **pool_initializer(
+                _worker_init, (threads, _console_level(), str(self.logfile))))
         return self.pool
 
     def run(self, tasks: list[tuple], what: str) -> None:
