@@ -80,4 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    from spoofrl.cli.common import show_deprecations_on_one_line
+    show_deprecations_on_one_line()
     sys.exit(main())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from spoofrl.cli.common import add_device_option
+from spoofrl.cli.common import add_batch_size_option, add_device_option, add_subset_option
 
 # Raw dev scores written beside calibration.json when the command scores the manifest itself.
 from spoofrl.runfiles import DEV_SCORES, WEIGHTS
@@ -31,12 +31,11 @@ def register(sub):
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run or model folder (model.safetensors + config.yaml)")
     p.add_argument("--manifest", metavar="M", help="manifest CSV whose --subset is scored (or labels --scores)")
-    p.add_argument("--subset", default="dev", help="manifest subset to fit on, or several joined by commas "
-                                                   "(default dev)")
+    add_subset_option(p, "manifest subset to fit on, or several joined by commas (default dev)", default=["dev"])
     p.add_argument("--scores", metavar="TSV", help="use these raw dev scores of the model instead of scoring")
     p.add_argument("--prior", type=float, default=0.5,
                    help="target prior P(bona fide) weighting the fit and used for p_spoof (default 0.5)")
-    p.add_argument("--batch-size", type=int, default=16, help="utterances per forward pass when scoring")
+    add_batch_size_option(p, 16, "utterances per forward pass when scoring (default 16)")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="score at most this many seconds of each utterance (default: whole files)")
     add_device_option(p)
@@ -62,19 +61,20 @@ def _dev_scores_from_model(args):
     from spoofrl.inference import score_utterances
     from spoofrl.metrics.scorefile import write_scores
     from spoofrl.models import load_model
-    utts = read_manifest(args.manifest, subsets=[s for s in args.subset.split(",") if s])
+    subset = ",".join(args.subsets)
+    utts = read_manifest(args.manifest, subsets=args.subsets)
     is_bona = [u.label == BONAFIDE for u in utts]
-    _check_both_classes(sum(is_bona), len(is_bona) - sum(is_bona), f"{args.manifest} (subset {args.subset})")
+    _check_both_classes(sum(is_bona), len(is_bona) - sum(is_bona), f"{args.manifest} (subset {subset})")
     check_audio_exists(utts, args.manifest)
     device = pick_device(args.device)
     model = load_model(args.run_dir, device)
     scores = score_utterances(model, utts, device=device, batch_size=args.batch_size, max_seconds=args.max_seconds,
-                              desc=f"scoring {args.subset}")
+                              desc=f"scoring {subset}")
     saved = write_scores(Path(args.run_dir) / DEV_SCORES, [u.utt for u in utts], scores,
                          [u.label for u in utts], [u.attack for u in utts], [u.condition for u in utts])
     bona = [s for s, b in zip(scores, is_bona) if b]
     spoof = [s for s, b in zip(scores, is_bona) if not b]
-    return bona, spoof, {"manifest": str(args.manifest), "subset": args.subset, "scores": str(saved)}
+    return bona, spoof, {"manifest": str(args.manifest), "subset": subset, "scores": str(saved)}
 
 
 def _dev_scores_from_file(args):
@@ -123,6 +123,7 @@ def calibrate(bona, spoof, prior: float, source: dict):
 
 
 def run(args) -> int:
+    from spoofrl.detect.report import printable
     from spoofrl.metrics.calibration import save_calibration
     _check_args(args)
     bona, spoof, source = _dev_scores_from_file(args) if args.scores else _dev_scores_from_model(args)
@@ -138,6 +139,7 @@ def run(args) -> int:
         print(f"{name:8}{m['act_dcf']:9.4f}{m['cllr']:9.4f}{m['min_dcf']:9.4f}")
     print(f"act_dcf on calibrated scores: {after['act_dcf']:.4f} (ASVspoof 5 costs; measured on the fitting set)")
     if "manifest" in source:
-        print(f"raw dev scores: {source['scores']} (refit without scoring again: --scores {source['scores']})")
-    print(f"saved {path}")
+        scores = printable(source["scores"])
+        print(f"raw dev scores: {scores} (refit without scoring again: --scores {scores})")
+    print(f"saved {printable(str(path))}")
     return 0

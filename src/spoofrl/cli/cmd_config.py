@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import textwrap
 
+from spoofrl.cli.common import add_deprecated_alias, add_format_option
+
 # Config roots users write YAML for; "module:Class", imported lazily.
 ROOTS = {
     "train": "spoofrl.training:TrainConfig",
@@ -21,7 +23,8 @@ def register(sub):
                    help="which options: a config kind (train, experiment, ...) or a detector component kind")
     p.add_argument("name", nargs="?", help="registry key of the front-end / back-end, or a section of "
                                            "train / experiment / model (e.g. objective, data.augment)")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table (for docs)")
+    fmt = add_format_option(p, ("text", "markdown"), "text (default) or markdown: a Markdown table (for docs)")
+    add_deprecated_alias(p, "--markdown", fmt, const="markdown")
     p.set_defaults(func=run)
 
 
@@ -69,5 +72,5 @@ def _section_rows(rows, kind: str, section: str | None):
 def run(args):
     from spoofrl.config import describe
     rows = describe(_config_class(args.kind, args.name))
-    print(format_rows(_section_rows(rows, args.kind, args.name), args.markdown))
+    print(format_rows(_section_rows(rows, args.kind, args.name), args.format == "markdown"))
     return 0

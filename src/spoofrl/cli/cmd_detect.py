@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spoofrl.cli.common import add_device_option, check_output_file, write_report
+from spoofrl.cli.common import (add_batch_size_option, add_device_option, add_format_option, add_model_option,
+                                add_output_option, check_output_file, write_report)
 
 # spoofrl.detect.engine's DEFAULT_MIN_SPEECH_SHARE, written out: importing the engine here would slow every
 # `spoofrl` command's start by most of a second (tests/test_detect.py checks that the two agree).
@@ -45,12 +46,11 @@ def register(sub):
     p = sub.add_parser("detect", help="score your own audio files (higher score = more bona fide)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders (recursive) or quoted globs")
-    p.add_argument("--model", metavar="RUN_DIR", help="run or model folder (model.safetensors + config.yaml "
-                   "[+ calibration.json]); default: the bundled default model (a demonstration)")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
-                   help="table (default; readable), csv (one row per file) or json (model info + every file "
-                        "with its per-chunk timeline)")
-    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    add_model_option(p, "run or model folder (model.safetensors + config.yaml [+ calibration.json]); default: the "
+                        "bundled default model (a demonstration)")
+    add_format_option(p, ("table", "csv", "json"), "table (default; readable), csv (one row per file) or json "
+                      "(model info + every file with its per-chunk timeline)")
+    add_output_option(p)
     p.add_argument("--threshold", type=float, default=0.0, metavar="T",
                    help="verdict is bonafide when score >= T (default 0: even odds on log-odds or LLR; for an "
                         "LLR the Bayes threshold for a prior and costs is ln(Cfa*P(spoof) / (Cmiss*P(bona fide))), "
@@ -58,7 +58,7 @@ def register(sub):
     p.add_argument("--chunk-seconds", type=float, default=4.0, metavar="S",
                    help="length of the scored chunks and timeline steps, 0.5 to 600 (default 4; use about the "
                         "training crop length)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="chunks per forward pass (default 16)")
+    add_batch_size_option(p, 16, "chunks per forward pass (default 16)")
     p.add_argument("--min-speech-share", type=float, default=DEFAULT_MIN_SPEECH_SHARE, metavar="F",
                    help=f"files with a smaller share of speech (0 to 1) get verdict no-speech and no score "
                         f"(default {DEFAULT_MIN_SPEECH_SHARE:g}; 0 scores every file)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from spoofrl.cli.common import add_set_option
+from spoofrl.cli.common import add_device_option, add_out_dir_option, add_set_option, add_workers_option
 
 DESCRIPTION = """\
 Run a study: post-train a detector once (or use an existing post-trained model), adapt it to a target domain
@@ -18,7 +18,7 @@ listed by `spoofrl config experiment`.
 Output folder: results.json (EER and minDCF with bootstrap CIs, actDCF, CLLR per arm, seed and test set),
 results.md (rows = arms; columns = in-domain, each OOD set, OOD average; mean ± std over seeds, EER in %),
 det.png, scores_hist.png, training_curves.png, report.html, and every score file (higher score = more bona
-fide) so that each number can be recomputed with `spoofrl metrics FILE --json --ci`.
+fide) so that each number can be recomputed with `spoofrl metrics FILE --format json --ci`.
 """
 
 
@@ -26,21 +26,21 @@ def register(sub):
     p = sub.add_parser("experiment", help="the SFT vs GRPO study: arms x seeds, cached, resumable, with a report",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", metavar="CONFIG.yaml", help="experiment config (YAML path or preset name)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<config name>)")
+    add_out_dir_option(p, "output folder (default runs/<config name>)")
     p.add_argument("--seeds", type=int, metavar="N", help="runs per arm (overrides the config's seeds)")
     p.add_argument("--arms", metavar="A,B", help="run / report only these arms (comma-separated)")
-    p.add_argument("--workers", type=int, metavar="K", help="arm runs trained at once in separate processes")
-    p.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1' (overrides the config's device)")
+    add_workers_option(p, None, "arm runs trained at once in separate processes")
+    add_device_option(p, default=None, help="'auto', 'cpu', 'cuda', 'cuda:1' (overrides the config's device)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: rebuild the report from the finished runs (lists the unfinished ones)")
-    add_set_option(p)
-    set_help(p, "override an experiment config option (`spoofrl config experiment`), e.g. "
-                "--set report.bootstrap=200; repeatable, values are YAML")
+    add_set_option(p, "override an experiment config option (`spoofrl config experiment`), e.g. "
+                      "--set report.bootstrap=200; repeatable, values are YAML")
     p.set_defaults(func=run)
 
 
 def set_help(parser: argparse.ArgumentParser, text: str) -> None:
-    """--set here overrides experiment options, not train options: say so (and give a fitting example)."""
+    """--set here overrides experiment options, not train options: say so (and give a fitting example).
+    Kept for `spoofrl demo`; add_set_option(parser, help) says it at once."""
     for action in parser._actions:
         if "--set" in action.option_strings:
             action.help = text

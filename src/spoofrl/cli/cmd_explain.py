@@ -5,8 +5,11 @@ import argparse
 import sys
 import textwrap
 
-from spoofrl.cli.common import add_device_option, check_output_file, write_report
-from spoofrl.detect.explain_report import ERROR, FileExplanation, MAX_SECONDS_LIMIT, NO_REFERENCE, SCORE_MEANING, VERDICTS, explain_files, report_dict, summary_counts
+from spoofrl.cli.common import (add_batch_size_option, add_deprecated_alias, add_device_option, add_format_option,
+                                add_model_option, add_output_option, check_output_file, write_report)
+from spoofrl.detect.explain_report import (ERROR, MAX_SECONDS_LIMIT, NO_REFERENCE, SCORE_MEANING, VERDICTS,
+                                           FileExplanation, explain_files, report_dict, summary_counts)
+from spoofrl.detect.report import printable
 
 _SCORE_LINES = SCORE_MEANING.replace("; ", ";\n             ")   # the help's score entry, on two lines
 DESCRIPTION = f"""\
@@ -42,17 +45,16 @@ def register(sub):
                                        "its claims checked against measured evidence",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders (recursive) or quoted globs")
-    p.add_argument("--model", metavar="RUN_DIR", help="a generation run folder or audio LLM folder (a spoofrl ALM "
-                   "with alm.json, or a Hugging Face one with config.json or adapter_config.json; its config.yaml "
-                   "gives the prompt, its evidence_reference.json what claims are checked against); default: the "
-                   "bundled explainer")
-    p.add_argument("--json", action="store_true", help="one JSON document (model, files with verdict, score, "
-                   "rationale, checked claims and the clip's measured evidence, summary) instead of the text report")
-    p.add_argument("--out", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    add_model_option(p, "a generation run folder or audio LLM folder (a spoofrl ALM with alm.json, or a Hugging "
+                     "Face one with config.json or adapter_config.json; its config.yaml gives the prompt, its "
+                     "evidence_reference.json what claims are checked against); default: the bundled explainer")
+    fmt = add_format_option(p, ("text", "json"), "text (default; readable) or json (one document: model, files with "
+                            "verdict, score, rationale, checked claims and the clip's measured evidence, summary)")
+    add_deprecated_alias(p, "--json", fmt, const="json")
+    add_deprecated_alias(p, "--out", add_output_option(p))
     p.add_argument("--max-seconds", type=float, default=30.0, metavar="S",
                    help="explain at most the first S seconds of each file (default 30)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="files explained per forward pass "
-                   "(default 8; lower it when memory is short)")
+    add_batch_size_option(p, 8, "files explained per forward pass (default 8; lower it when memory is short)")
     p.add_argument("--max-completion-length", type=int, default=None, metavar="N",
                    help="most tokens of a rationale and answer (default: the run's objective.max_completion_length)")
     add_device_option(p)
@@ -83,9 +85,10 @@ def evidence_line(item: dict) -> str:
 
 
 def _wrapped(text: str, indent: str) -> list[str]:
+    """The model's text, each of its lines wrapped and indented (escaped: a model can write control characters)."""
     lines = []
     for paragraph in text.splitlines() or [""]:
-        lines.extend(textwrap.wrap(paragraph, 100, initial_indent=indent, subsequent_indent=indent + "  ")
+        lines.extend(textwrap.wrap(printable(paragraph), 100, initial_indent=indent, subsequent_indent=indent + "  ")
                      or [indent])
     return lines
 
@@ -96,23 +99,23 @@ def _claims_table(r: FileExplanation) -> list[str]:
         lines.append(f"    {'#':>2}  {'verdict':<13} claim")
     for number, verdict in enumerate(r.claims, 1):
         first = f"    {number:>2}  {verdict['verdict']:<13} "
-        claim = textwrap.wrap(f"\"{verdict['claim']['text']}\"", 100 - len(first)) or ['""']
+        claim = textwrap.wrap(f"\"{printable(verdict['claim']['text'])}\"", 100 - len(first)) or ['""']
         under = " " * len(first)      # the lines below a claim start where its text does
         lines.append(first + claim[0])
         lines.extend(under + more for more in claim[1:])
-        lines.append(f"{under}why: {verdict['reason']}")
+        lines.append(f"{under}why: {printable(verdict['reason'])}")
         lines.extend(f"{under}cites: {evidence_line(item)}" for item in verdict["evidence"])
     return lines
 
 
 def _file_block(r: FileExplanation) -> list[str]:
-    head = f"{r.path}\n  verdict: {r.verdict}   score: {_number(r.score, '.3f')}"
+    head = f"  verdict: {r.verdict}   score: {_number(r.score, '.3f')}"
     if r.seconds is not None:
         head += f"   ({r.seconds:.2f} s explained)"
-    lines = head.split("\n")
+    lines = [printable(r.path), head]
     if r.error:
-        return lines + [f"  error: {r.error}"]
-    lines += [f"  note: {note}" for note in r.notes]
+        return lines + [f"  error: {printable(r.error)}"]
+    lines += [f"  note: {printable(note)}" for note in r.notes]
     lines.append("  rationale:")
     lines += _wrapped(r.rationale or "(none)", "    ")
     if r.claims_checked:
@@ -123,10 +126,11 @@ def _file_block(r: FileExplanation) -> list[str]:
 def format_text(explainer, results: list[FileExplanation]) -> str:
     """The readable report: the model, then per file verdict, score, rationale and the claims table."""
     info = explainer.info()
-    lines = [f"model: {info['name']}  [{info['path']}]  ({info['kind']}, {info['sample_rate']} Hz)", f"score: {SCORE_MEANING}"]
+    lines = [f"model: {printable(info['name'])}  [{printable(info['path'])}]  ({info['kind']}, "
+             f"{info['sample_rate']} Hz)", f"score: {SCORE_MEANING}"]
     ref = info["evidence_reference"]
-    lines.append(f"claims: checked against {ref['path']} (a bona fide reference of {ref['n_clips']} clips)" if ref
-                 else NO_REFERENCE)
+    lines.append(f"claims: checked against {printable(ref['path'])} (a bona fide reference of {ref['n_clips']} "
+                 f"clips)" if ref else NO_REFERENCE)
     for r in results:
         lines += [""] + _file_block(r)
     counts = summary_counts(results)
@@ -145,8 +149,7 @@ def _check_options(args) -> None:
         raise SpoofrlError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_completion_length is not None and args.max_completion_length < 1:
         raise SpoofrlError(f"--max-completion-length must be >= 1, got {args.max_completion_length}")
-    if args.out is not None:
-        check_output_file(args.out, "--out")
+    check_output_file(args.output, "--output")
 
 
 def _check_against_reference(explainer, max_seconds: float) -> None:
@@ -158,9 +161,9 @@ def _check_against_reference(explainer, max_seconds: float) -> None:
                            f"{limit:g} s; give at most that")
 
 
-def _render(explainer, results: list[FileExplanation], settings: dict, as_json: bool) -> str:
+def _render(explainer, results: list[FileExplanation], settings: dict, fmt: str) -> str:
     import json
-    if as_json:
+    if fmt == "json":
         # allow_nan=False: bare NaN is not JSON (report_dict has turned every non-finite number into null)
         return json.dumps(report_dict(explainer, results, settings), indent=2, allow_nan=False) + "\n"
     return format_text(explainer, results)
@@ -183,7 +186,7 @@ def run(args) -> int:
     settings = {"max_seconds": args.max_seconds, "batch_size": args.batch_size, "max_completion_length": max_length,
                 "device": str(explainer.model.device)}
     results, interrupted = explain_files(explainer, inputs, args.max_seconds, args.batch_size, max_length)
-    write_report(_render(explainer, results, settings, args.json), args.out, "--out")
+    write_report(_render(explainer, results, settings, args.format), args.output, "--output")
     clipped = sum(r.clipped for r in results)
     if clipped:
         _tell(f"{clipped} file(s) longer than --max-seconds {args.max_seconds:g}: only their first "

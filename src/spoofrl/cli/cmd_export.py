@@ -1,6 +1,8 @@
 """`spoofrl export`: a trained model as an ONNX file for inference, verified against PyTorch."""
 from __future__ import annotations
 
+from spoofrl.cli.common import add_deprecated_alias, add_output_option, require
+
 DESCRIPTION = """\
 Export a trained model (a run folder or model folder: model.safetensors + config.yaml) to ONNX, then run
 the file with onnxruntime and PyTorch on the same random batch and compare.
@@ -18,7 +20,8 @@ def register(sub):
     p = sub.add_parser("export", help="export a trained model to ONNX (checked against PyTorch)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run or model folder (model.safetensors + config.yaml)")
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    # Not required=True for argparse: the old spelling --onnx fills it too (checked in run).
+    add_deprecated_alias(p, "--onnx", add_output_option(p, "the ONNX file to write (required)", metavar="OUT.onnx"))
     p.add_argument("--seconds", type=float, default=4.0,
                    help="length of the example input traced at export (default 4, at least 0.1; the only "
                         "accepted length for models without a dynamic time axis)")
@@ -37,7 +40,7 @@ def run(args):
     from spoofrl.models import load_model
     from spoofrl.models.export import check_onnx, export_onnx
 
-    out = Path(args.onnx)
+    out = Path(require(args.output, "--output OUT.onnx"))
     if out.suffix != ".onnx":
         raise SpoofrlError(f"{out}: the output file should end in .onnx")
     if args.seconds <= 0 or args.tolerance <= 0:

@@ -2,7 +2,7 @@
 and the documented options of any component or preset."""
 from __future__ import annotations
 
-from spoofrl.cli.common import add_set_option
+from spoofrl.cli.common import add_deprecated_alias, add_format_option, add_set_option
 
 DESCRIPTION = """\
 List the detector components and presets, or describe one of them.
@@ -27,7 +27,9 @@ def register(sub):
     p.add_argument("--describe", metavar="NAME",
                    help="a front-end or back-end registry key (prints its options with types, defaults and "
                         "meaning) or a preset name / YAML path (prints its resolved config and size)")
-    p.add_argument("--markdown", action="store_true", help="with --describe KEY: a Markdown table (for docs)")
+    fmt = add_format_option(p, ("text", "markdown"), "with --describe KEY: text (default) or markdown, a Markdown "
+                            "table of the options (for docs)")
+    add_deprecated_alias(p, "--markdown", fmt, const="markdown")
     add_set_option(p)
     p.set_defaults(func=run)
 
@@ -137,7 +139,7 @@ def run(args):
             raise ConfigError("--set applies to --describe PRESET only")
         print(list_all())
         return 0
-    text = None if args.overrides else describe_component(args.describe, args.markdown)
+    text = None if args.overrides else describe_component(args.describe, args.format == "markdown")
     if text is None:
         from spoofrl.config import resolve_preset
         try:

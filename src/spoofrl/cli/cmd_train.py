@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from spoofrl.cli.common import add_set_option
+from spoofrl.cli.common import add_device_option, add_out_dir_option, add_set_option
 
 DESCRIPTION = """\
 Train or fine-tune a detector with one of the objectives:
@@ -33,9 +33,9 @@ def register(sub) -> None:
                                                      "run); its architecture is used and it is the GRPO reference")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint "
                                                          "(same config; --init may be left out)")
-    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
+    add_out_dir_option(p, "run folder (default: runs/<config name>)")
     p.add_argument("--manifest", metavar="CSV", help="shortcut for --set data.manifest=CSV")
-    p.add_argument("--device", help="shortcut for --set device=... ('auto', 'cpu', 'cuda')")
+    add_device_option(p, default=None, help="shortcut for --set device=... ('auto', 'cpu', 'cuda')")
     p.add_argument("--stop-after", type=int, metavar="STEPS", help="save last/ and exit after this many steps "
                                                                    "(for time-limited job slots; continue with "
                                                                    "--resume)")

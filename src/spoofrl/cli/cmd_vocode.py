@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from spoofrl.cli.common import add_deprecated_alias, add_out_dir_option, add_seed_option, add_workers_option
+
 DESCRIPTION = """\
 Make spoofed copies of bona fide recordings with the built-in benchmark's vocoders (copy-synthesis:
 analyse each recording, resynthesise it with a vocoder or low-rate codec), so that a user with only real
@@ -38,27 +40,32 @@ def register(sub):
                    help="a folder of audio files (searched recursively), a manifest .csv (its bona fide rows are "
                         "vocoded; every row is kept, a row that could not be vocoded marked in a vocode_error "
                         "column) or one audio file")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_out_dir_option(p, "output folder", required=True)
     p.add_argument("--attacks", default="all", metavar="LIST",
                    help="comma-separated attack ids, or 'all' (default: all; see the list below)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0); same seed -> identical files")
-    p.add_argument("--workers", type=int, default=1, metavar="K", help="parallel processes (default: 1)")
-    p.add_argument("--subset", default="train",
-                   help="subset name written for folder inputs (default: train); manifest inputs keep theirs")
+    add_seed_option(p, "random seed (default: 0); same seed -> identical files")
+    add_workers_option(p, 1, "parallel processes (default: 1)")
+    # --subset names the subsets a command reads everywhere else; this one is written (as data import's).
+    name = p.add_argument("--subset-name", default="train", metavar="NAME",
+                          help="subset name written for folder inputs (default: train); manifest inputs keep theirs")
+    add_deprecated_alias(p, "--subset", name)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import sys
 
+    from spoofrl.detect.report import printable
     from spoofrl.errors import SpoofrlError
     from spoofrl.synth.vocode import parse_attacks, vocode
     attacks = parse_attacks(args.attacks)
-    report = vocode(args.inp, args.out, attacks, seed=args.seed, workers=args.workers, subset=args.subset)
+    report = vocode(args.inp, args.out, attacks, seed=args.seed, workers=args.workers, subset=args.subset_name)
     ok = report.inputs - len(report.failed)
     print(f"{report.out_dir}: {ok} recordings x {len(attacks)} attacks: {report.spoofs_written} spoofs written, "
           f"{report.spoofs_skipped} already there; manifest: {report.out_dir / 'manifest.csv'}")
-    problems = [f"{path}: {why}" for path, why in report.failed] + report.bad_lines
+    # escaped: the names come from the user's folder and reach the terminal (stderr, the error line)
+    problems = [printable(f"{path}: {why}") for path, why in report.failed]
+    problems += [printable(str(line)) for line in report.bad_lines]
     if problems:
         listing = f"; all listed in {report.failures_file}" if report.failures_file else ""
         if len(problems) <= SHOWN_INLINE:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 from spoofrl.detect.engine import SPOOF, VERDICTS, DetectOptions, FileResult
 from spoofrl.detect.model import LoadedModel
@@ -16,6 +17,28 @@ from spoofrl.detect.vad import DESCRIPTION as VAD_DESCRIPTION
 AGGREGATION = "duration-weighted mean of chunk scores"
 CSV_COLUMNS = ["path", "duration", "score", "score_type", "p_spoof", "speech_share", "verdict", "spoof_segments",
                "error", "note", "model"]
+
+
+# What a terminal acts on or what reorders text: C0 controls (ESC starts the sequences that retitle a window or
+# clear the screen; a newline splits a report's block), DEL, C1 controls (0x9b is a one-byte CSI), the Unicode
+# bidi controls (U+202E shows a name backwards), line / paragraph separators, and lone surrogates (bytes of a file
+# name that are not UTF-8, which stdout cannot encode).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                          "\ud800-\udfff]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` (a file name, an error, a model's words) safe to print in a text, table or CSV report: each character
+    of _UNPRINTABLE written as a Python-style escape (\\x1b, \\n, \\u202e); the rest, accents and scripts
+    included, as is. JSON reports need none of this: json.dumps escapes all of them."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def finite_or_none(value):
@@ -78,7 +101,8 @@ def verdict_rule(opts: DetectOptions) -> str:
 
 def _model_header(loaded: LoadedModel, opts: DetectOptions) -> list[str]:
     info = loaded.info()
-    lines = [f"model: {info['name']}  [{info['path']}]", f"trained on: {info['trained_on']}",
+    lines = [f"model: {printable(info['name'])}  [{printable(info['path'])}]",
+             f"trained on: {printable(info['trained_on'])}",
              f"score: {info['score_meaning']}; verdict spoof when score < {opts.threshold:g}"]
     if loaded.calibration is not None:
         lines[-1] += f"; p_spoof uses prior P(bona fide) = {loaded.calibration.prior:g}"
@@ -98,16 +122,17 @@ def _fmt(value, spec: str) -> str:
 
 def format_table(loaded: LoadedModel, results: list[FileResult], opts: DetectOptions) -> str:
     """Aligned text table; below a row: where the spoofed chunks are, or why the file failed."""
-    width = max([len("path")] + [len(r.path) for r in results])
+    paths = [printable(r.path) for r in results]
+    width = max([len("path")] + [len(path) for path in paths])
     rows = [f"{'path':<{width}}  {'duration':>9}  {'score':>8}  {'p_spoof':>7}  {'speech':>7}  verdict"]
-    for r in results:
+    for r, path in zip(results, paths):
         speech = None if r.speech_share is None else f"{100 * r.speech_share:.1f}%"
-        rows.append(f"{r.path:<{width}}  {_fmt(r.duration, '9.2f')}  {_fmt(r.score, '8.3f')}  "
+        rows.append(f"{path:<{width}}  {_fmt(r.duration, '9.2f')}  {_fmt(r.score, '8.3f')}  "
                     f"{_fmt(r.p_spoof, '7.3f')}  {speech or '-':>7}  {r.verdict}")
         if r.error:
-            rows.append(f"    error: {r.error}")
+            rows.append(f"    error: {printable(r.error)}")
         if r.note:
-            rows.append(f"    note: {r.note}")
+            rows.append(f"    note: {printable(r.note)}")
         if not r.error and r.chunks and spoof_segments(r):
             spans = _segments_text(r, ", ")
             rows.append(f"    spoof-like chunks ({opts.chunk_seconds:g} s each): {spans} s")
@@ -117,14 +142,16 @@ def format_table(loaded: LoadedModel, results: list[FileResult], opts: DetectOpt
 
 
 def format_csv(loaded: LoadedModel, results: list[FileResult], opts: DetectOptions) -> str:
-    """One row per file; `spoof_segments` lists spoof-verdict chunk spans as start-end;... (seconds)."""
+    """One row per file; `spoof_segments` lists spoof-verdict chunk spans as start-end;... (seconds). Names and
+    messages are escaped (printable) like the table's: a CSV is often looked at in a terminal."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in results:
-        writer.writerow([r.path, _csv_number(r.duration, ".3f"), _csv_number(r.score, ".6g"), r.score_type,
-                         _csv_number(r.p_spoof, ".6g"), _csv_number(r.speech_share, ".4f"), r.verdict,
-                         _segments_text(r), r.error or "", r.note or "", loaded.name])
+        writer.writerow([printable(r.path), _csv_number(r.duration, ".3f"), _csv_number(r.score, ".6g"),
+                         r.score_type, _csv_number(r.p_spoof, ".6g"), _csv_number(r.speech_share, ".4f"), r.verdict,
+                         _segments_text(r), printable(r.error or ""), printable(r.note or ""),
+                         printable(loaded.name)])
     return buf.getvalue()
 
 
