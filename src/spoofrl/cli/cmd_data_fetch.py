@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from spoofrl.cli.common import add_deprecated_alias, add_output_option, add_workers_option
+
 DESCRIPTION = """\
 Download real recorded speech shipped in Debian packages (`apt-get download`: no root needed, nothing is
 installed), unpack it into a cache (`dpkg-deb -x`; resumable: a rerun skips finished packages), check every
@@ -45,9 +47,9 @@ def register(sub):
                    help="cache folder (default: $SPOOFRL_CACHE/real, else ~/.cache/spoofrl/real)")
     p.add_argument("--debs", action="append", default=None, metavar="DIR",
                    help="use the .deb files in DIR instead of downloading (offline; repeatable)")
-    p.add_argument("--out", default=None, metavar="MANIFEST.csv",
-                   help="manifest to write (default: CACHE/manifest.csv; paths are relative to it)")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="parallel clip checks (default: 2)")
+    add_deprecated_alias(p, "--out", add_output_option(
+        p, "manifest to write (default: CACHE/manifest.csv; paths are relative to it)", metavar="MANIFEST.csv"))
+    add_workers_option(p, 2, "parallel clip checks (default: 2)")
     p.add_argument("--deep", action="store_true",
                    help="decode every clip too (finds silent or damaged audio the header check misses; slower)")
     p.set_defaults(func=run)
@@ -59,7 +61,7 @@ def run(args) -> int:
     from spoofrl.errors import SpoofrlError
 
     prereqs.require(prereqs.for_sources(resolve_sources(args.sources)))   # before anything is downloaded
-    report = fetch_real_speech(args.sources, args.cache, args.debs, workers=args.workers, manifest=args.out,
+    report = fetch_real_speech(args.sources, args.cache, args.debs, workers=args.workers, manifest=args.output,
                                deep=args.deep)
     for line in report.summary():
         if not line.startswith("not fetched: "):

@@ -1,9 +1,9 @@
-"""`spoofrl data import FORMAT --root DIR --out MANIFEST.csv`: a public corpus as a spoofrl manifest."""
+"""`spoofrl data import FORMAT --root DIR --output MANIFEST.csv`: a public corpus as a spoofrl manifest."""
 from __future__ import annotations
 
 import argparse
 
-from spoofrl.cli.common import comma_list
+from spoofrl.cli.common import add_deprecated_alias, add_output_option, add_subset_option, require
 
 DESCRIPTION = """\
 Write a manifest (CSV path,label,attack,source,condition,subset) for a public corpus. Every audio file
@@ -38,11 +38,10 @@ def register(sub):
                    help="protocol / key file instead of the standard one under --root (repeatable for corpora "
                         "with one protocol per split; the split is read from the file name; ftgrpo: the paper's .jsonl / .json "
                         "label files, one or more)")
-    p.add_argument("--out", required=True, metavar="MANIFEST.csv", help="manifest to write")
-    p.add_argument("--subset", "--split", dest="subsets", type=comma_list, default=None, metavar="NAME[,NAME]",
-                   help="keep only these subsets: train/dev/eval (asvspoof2019-la, asvspoof5), eval/progress/"
+    add_deprecated_alias(p, "--out", add_output_option(p, "manifest to write (required)", metavar="MANIFEST.csv"))
+    add_deprecated_alias(p, "--split", add_subset_option(p, "keep only these subsets: train/dev/eval (asvspoof2019-la, asvspoof5), eval/progress/"
                         "hidden (asvspoof2021-la/df), or 'all'; default: all, except asvspoof2021-la/df: eval "
-                        "(the official evaluation subset)")
+                        "(the official evaluation subset)"))
     p.add_argument("--subset-name", default=None, metavar="NAME",
                    help="subset written for corpora without official splits (in-the-wild: eval, folders: split "
                         "folder or 'all', wavefake/mlaad: 'all', ftgrpo: the split in each label file's name)")
@@ -58,15 +57,16 @@ def run(args) -> int:
     from spoofrl.data.importers import IMPORTERS, ImportOptions, import_corpus
     from spoofrl.data.manifest import write_manifest
 
+    output = require(args.output, "--output MANIFEST.csv")
     opts = ImportOptions(subsets=args.subsets, subset_name=args.subset_name, bonafide_roots=args.bonafide_root)
-    rows = import_corpus(args.format, args.root, protocols=args.protocol, options=opts, out=args.out)
-    n = write_manifest(rows, args.out)
+    rows = import_corpus(args.format, args.root, protocols=args.protocol, options=opts, out=output)
+    n = write_manifest(rows, output)
     counts = Counter((r.subset, r.label) for r in rows)
     parts = ", ".join(f"{subset}: {counts[(subset, 'bonafide')]} bona fide / {counts[(subset, 'spoof')]} spoof"
                       for subset in sorted({s for s, _ in counts}))
-    print(f"{args.out}: {n} utterances ({parts})")
+    print(f"{output}: {n} utterances ({parts})")
     companions = IMPORTERS[args.format].companions
     if companions is not None:
-        for line in companions(rows, args.out):
+        for line in companions(rows, output):
             print(line)
     return 0

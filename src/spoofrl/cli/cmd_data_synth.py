@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from spoofrl.cli.common import add_out_dir_option, add_seed_option, add_workers_option
+
 DESCRIPTION = """\
 Generate the built-in anti-spoofing benchmark. Two designs:
 
@@ -46,10 +48,10 @@ examples: spoofrl data fetch && spoofrl data synth --out data/real --preset demo
 def register(sub):
     p = sub.add_parser("synth", help="generate the built-in benchmark (copy-synthesis spoofs, OOD subsets)",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; rerun to resume)")
+    add_out_dir_option(p, "output folder (created; rerun to resume)", required=True)
     p.add_argument("--preset", default="demo", choices=["tiny", "small", "demo", "full"], help="size (default: demo)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files (default: 0)")
-    p.add_argument("--workers", type=int, default=1, metavar="K", help="parallel processes (default: 1)")
+    add_seed_option(p, "random seed; the same seed gives identical files (default: 0)")
+    add_workers_option(p, 1, "parallel processes (default: 1)")
     p.add_argument("--design", default="real", choices=["real", "v1"],
                    help="real: real recordings from `spoofrl data fetch` as bona fide (default); v1: the earlier "
                         "design, synthetic bona fide")

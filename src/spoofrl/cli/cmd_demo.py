@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from spoofrl.cli.cmd_experiment import set_help
-from spoofrl.cli.common import add_set_option
+from spoofrl.cli.common import add_device_option, add_out_dir_option, add_set_option, add_workers_option
 
 DESCRIPTION = """\
 The main job in one command. Fetches real human recordings from Debian packages (`spoofrl data fetch`;
@@ -35,17 +34,15 @@ Settings: configs/experiments/demo.yaml (demo-fast.yaml with --fast); ablations:
 def register(sub):
     p = sub.add_parser("demo", help="the built-in study: benchmark -> post-train -> SFT / GRPO / ... -> table + report",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", metavar="DIR", help="output folder (default demo-out, or demo-out-fast with --fast)")
+    add_out_dir_option(p, "output folder (default demo-out, or demo-out-fast with --fast)")
     p.add_argument("--fast", action="store_true", help="~2-minute version: smaller benchmark, fewer steps, 2 seeds")
     p.add_argument("--seeds", type=int, metavar="N", help="runs per arm (default: the demo config's)")
-    p.add_argument("--workers", type=int, metavar="K",
-                   help="processes for benchmark generation and arm runs (default: the available CPU cores)")
+    add_workers_option(p, None, "processes for benchmark generation and arm runs (default: the available CPU cores)")
     p.add_argument("--data", metavar="DIR", help="benchmark folder to use or create (default OUT/benchmark)")
-    p.add_argument("--device", help="'auto' (default), 'cpu', 'cuda'")
+    add_device_option(p, default=None, help="'auto' (default), 'cpu', 'cuda'")
     p.add_argument("--design", default="real", choices=["real", "v1"],
                    help="benchmark design: real (default; real bona fide, fetched) or v1 (synthetic bona fide)")
-    add_set_option(p)
-    set_help(p, "override an experiment config option (`spoofrl config experiment`), e.g. "
+    add_set_option(p, "override an experiment config option (`spoofrl config experiment`), e.g. "
                 "--set finetune.overrides=[schedule.steps=300]; repeatable, values are YAML")
     p.set_defaults(func=run)
 

@@ -38,14 +38,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def set_help(parser: argparse.ArgumentParser, text: str) -> None:
-    """--set here overrides experiment options, not train options: say so (and give a fitting example).
-    Kept for `spoofrl demo`; add_set_option(parser, help) says it at once."""
-    for action in parser._actions:
-        if "--set" in action.option_strings:
-            action.help = text
-
-
 def config_overrides(args) -> list[str]:
     """--seeds/--workers/--device as config overrides, applied after --set."""
     extra = list(args.overrides)
