@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_name(args: argparse.Namespace) -> str:
     """`spoofrl data import`, not just `spoofrl data`, in messages."""
-    sub = getattr(args, "data_command", None)
+    sub = getattr(args, "data_command", None) or getattr(args, "models_command", None)
     return f"spoofrl {args.command}" + (f" {sub}" if sub else "")
 
 

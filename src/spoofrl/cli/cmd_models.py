@@ -32,6 +32,8 @@ def register(sub):
     add_deprecated_alias(p, "--markdown", fmt, const="markdown")
     add_set_option(p)
     p.set_defaults(func=run)
+    from spoofrl.cli.cmd_models_fetch import register_fetch
+    register_fetch(p.add_subparsers(dest="models_command", metavar="COMMAND"))
 
 
 def _first_line(text: str | None) -> str:
