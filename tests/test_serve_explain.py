@@ -92,14 +92,12 @@ def test_explain_returns_claims_with_their_cited_evidence(loaded, scripted):
         assert client.app.state.explainer.get() is first
 
 
-def test_non_audio_upload_is_a_per_file_error(loaded, scripted):
+def test_non_audio_upload_is_refused_like_detect(loaded, scripted):
     with make_client(loaded) as client:
         r = post(client, b"this is not audio at all " * 40, "notes.wav")
-        assert r.status_code == 200, r.text
-        f = r.json()["files"][0]
-        assert f["verdict"] == "error" and f["error"] and f["claims"] == []
-        assert "/tmp" not in f["error"] and "spoofrl-serve" not in f["error"]
-        assert r.json()["summary"]["error"] == 1
+        # one contract for both endpoints: a request whose one file cannot be processed is an error status
+        assert r.status_code == 415 and r.json()["error"] == "not_audio", r.text
+        assert "/tmp" not in r.text and "spoofrl-serve" not in r.text
         # Request-level problems keep the detect endpoint's errors.
         empty = post(client, b"", "empty.wav")
         assert empty.status_code == 422 and empty.json()["error"] == "empty_upload"

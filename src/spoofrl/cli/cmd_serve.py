@@ -1,4 +1,4 @@
-"""`spoofrl serve`: HTTP detection API + a web page to upload or record a clip."""
+"""`spoofrl serve`: HTTP detection and explanation API + a web page to upload or record a clip."""
 from __future__ import annotations
 
 import argparse
@@ -6,18 +6,35 @@ import argparse
 from spoofrl.cli.common import add_device_option
 
 DESCRIPTION = """\
-Serve a detector over HTTP (FastAPI + uvicorn):
+Serve a detector and its explainer over HTTP (FastAPI + uvicorn):
   GET  /            web page: upload or record a clip, see the verdict, score, spectrogram and per-chunk timeline
   POST /api/detect  multipart upload (field 'file'; add ?spectrogram=true for a PNG) -> the JSON report of
                     `spoofrl detect --format json` for that file (the model named by folder, not by path);
                     a clip with less than --min-speech-share of speech gets verdict 'no-speech' and no
                     score (200), unless ?score_without_speech=true (or --score-without-speech)
-  GET  /healthz     status, model information and limits
+  POST /api/explain multipart upload (field 'file'; ?spectrogram=true as above) -> the JSON report of
+                    `spoofrl explain --json` for that file: the explainer's verdict, score, rationale and
+                    its claims checked against evidence measured on the clip (at most its first 30 s)
+  GET  /healthz     status, model information, limits and the explainer's state
 Higher score = more bona fide (log-odds, or an LLR when the model folder has calibration.json).
-Errors are JSON {"error", "detail"}: 400 bad_host, 408 body_timeout, 413 upload too large, 415 not audio,
-422 audio that cannot be scored (empty, silent, truncated, longer than --max-seconds, ...), 429 busy
-(with Retry-After), 500 internal_error, 404/405 unknown path or method. Past --max-connections uvicorn
-itself answers 503 (plain text).
+
+Errors of POST /api/detect and POST /api/explain (the same upload protocol: limits, duration check, errors)
+are JSON {"error", "detail"}. One file per request: a file that cannot be analysed is an error status, never
+a 200 answer with verdict 'error'.
+  400 bad_host          the Host header names no host this server answers to (see Host names below)
+  408 body_timeout      the upload sent no data for --body-timeout s (the connection is closed)
+  413 upload_too_large  the upload is over --max-upload-mb
+  415 not_audio         neither soundfile nor ffmpeg decodes it
+  422 empty_upload      0 bytes
+  422 audio_too_long    longer than --max-seconds (decoding stops there: a long file is never read whole)
+  422 cannot_score      (detect) / cannot_explain (explain): silent, no samples, too short, truncated,
+                        corrupt part-way, or a non-finite score
+  422 bad_request       no 'file' field, or a malformed query parameter
+  429 busy              --max-concurrent analyses running and --queue waiting (with Retry-After)
+  500 internal_error    an unexpected server error (the traceback goes to the server's log only)
+  503 no_explainer      (explain) no explainer available; explainer_failed: it failed while generating
+  404 not_found, 405 method_not_allowed: an unknown path or method
+Past --max-connections uvicorn itself answers 503 (plain text).
 
 Host names (DNS-rebinding guard): only requests whose Host header names this server are answered:
 localhost, 127.0.0.1, ::1, the --host value, and with --host 0.0.0.0 or :: this machine's hostname.
@@ -39,12 +56,16 @@ with all 45 at once); see BENCHMARKS.md.
 Temp files: uploads live in $TMPDIR/spoofrl-serve-<pid>-*/ while scored; each start removes such folders
 left by servers that were killed (process gone), and legacy spoofrl-serve-* folders over an hour old.
 
+Start: the detector (--model) and the explainer (--explainer) are loaded before the port is opened; a missing
+or broken folder stops serve with a one-line error (exit status 2). Without --explainer the bundled explainer
+is used; an installation without one serves detection only (POST /api/explain answers 503 no_explainer).
 Without --model the bundled default model is served: a demonstration model (see its MODEL_CARD.md).
 The default host 127.0.0.1 is reachable from this machine only; use --host 0.0.0.0 to expose it."""
 
 
 def register(sub):
-    p = sub.add_parser("serve", help="HTTP API + web page for detection (higher score = more bona fide)",
+    p = sub.add_parser("serve", help="HTTP API + web page for detection and explanation (higher score = more "
+                                     "bona fide)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", metavar="RUN_DIR", help="run or model folder; default: the bundled default model")
     p.add_argument("--explainer", metavar="RUN_DIR", help="the explainer of POST /api/explain and the page's Explain "
@@ -123,6 +144,7 @@ def run(args) -> int:
                          max_concurrent=args.max_concurrent, queue=args.queue, body_timeout=args.body_timeout)
     hosts = allowed_host_names(args.host, args.allow_host)
     app = create_app(loaded, limits, allowed_hosts=hosts, explainer_dir=args.explainer, explainer_device=args.device)
+    app.state.explainer.load_now()  # a bad --explainer stops here, not with a 503 on every request
     log = logging.getLogger(__name__)
     log.info("serving %s on http://%s:%d/ (trained on: %s)", loaded.name, args.host, args.port, loaded.trained_on)
     if ANY_HOST in hosts:

@@ -1,19 +1,20 @@
 """The HTTP service: `POST /api/detect`, `POST /api/explain`, `GET /healthz`, `GET /` (the web page).
 
-`POST /api/explain` (spoofrl.serve.explain) answers the `spoofrl explain --json` report of one upload.
+Both POST endpoints take one upload per request (multipart field `file`) through the same protocol: the upload
+limit, the duration check (`_probe`: the header's length, or a decode stopped just past max_seconds; a long
+file is never decoded whole to measure it), the temp folder, the concurrency gate, and the same JSON errors.
+`/api/detect` answers the JSON report of `spoofrl detect --format json` for that one file (model info,
+settings, `files: [ {...} ]`, summary), plus the file's spectrogram as a PNG data URL when `?spectrogram=true`.
+`/api/explain` (spoofrl.serve.explain) answers the `spoofrl explain --json` report of the upload. A clip with
+too little speech (voice activity detection, see spoofrl.detect.vad) is a normal 200 detect answer with verdict
+`no-speech`, `speech_share` and no score; `?score_without_speech=true` scores it anyway (`false` gates it even
+where the server scores every clip).
 
-One upload per request (multipart field `file`). The answer is the JSON report of `spoofrl detect
---format json` for that one file (model info, settings, `files: [ {...} ]`, summary), plus the file's
-spectrogram as a PNG data URL when `?spectrogram=true`. A clip with too little speech (voice activity
-detection, see spoofrl.detect.vad) is a normal 200 answer with verdict `no-speech`, `speech_share` and no
-score; `?score_without_speech=true` scores it anyway (`false` gates it even where the server scores every
-clip). Errors are JSON `{"error": code, "detail": reason}`:
-400 a Host header the server does not answer to (DNS-rebinding guard, spoofrl.serve.hosts), 408 a body that
-stalls, 413 upload too large, 415 not audio (neither soundfile nor ffmpeg decodes it), 422 audio that cannot
-be scored (empty, silent, too long, too short, truncated, corrupt part-way, a non-finite score) or a
-malformed request, 429 busy (every analysis slot taken and the queue full; with Retry-After), 500 an
-unexpected server error (the traceback goes to the log, never to the client), 404/405 an unknown path or
-method.
+A request that cannot be processed gets an error status: there is one file per request, so a 200 answer never
+holds a file with verdict `error`. Errors are JSON `{"error": code, "detail": reason}`, listed (statuses and
+codes) by `spoofrl serve --help` and docs/detect.md, which tests/test_probe_serve.py holds to what is answered.
+Unexpected errors are 500 (the traceback goes to the log, never to the client); an explainer that does not
+load or fails is 503.
 
 Requests run in FastAPI's thread pool; every request keeps its own state (temp folder, result), so
 concurrent requests cannot mix. At most `max_concurrent` analyses (decode + score + spectrogram) run at once,
@@ -112,7 +113,7 @@ def _streamed_duration(path: Path, limit_seconds: float) -> float:
 
 
 def _probe(path: Path, name: str, limits: ServeLimits) -> float:
-    """Duration of the upload; 415 when it is not audio, 422 when it is too long."""
+    """Duration of the upload; 415 when it is not audio, 422 when it is too long. Both endpoints run it first."""
     import soundfile as sf
     try:
         try:
@@ -205,7 +206,7 @@ def explain_upload(holder, upload, limits: ServeLimits, with_spectrogram: bool,
                    gate: AnalysisGate, temp: ServeTempRoot) -> dict:
     """Save and explain one upload (spoofrl.serve.explain); returns the JSON report or raises _RequestProblem.
 
-    Same upload limit, temp folder, concurrency gate and busy answer as score_upload."""
+    Same upload limit, temp folder, concurrency gate, duration check and errors as score_upload."""
     name = Path(upload.filename or "upload").name
     try:
         explainer = holder.get()
@@ -216,10 +217,18 @@ def explain_upload(holder, upload, limits: ServeLimits, with_spectrogram: bool,
 
 
 def _explain(holder, explainer, path: Path, name: str, limits: ServeLimits, with_spectrogram: bool) -> dict:
-    from spoofrl.serve.explain import explain_path
-    report = explain_path(explainer, holder.run_lock, path, name, limits.max_seconds)
+    from spoofrl.serve.explain import ExplainerFailed, explain_path
+    _probe(path, name, limits)  # before anything decodes it: a long file must not be read to its end
+    try:
+        report = explain_path(explainer, holder.run_lock, path, name, limits.max_seconds)
+    except ExplainerFailed as err:
+        log.error("the explainer failed on an upload", exc_info=err.__cause__)
+        raise _RequestProblem(503, "explainer_failed", f"{name}: the explainer failed while generating ({err}); "
+                                                       f"the server's log has the details") from None
     entry = report["files"][0]
-    if with_spectrogram and entry.get("error") is None:
+    if entry.get("error") is not None:
+        raise _RequestProblem(422, "cannot_explain", f"{name}: {entry['error']}")
+    if with_spectrogram:
         entry["spectrogram_png"], entry["spectrogram_axes"] = _spectrogram_with_axes(path, explainer.sample_rate,
                                                                                        entry.get("seconds"))
     return finite_or_none(report)
@@ -257,7 +266,8 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
     "testserver", the Host TestClient sends. Starting removes temp folders left by killed servers.
 
     `explainer_dir`: the explainer of `POST /api/explain` (a generation run folder; None: the bundled one),
-    loaded on its first request on `explainer_device` (`explainer_loader(dir, device)` replaces
+    loaded on `explainer_device` on its first request, or at once by `app.state.explainer.load_now()` (as
+    `spoofrl serve` does, to stop on a bad folder) (`explainer_loader(dir, device)` replaces
     spoofrl.detect.explainer.load_explainer, for tests)."""
     from contextlib import asynccontextmanager
 
@@ -330,7 +340,8 @@ def create_app(loaded: LoadedModel, limits: ServeLimits | None = None,
                            "chunk_seconds": limits.chunk_seconds, "threshold": limits.threshold,
                            "min_speech_share": limits.min_speech_share,
                            "score_without_speech": limits.score_without_speech,
-                           "max_concurrent": limits.max_concurrent, "queue": limits.queue}}
+                           "max_concurrent": limits.max_concurrent, "queue": limits.queue},
+                "explainer": holder.state()}
 
     @app.get("/", response_class=HTMLResponse)
     def index():
