@@ -46,6 +46,8 @@ class SynthReport:
     skipped: int
     seconds: float
     audio_seconds: float
+    fallbacks: int = 0           # spoofs made with a fallback voice (design real)
+    left_out_clips: int = 0      # clips left out because nothing could be made of them (design real)
 
 
 # ------------------------------------------------------------------------------------------ signals

@@ -42,6 +42,10 @@ from spoofrl.synth.splits import OOD_ATTACKS, POSTTRAIN_ATTACKS, TARGET_ATTACKS,
 
 DESIGN = "real"
 VERSION = 2
+# What a folder of design 2 holds changes with it (synth.json records it; another revision is not resumed):
+# 1 the first; 2 no espeak-ng TTS for text espeak-ng says without vowels (`espeak_reads`), failed TTS voices
+# replaced by the next of a seeded sequence (`tts_fallbacks`), clips that cannot be made left out (recorded).
+REVISION = 2
 SUBSETS = ("posttrain", "posttrain_dev", "target_train", "target_dev", "target_eval",
            "ood_attack", "ood_source", "ood_channel", "ood_mix")
 
@@ -93,6 +97,24 @@ def espeak_language(language: str, speaker: str = "") -> str:
     if language in ESPEAK_NEAREST:
         return ESPEAK_NEAREST[language]
     return language if language in ESPEAK_LANGUAGES else ""
+
+
+# Scripts that write consonants and leave vowels out (Hebrew, Arabic, Syriac, Thaana). espeak-ng reads them from
+# the letters alone: its Hebrew voice gives an unpointed word only the vowels its letters spell, so KLettres'
+# syllable 'עד' (ad) becomes the phonemes '?d' and is rendered as silence, 'גם' (gam) as 'gm'.
+ABJAD = re.compile("[\u0590-\u05ff\u0600-\u06ff\u0700-\u074f\u0750-\u077f\u0780-\u07bf]")
+ESPEAK_VOWELS = re.compile(r"[aeiouyAEIOUVY@0369&]")    # vowel symbols of espeak-ng's phoneme mnemonics
+
+
+def espeak_reads(text: str, tts_lang: str) -> bool:
+    """Whether espeak-ng says `text` in `tts_lang` as words, i.e. every word it speaks has a vowel. Asked of
+    espeak-ng itself (its phonemes) only for text in a script that may leave the vowels unwritten (`ABJAD`);
+    text in other scripts is spelled with its vowels."""
+    if not tts_lang or not ABJAD.search(text):
+        return True
+    from spoofrl.synth.sources import espeak_phonemes
+    words = espeak_phonemes(tts_lang, text).split()
+    return bool(words) and all(ESPEAK_VOWELS.search(w) for w in words)
 
 
 @dataclass(frozen=True)
@@ -418,23 +440,25 @@ def _assign(groups: list[list[RealClip]], quotas: dict[str, int]) -> dict[str, l
     return out
 
 
+def _speaks(engine_id: str, voices: list[TtsVoice], base_lang: str, tts_lang: str, want: str) -> bool:
+    """Whether a TTS engine of a subset can speak a clip: it has voices, speaks the clip's language, and (for
+    engines other than espeak-ng) has a voice of the gender wanted."""
+    engine = TTS_ENGINES[engine_id]
+    if not voices or (engine.engine == "espeak-ng" and not tts_lang):
+        return False
+    if engine.languages is not None and base_lang not in engine.languages:
+        return False
+    # a man's clip never gets only a woman's voice, and vice versa (espeak-ng variants come in both)
+    return engine.engine == "espeak-ng" or any(v.gender == want for v in voices)
+
+
 def _pick_tts(design: RealSubsetDesign, base_lang: str, tts_lang: str, gender: str,
               rng: np.random.Generator, exclude: set[str]) -> tuple[str, TtsVoice, float] | None:
     """(TTS attack id, voice, pitch factor) for a clip: an engine of the subset that speaks its language,
     a voice of the clip's gender where the engine has one (drawn 50/50 when the gender is unknown)."""
     want = gender if gender in ("f", "m") else ("f" if rng.random() < 0.5 else "m")
-    weights = {}
-    for engine_id, voices in design.tts.items():
-        engine = TTS_ENGINES[engine_id]
-        if engine_id in exclude or not voices:
-            continue
-        if engine.engine == "espeak-ng" and not tts_lang:
-            continue
-        if engine.languages is not None and base_lang not in engine.languages:
-            continue
-        if engine.engine != "espeak-ng" and not any(v.gender == want for v in voices):
-            continue                          # a man's clip never gets only a woman's voice, and vice versa
-        weights[engine_id] = TTS_WEIGHTS.get(engine_id, 1.0)
+    weights = {engine_id: TTS_WEIGHTS.get(engine_id, 1.0) for engine_id, voices in design.tts.items()
+               if engine_id not in exclude and _speaks(engine_id, voices, base_lang, tts_lang, want)}
     if not weights:
         return None
     engine_id = _weighted(rng, weights)
@@ -463,6 +487,8 @@ def _plan_base(design: RealSubsetDesign, index: int, clip: RealClip, segment: in
     rng = rng_for(seed, f"real/{base_id}/{clip.clip_id}/{segment}")
     text = tts_text(clip.transcript) if segments == 1 else ""
     tts_lang = espeak_language(clip.language, clip.speaker)
+    if text and not espeak_reads(text, tts_lang):
+        tts_lang = ""                 # espeak-ng would not say these words: no espeak-ng TTS of this clip
     packaging = Packaging.parse(clip.condition, clip.sample_rate, bitrate)
     base = RealBase(base_id, design.name, clip, segment, segments, text, tts_lang, packaging)
     tts_possible = bool(text) and _tts_available(design, clip.language, tts_lang)
@@ -497,6 +523,39 @@ def _plan_base(design: RealSubsetDesign, index: int, clip: RealClip, segment: in
             engine_id, tv.voice if tv else None, tv.gender if tv else "-", pitch,
             channel, channel_params, level_db, design.name))
     return base
+
+
+@dataclass(frozen=True)
+class TtsChoice:
+    """A voice for a TTS spoof: its engine (attack id), the voice, the voice's gender and the pitch factor."""
+    engine: str
+    voice: Voice
+    gender: str
+    pitch: float
+
+
+def tts_fallbacks(base: RealBase, item: RealItem, seed: int, missing: Iterable[str] = ()) -> list[TtsChoice]:
+    """The voices to try, in order, when the planned voice of TTS spoof `item` cannot speak its text: every
+    other voice of the subset's engines (less `missing`) that speaks the clip's language, of the clip's gender
+    where known (else of the planned voice's), in an order drawn from the seed and the item id, so the same
+    seed always gives the same benchmark, resumed or not."""
+    design = REAL_DESIGN_BY_NAME[base.subset]
+    want = base.clip.gender if base.clip.gender in ("f", "m") else item.tts_gender
+    options = []
+    for engine_id, voices in design.tts.items():
+        if engine_id in set(missing) or not _speaks(engine_id, voices, base.clip.language, base.tts_language, want):
+            continue
+        for tv in [v for v in voices if v.gender == want] or voices:
+            voice = tv.voice if tv.voice is not None else espeak(f"{base.tts_language}+{tv.variant}")
+            if voice != item.tts_voice:
+                options.append((engine_id, voice, tv.gender))
+    rng = rng_for(seed, f"real/{item.item_id}/fallback")
+    out = []
+    for k in rng.permutation(len(options)):
+        engine_id, voice, gender = options[int(k)]
+        pitch = float(rng.uniform(0.92, 1.08)) * (FEMALE_PITCH if gender != want and want == "f" else 1.0)
+        out.append(TtsChoice(engine_id, voice, gender, round(pitch, 3)))
+    return out
 
 
 def make_real_plan(clips: list[RealClip], preset: str | RealPreset, seed: int,

@@ -25,8 +25,10 @@ import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import soundfile as sf
@@ -40,10 +42,11 @@ from spoofrl.synth.attacks import ATTACKS, Attack
 from spoofrl.synth.channels import CHANNELS, Channel, _coloured_noise
 from spoofrl.synth.generate import SOURCE_LEVEL_DB, SynthReport, read_stamp, write_flac_atomic, write_stamp
 from spoofrl.synth.packaging import package_many, rate_roundtrip
-from spoofrl.synth.real_design import (DESIGN, MARGIN_S, MAX_S, MIN_S, REAL_PRESETS, VERSION, RealBase,
-                                       RealItem, RealPreset, check_real_design, make_real_plan, plan_digest,
-                                       read_real_manifest)
-from spoofrl.synth.sources import SR, Prosody, check_voices, openjtalk, optional_voice_problems, synthesize, trim_silence
+from spoofrl.synth.real_design import (DESIGN, MARGIN_S, MAX_S, MIN_S, REAL_PRESETS, REVISION, VERSION, RealBase,
+                                       RealItem, RealPreset, TtsChoice, check_real_design, make_real_plan,
+                                       plan_digest, read_real_manifest, tts_fallbacks)
+from spoofrl.synth.sources import (SR, Prosody, Voice, check_voices, openjtalk, optional_voice_problems,
+                                   synthesize_each, trim_silence)
 from spoofrl.synth.splits import rng_for
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ RATE_RANGE = (0.5, 2.6)    # speaking-rate factors TTS may be driven to when mat
 FLOOR_RANGE_DB = (-90.0, -50.0)
 MATCH_FFT = 512            # resolution of the long-term spectra matched (31 Hz bins)
 MATCH_GAIN_DB = (-40.0, 30.0)
+OUTCOMES = "outcomes"      # per-file fallback and per-clip left-out records (see run_chunk)
 
 # ------------------------------------------------------------------------------------------ signals
 
@@ -214,21 +218,66 @@ def _tts_rate(first: np.ndarray, bona: np.ndarray) -> float:
     return float(np.clip(len(first) / target, *RATE_RANGE))
 
 
-def tts_signals(jobs: list[tuple[RealItem, RealBase, np.ndarray]], seed: int, parity: bool = True) -> list[np.ndarray]:
-    """The TTS speech of each (item, base, bona fide signal), timed to the clip (two passes, see above)."""
-    if not jobs:
-        return []
-    first = synthesize([(item.tts_voice, base.text, Prosody(1.0, item.tts_pitch)) for item, base, _ in jobs])
-    first = [trim_silence(y, SR) for y in first]
-    rates = [round(_tts_rate(y, bona), 3) for y, (_, _, bona) in zip(first, jobs)]
-    again = [k for k, r in enumerate(rates) if abs(r - 1.0) > 0.04]
-    second = synthesize([(jobs[k][0].tts_voice, jobs[k][1].text, Prosody(rates[k], jobs[k][0].tts_pitch))
-                         for k in again])
-    speech = list(first)
+def _speak_timed(jobs: list[tuple[TtsChoice, str, np.ndarray]]) -> list[np.ndarray | SpoofrlError]:
+    """Each (voice, text, bona fide signal) spoken and timed to its clip: once at rate 1, then again at the rate
+    that matches the clip's speech length (when that differs by more than 4 %). A job that fails in either
+    pass gives its error."""
+    first = synthesize_each([(c.voice, text, Prosody(1.0, c.pitch)) for c, text, _ in jobs])
+    speech = [y if isinstance(y, SpoofrlError) else trim_silence(y, SR) for y in first]
+    rates = {k: round(_tts_rate(y, jobs[k][2]), 3) for k, y in enumerate(speech) if not isinstance(y, SpoofrlError)}
+    again = [k for k, r in rates.items() if abs(r - 1.0) > 0.04]
+    second = synthesize_each([(jobs[k][0].voice, jobs[k][1], Prosody(rates[k], jobs[k][0].pitch)) for k in again])
     for k, y in zip(again, second):
-        speech[k] = trim_silence(y, SR)
-    return [place_tts(y, bona, rng_for(seed, item.item_id + "/floor"), parity)
-            for y, (item, _, bona) in zip(speech, jobs)]
+        speech[k] = y if isinstance(y, SpoofrlError) else trim_silence(y, SR)
+    return speech
+
+
+def planned_choice(item: RealItem) -> TtsChoice:
+    return TtsChoice(item.tts_engine, item.tts_voice, item.tts_gender, item.tts_pitch)
+
+
+def with_voice(item: RealItem, choice: TtsChoice) -> RealItem:
+    """The TTS spoof `item` made with another voice (its vocoder, channel and level stay)."""
+    attack = choice.engine if item.kind == "tts" else f"{choice.engine}+{item.vocoder}"
+    return replace(item, attack=attack, tts_engine=choice.engine, tts_voice=choice.voice, tts_gender=choice.gender,
+                   tts_pitch=choice.pitch)
+
+
+@dataclass
+class Spoken:
+    speech: dict[str, np.ndarray] = field(default_factory=dict)          # item id -> TTS speech (not yet placed)
+    used: dict[str, TtsChoice] = field(default_factory=dict)             # item id -> the fallback voice that spoke
+    failed: dict[str, list[tuple[str, str]]] = field(default_factory=dict)   # item id -> [(voice id, why)]
+    left_out: dict[str, str] = field(default_factory=dict)              # base id -> why nothing could speak
+
+
+def speak_all(jobs: list[tuple[RealItem, RealBase, np.ndarray]], seed: int, missing: Iterable[str] = ()) -> Spoken:
+    """The TTS speech of each (item, base, bona fide signal). A voice that fails (an engine that cannot say a
+    text gives silence, or errs) is replaced by the next of `tts_fallbacks`, the same every time for a seed;
+    a base whose spoof no voice can speak is left out."""
+    queues = {it.item_id: [planned_choice(it)] + tts_fallbacks(b, it, seed, missing) for it, b, _ in jobs}
+    done = Spoken()
+    pending = list(jobs)
+    while pending:      # each round: every spoof not yet spoken, with the next voice of its queue
+        choices = [queues[it.item_id][len(done.failed.get(it.item_id, []))] for it, _, _ in pending]
+        results = _speak_timed([(c, base.text, bona) for c, (_, base, bona) in zip(choices, pending)])
+        for (item, base, _), choice, y in zip(pending, choices, results):
+            if not isinstance(y, SpoofrlError):
+                done.speech[item.item_id] = y
+                if choice != queues[item.item_id][0]:
+                    done.used[item.item_id] = choice
+                continue
+            failed = done.failed.setdefault(item.item_id, [])
+            failed.append((choice.voice.id, str(y)))
+            if len(failed) == len(queues[item.item_id]):
+                done.left_out.setdefault(base.base_id, _no_voice_reason(item, base, failed))
+        pending = [job for job in pending if job[0].item_id not in done.speech and job[1].base_id not in done.left_out]
+    return done
+
+
+def _no_voice_reason(item: RealItem, base: RealBase, failed: list[tuple[str, str]]) -> str:
+    shown = "; ".join(why for _, why in failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+    return f"TTS spoof {item.item_id}: no voice could speak {base.text!r} ({len(failed)} tried: {shown})"
 
 
 def _attacked(signals: list[np.ndarray], items: list[RealItem], rngs: list[np.random.Generator]) -> list[np.ndarray]:
@@ -263,21 +312,37 @@ def _channelled(signals: list[np.ndarray], items: list[RealItem], rngs: list[np.
     return out  # type: ignore[return-value]
 
 
-def render_bases(bases: list[RealBase], seed: int, skip: set[str] = frozenset(),
-                 parity: bool = True) -> dict[str, np.ndarray]:
-    """item id -> final audio for every item of `bases` not in `skip`. `parity=False` (an ablation, to show
-    what the channel-parity probe detects): spoofs are not packaged like their clip, TTS keeps its own
-    spectrum over a synthetic noise floor, the bona fide copy gets no rate round trip."""
+@dataclass
+class Rendered:
+    audio: dict[str, np.ndarray] = field(default_factory=dict)     # item id -> final audio
+    fallbacks: dict[str, dict] = field(default_factory=dict)       # item id -> its fallback record
+    left_out: dict[str, str] = field(default_factory=dict)         # base id -> why it was left out
+
+    def add(self, other: "Rendered") -> None:
+        self.audio.update(other.audio)
+        self.fallbacks.update(other.fallbacks)
+        self.left_out.update(other.left_out)
+
+
+def render_bases(bases: list[RealBase], seed: int, skip: set[str] = frozenset(), parity: bool = True,
+                 missing: Iterable[str] = ()) -> Rendered:
+    """The final audio of every item of `bases` not in `skip`, with the fallback voices used and the bases left
+    out (see `speak_all`). `parity=False` (an ablation, to show what the channel-parity probe detects): spoofs
+    are not packaged like their clip, TTS keeps its own spectrum over a synthetic noise floor, the bona fide
+    copy gets no rate round trip."""
     decoded: dict = {}
     bona = {b.base_id: load_base(b, decoded) for b in bases}
     jobs = [(it, b) for b in bases for it in b.items if it.item_id not in skip]
     if not jobs:
-        return {}
-    tts_jobs = [(it, b, bona[b.base_id]) for it, b in jobs if it.kind in ("tts", "tts+vocoder")]
-    try:
-        tts = dict(zip([it.item_id for it, _, _ in tts_jobs], tts_signals(tts_jobs, seed, parity)))
-    except SpoofrlError as err:
-        raise SpoofrlError(f"{tts_jobs[0][0].item_id}..{tts_jobs[-1][0].item_id}: {err}") from None
+        return Rendered()
+    spoken = speak_all([(it, b, bona[b.base_id]) for it, b in jobs if it.kind in ("tts", "tts+vocoder")], seed, missing)
+    jobs = [(with_voice(it, spoken.used[it.item_id]) if it.item_id in spoken.used else it, b)
+            for it, b in jobs if b.base_id not in spoken.left_out]
+    if not jobs:
+        return Rendered(left_out=spoken.left_out)
+    fallbacks = {it.item_id: fallback_record(it, b, spoken.failed[it.item_id]) for it, b in jobs if it.item_id in spoken.used}
+    tts = {it.item_id: place_tts(spoken.speech[it.item_id], bona[b.base_id], rng_for(seed, it.item_id + "/floor"), parity)
+           for it, b in jobs if it.item_id in spoken.speech}
     items = [it for it, _ in jobs]
     rngs = [rng_for(seed, it.item_id) for it in items]
     sources = [tts[it.item_id] if it.item_id in tts else bona[b.base_id] for it, b in jobs]
@@ -285,7 +350,9 @@ def render_bases(bases: list[RealBase], seed: int, skip: set[str] = frozenset(),
         sources = [rate_roundtrip(x, b.packaging) if it.label == "bonafide" else x for x, (it, b) in zip(sources, jobs)]
     attacked = _attacked(sources, items, rngs)
     if not parity:
-        return {it.item_id: dsp.set_level(y, SR, it.level_db) for it, y in zip(items, _channelled(attacked, items, rngs))}
+        final = _channelled(attacked, items, rngs)
+        return Rendered({it.item_id: dsp.set_level(y, SR, it.level_db) for it, y in zip(items, final)}, fallbacks,
+                        spoken.left_out)
     spoof_k = [k for k, it in enumerate(items) if it.label == "spoof"]
     for k, y in zip(spoof_k, package_many([attacked[k] for k in spoof_k], [jobs[k][1].packaging for k in spoof_k])):
         attacked[k] = y
@@ -293,7 +360,24 @@ def render_bases(bases: list[RealBase], seed: int, skip: set[str] = frozenset(),
         if it.kind == "tts":
             attacked[k] = match_spectrum(attacked[k], rate_roundtrip(bona[b.base_id], b.packaging))
     final = _channelled(attacked, items, rngs)
-    return {it.item_id: dsp.set_level(y, SR, it.level_db) for it, y in zip(items, final)}
+    return Rendered({it.item_id: dsp.set_level(y, SR, it.level_db) for it, y in zip(items, final)}, fallbacks,
+                    spoken.left_out)
+
+
+def render_isolated(bases: list[RealBase], seed: int, skip: set[str] = frozenset(), parity: bool = True,
+                    missing: Iterable[str] = ()) -> Rendered:
+    """`render_bases` of a whole chunk; when that fails, of each base alone, and a base that fails alone is left
+    out with its error (a clip that cannot be read, a vocoder that cannot process it). Every base gives the
+    same audio alone as in its chunk, so this changes nothing else."""
+    try:
+        return render_bases(bases, seed, skip, parity, missing)
+    except SpoofrlError as err:
+        if len(bases) == 1:
+            return Rendered(left_out={bases[0].base_id: str(err)})
+    out = Rendered()
+    for base in bases:
+        out.add(render_isolated([base], seed, skip, parity, missing))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ work units
@@ -306,21 +390,105 @@ def _chunks(plan: list[RealBase]) -> list[list[RealBase]]:
     return [bases[i:i + BASES_PER_CHUNK] for bases in groups.values() for i in range(0, len(bases), BASES_PER_CHUNK)]
 
 
-def run_chunk(bases: list[RealBase], seed: int, out_dir: str, parity: bool = True) -> tuple[int, int]:
+def run_chunk(bases: list[RealBase], seed: int, out_dir: str, parity: bool = True,
+              missing: tuple[str, ...] = ()) -> tuple[int, int, int]:
+    """(files written, files already there, files of bases left out) for one chunk. A base left out gets a
+    record in outcomes/ and loses any file it had; a spoof made with a fallback voice gets its record before
+    its file, so a resumed run finds both."""
     out = Path(out_dir)
+    gone = [b for b in bases if record_path(out, b.base_id).is_file()]
+    bases = [b for b in bases if b not in gone]
+    dropped = sum(len(b.items) for b in gone)
     done = {it.item_id for b in bases for it in b.items if (out / it.rel_path).is_file()}
     todo = [b for b in bases if any(it.item_id not in done for it in b.items)]
     if not todo:
-        return 0, len(done)
-    audio = render_bases(todo, seed, done, parity)
+        return 0, len(done), dropped
+    rendered = render_isolated(todo, seed, done, parity, missing)
+    for base in todo:
+        if base.base_id in rendered.left_out:
+            log.warning("left out %s (%s): %s", base.base_id, base.clip.clip_id, rendered.left_out[base.base_id])
+            write_record(out, base.base_id, left_out_record(base, rendered.left_out[base.base_id]))
+            for it in base.items:
+                (out / it.rel_path).unlink(missing_ok=True)
+            done -= {it.item_id for it in base.items}
+            dropped += len(base.items)
     by_id = {it.item_id: it for b in todo for it in b.items}
-    for item_id, y in audio.items():
+    for item_id, record in rendered.fallbacks.items():
+        log.warning("%s: made with %s (%s failed)", item_id, record["used"]["tts_voice"], record["planned"]["tts_voice"])
+        write_record(out, item_id, record)
+    for item_id, y in rendered.audio.items():
         write_flac_atomic(out / by_id[item_id].rel_path, y)
-    return len(audio), len(done)
+    return len(rendered.audio), len(done), dropped
 
 
-def _run_chunk_star(args) -> tuple[int, int]:
+def _run_chunk_star(args) -> tuple[int, int, int]:
     return run_chunk(*args)
+
+
+# ------------------------------------------------------------------------------------------ outcomes
+
+
+def record_path(out: Path, name: str) -> Path:
+    return out / OUTCOMES / f"{name}.json"
+
+
+def write_record(out: Path, name: str, record: dict) -> None:
+    path = record_path(out, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _voice_dict(voice) -> dict:
+    return {"engine": voice.engine, "name": voice.name, "speaker": voice.speaker}
+
+
+def fallback_record(item: RealItem, base: RealBase, failed: list[tuple[str, str]]) -> dict:
+    """What a spoof made with a fallback voice was planned as, what made it, and why each voice before failed."""
+    planned = next(it for it in base.items if it.item_id == item.item_id)
+    return {"type": "fallback", "item": item.item_id, "base": base.base_id, "subset": base.subset,
+            "origin": base.clip.clip_id, "text": base.text,
+            "planned": {"attack": planned.attack, "tts_engine": planned.tts_engine, "tts_voice": planned.tts_voice.id,
+                        "tts_pitch": planned.tts_pitch},
+            "used": {"attack": item.attack, "tts_engine": item.tts_engine, "tts_voice": item.tts_voice.id,
+                     "voice": _voice_dict(item.tts_voice), "tts_gender": item.tts_gender, "tts_pitch": item.tts_pitch},
+            "failed": [list(f) for f in failed]}
+
+
+def left_out_record(base: RealBase, reason: str) -> dict:
+    return {"type": "left_out", "base": base.base_id, "subset": base.subset, "origin": base.clip.clip_id,
+            "files": [it.rel_path for it in base.items], "reason": reason}
+
+
+@dataclass
+class Outcomes:
+    fallbacks: dict[str, dict] = field(default_factory=dict)   # item id -> fallback record
+    left_out: dict[str, dict] = field(default_factory=dict)    # base id -> left-out record
+
+
+def read_outcomes(plan: list[RealBase], out: Path) -> Outcomes:
+    """The records of this plan's items and bases in `out`/outcomes/."""
+    found = Outcomes()
+    for base in plan:
+        if record_path(out, base.base_id).is_file():
+            found.left_out[base.base_id] = json.loads(record_path(out, base.base_id).read_text())
+            continue
+        for it in base.items:
+            if record_path(out, it.item_id).is_file():
+                found.fallbacks[it.item_id] = json.loads(record_path(out, it.item_id).read_text())
+    return found
+
+
+def apply_outcomes(plan: list[RealBase], outcomes: Outcomes) -> list[RealBase]:
+    """The plan as it was made: bases left out dropped, spoofs made with a fallback voice given that voice."""
+    def made(item: RealItem) -> RealItem:
+        record = outcomes.fallbacks.get(item.item_id)
+        if record is None:
+            return item
+        used = record["used"]
+        return with_voice(item, TtsChoice(used["tts_engine"], Voice(**used["voice"]), used["tts_gender"], used["tts_pitch"]))
+    return [replace(b, items=[made(it) for it in b.items]) for b in plan if b.base_id not in outcomes.left_out]
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -348,13 +516,16 @@ def manifest_rows(plan: list[RealBase], durations: dict[str, float]) -> list[Utt
     return rows
 
 
-def write_meta(plan: list[RealBase], path: Path) -> None:
+def write_meta(plan: list[RealBase], path: Path, fallbacks: dict[str, dict] | None = None) -> None:
+    """One JSON line per file with every parameter; a spoof made with a fallback voice also has `fallback`
+    (what was planned and why each voice before failed)."""
+    fallbacks = fallbacks or {}
     tmp = path.with_name(path.name + ".part")
     with tmp.open("w") as fh:
         for base in plan:
             c = base.clip
             for item in base.items:
-                fh.write(json.dumps({
+                line = {
                     "path": item.rel_path, "label": item.label, "kind": item.kind, "subset": base.subset,
                     "base": base.base_id, "origin": c.clip_id, "source": c.source, "package": c.package,
                     "version": c.version, "license": c.license, "speaker": c.speaker, "language": c.language,
@@ -364,13 +535,16 @@ def write_meta(plan: list[RealBase], path: Path) -> None:
                     "tts_engine": item.tts_engine, "tts_voice": item.tts_voice.id if item.tts_voice else "-",
                     "tts_gender": item.tts_gender, "tts_pitch": item.tts_pitch,
                     "channel": item.channel, "channel_params": item.channel_params, "level_db": item.level_db,
-                }, sort_keys=True, ensure_ascii=False) + "\n")
+                }
+                if item.item_id in fallbacks:
+                    line["fallback"] = {k: fallbacks[item.item_id][k] for k in ("planned", "failed")}
+                fh.write(json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
 
 def _stamp(preset: str, seed: int, digest: str, manifest: Path, left_out: list[str], parity: bool = True) -> dict:
     from spoofrl import __version__
-    stamp = {"design": DESIGN, "version": VERSION, "preset": preset, "seed": seed, "clips": digest,
+    stamp = {"design": DESIGN, "version": VERSION, "revision": REVISION, "preset": preset, "seed": seed, "clips": digest,
              "real_manifest": str(manifest), "left_out": left_out, "spoofrl": __version__}
     if not parity:
         stamp["parity"] = False       # an ablation (see render_bases), never a benchmark to report on
@@ -381,6 +555,9 @@ def _check_stamp(out: Path, stamp: dict) -> None:
     """Refuse to mix two benchmarks in one folder (other design, preset, seed, clips or left-out engines)."""
     made = read_stamp(out, DESIGN, "rerun with --design v1 to finish it, or choose another --out")
     if made is not None:
+        if made.get("revision", 1) != stamp["revision"]:
+            raise ConfigError(f"{out} was made by revision {made.get('revision', 1)} of design {DESIGN} (this is "
+                              f"revision {stamp['revision']}); its files would differ: choose another --out")
         for key, what in (("preset", "--preset"), ("seed", "--seed")):
             if made.get(key) != stamp[key]:
                 raise ConfigError(f"{out} holds a benchmark made with {what} {made.get(key)}; rerun with it to "
@@ -439,7 +616,7 @@ def generate_real(out_dir: str | Path, preset: str | RealPreset = "demo", seed: 
              DESIGN, VERSION, seed, total, len(plan), out, workers, "s" * (workers > 1))
     written = skipped = 0
     from spoofrl.log import progress
-    args = [(chunk, seed, str(out), parity) for chunk in chunks]
+    args = [(chunk, seed, str(out), parity, tuple(sorted(missing))) for chunk in chunks]
     pool = None
     if workers == 1:
         results = map(_run_chunk_star, args)
@@ -449,20 +626,31 @@ def generate_real(out_dir: str | Path, preset: str | RealPreset = "demo", seed: 
     try:
         def per_file():
             nonlocal written, skipped
-            for w, s in results:
+            for w, s, dropped in results:
                 written += w
                 skipped += s
-                yield from range(w + s)
+                yield from range(w + s + dropped)
         for _ in progress(per_file(), desc=f"synth real {name}", total=total, unit="file",
                           disable=None if show_progress else True):
             pass
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    durations = {it.rel_path: sf.info(str(out / it.rel_path)).duration for b in plan for it in b.items}
-    write_meta(plan, out / "meta.jsonl")
-    rows = manifest_rows(plan, durations)
+    outcomes = read_outcomes(plan, out)
+    made = apply_outcomes(plan, outcomes)
+    _log_outcomes(outcomes)
+    durations = {it.rel_path: sf.info(str(out / it.rel_path)).duration for b in made for it in b.items}
+    write_meta(made, out / "meta.jsonl", outcomes.fallbacks)
+    rows = manifest_rows(made, durations)
     from spoofrl.synth.real_readme import write_real_readme
-    write_real_readme(plan, rows, out / "README.md", name, seed, missing, manifest)
+    write_real_readme(made, rows, out / "README.md", name, seed, missing, manifest, outcomes)
     write_manifest(rows, out / "manifest.csv")       # last: its presence means complete
-    return SynthReport(out, total, written, skipped, time.time() - start, sum(durations.values()))
+    return SynthReport(out, len(rows), written, skipped, time.time() - start, sum(durations.values()),
+                       fallbacks=len(outcomes.fallbacks), left_out_clips=len(outcomes.left_out))
+
+
+def _log_outcomes(outcomes: Outcomes) -> None:
+    if outcomes.fallbacks or outcomes.left_out:
+        log.warning("%d spoof%s made with a fallback voice, %d clip%s left out (listed in README.md, records in %s/)",
+                    len(outcomes.fallbacks), "s" * (len(outcomes.fallbacks) != 1), len(outcomes.left_out),
+                    "s" * (len(outcomes.left_out) != 1), OUTCOMES)

@@ -172,8 +172,45 @@ def source_table(plan: list[RealBase]) -> list[str]:
     return lines
 
 
+MAX_LISTED = 100     # outcome rows listed in the README; all of them are in outcomes/
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def outcome_lines(outcomes) -> list[str]:
+    """What could not be made as planned (`real_generate.Outcomes`): spoofs made with a fallback voice and
+    clips left out, each with its reason; said explicitly when there are none."""
+    fallbacks = sorted(outcomes.fallbacks.values(), key=lambda r: r["item"]) if outcomes else []
+    left_out = sorted(outcomes.left_out.values(), key=lambda r: r["base"]) if outcomes else []
+    out = ["## What could not be made as planned", ""]
+    if not fallbacks and not left_out:
+        return out + ["Every planned file was made as planned: no TTS voice failed and no clip was left out.", ""]
+    nf, nl = len(fallbacks), len(left_out)
+    out += [f"{nf} spoof{'s' * (nf != 1)} made with a fallback voice, {nl} clip{'s' * (nl != 1)} left out. A TTS "
+            "voice that cannot speak a text (espeak-ng gives silence, an engine fails) is replaced by the next voice "
+            "of a sequence drawn from the seed and the file (the same for every build and resume with this seed); "
+            "a clip is left out, with its bona fide file and its spoofs, when no voice can speak its text or it "
+            "cannot be made at all. Records: `outcomes/`; the fallback of a file is also in `meta.jsonl`.", ""]
+    if fallbacks:
+        out += ["| file | subset | text | planned voice | made with | why the planned voice failed |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['item']} | {r['subset']} | {_cell(r['text'])} | {r['planned']['tts_voice']} | "
+                f"{r['used']['tts_voice']} | {_cell(r['failed'][0][1])} |" for r in fallbacks[:MAX_LISTED]]
+        out += [f"| ... {nf - MAX_LISTED} more in `outcomes/` | | | | | |"] if nf > MAX_LISTED else []
+        out += [""]
+    if left_out:
+        out += ["| clip left out | subset | real clip | files | reason |", "|---|---|---|---|---|"]
+        out += [f"| {r['base']} | {r['subset']} | {_cell(r['origin'])} | {len(r['files'])} | {_cell(r['reason'])} |"
+                for r in left_out[:MAX_LISTED]]
+        out += [f"| ... {nl - MAX_LISTED} more in `outcomes/` | | | | |"] if nl > MAX_LISTED else []
+        out += [""]
+    return out
+
+
 def render_real_readme(plan: list[RealBase], rows: list[Utterance], preset: str, seed: int,
-                       missing: dict | None = None, manifest: Path | None = None) -> str:
+                       missing: dict | None = None, manifest: Path | None = None, outcomes=None) -> str:
     about = REAL_PRESETS[preset].about if preset in REAL_PRESETS else "custom preset"
     balance = class_balance(rows)
     hist = duration_histogram(rows)
@@ -222,7 +259,8 @@ def render_real_readme(plan: list[RealBase], rows: list[Utterance], preset: str,
     out += ["", "Share of files per duration (s), whole benchmark:", "",
             "| class | " + " | ".join(edges) + " |", "|---|" + "---|" * len(edges)]
     out += [f"| {lab} | " + " | ".join(f"{v:.3f}" for v in hist[lab]) + " |" for lab in ("bonafide", "spoof")]
-    out += ["", "## Attacks", "", "Copy-synthesis and TTS-chain vocoders (`spoofrl.synth.attacks`):", "",
+    out += [""] + outcome_lines(outcomes)
+    out += ["## Attacks", "", "Copy-synthesis and TTS-chain vocoders (`spoofrl.synth.attacks`):", "",
             "| id | family | what it does |", "|---|---|---|"]
     used = {i.vocoder for b in plan for i in b.items}
     out += [f"| `{k}` | {a.family} | {a.doc} |" for k, a in ATTACKS.items() if k in used]
@@ -247,12 +285,14 @@ def render_real_readme(plan: list[RealBase], rows: list[Utterance], preset: str,
             "Written last: a folder without it is unfinished; rerun the same command to complete it.",
             "- `meta.jsonl`: one line per file with every parameter.",
             "- `audio/<subset>/<base>_<k>.flac`: 16 kHz mono 16-bit FLAC; the bona fide copy's `k` is random.",
-            "- `synth.json`: design, version, preset, seed, clip fingerprint, left-out engines.",
+            "- `synth.json`: design, version, revision, preset, seed, clip fingerprint, left-out engines.",
+            "- `outcomes/`: one JSON record per spoof made with a fallback voice (`<file>.json`) and per clip left "
+            "out (`<base>.json`), with the reason; absent when everything was made as planned.",
             "- `probe.json` (with `--probe`): the channel-parity probe (a classifier on packaging features "
             "only; EER near 50 % means packaging does not reveal the class).", ""]
     return "\n".join(out)
 
 
 def write_real_readme(plan: list[RealBase], rows: list[Utterance], path: Path, preset: str, seed: int,
-                      missing: dict | None = None, manifest: Path | None = None) -> None:
-    path.write_text(render_real_readme(plan, rows, preset, seed, missing, manifest))
+                      missing: dict | None = None, manifest: Path | None = None, outcomes=None) -> None:
+    path.write_text(render_real_readme(plan, rows, preset, seed, missing, manifest, outcomes))

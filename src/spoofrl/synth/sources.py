@@ -293,6 +293,16 @@ def _read_wav_bytes(data: bytes, what: str) -> np.ndarray:
     return resample(x.astype(np.float32), sr, SR).astype(np.float64)
 
 
+@functools.lru_cache(maxsize=4096)
+def espeak_phonemes(language: str, text: str) -> str:
+    """espeak-ng's phonemes (its ASCII mnemonics, words separated by spaces) for `text` in `language`."""
+    proc = subprocess.run([_which("espeak-ng"), "-q", "-x", "-v", language, "--stdin"], input=text.encode(),
+                          capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        raise SourceUnavailable(f"espeak-ng voice '{language}' failed: {proc.stderr.decode(errors='replace').strip()}")
+    return " ".join(proc.stdout.decode(errors="replace").split())
+
+
 def _espeak(voice: Voice, text: str, prosody: Prosody) -> np.ndarray:
     speed = int(round(165 * prosody.rate))                  # words per minute; espeak's default is 175
     pitch = int(np.clip(round(50 * prosody.pitch ** 3), 0, 99))  # 0-99 scale, ~ +-15% F0 around 50
@@ -369,31 +379,69 @@ def _openjtalk(voice: Voice, text: str, prosody: Prosody) -> np.ndarray:
 
 def synthesize(jobs: list[tuple[Voice, str, Prosody]]) -> list[np.ndarray]:
     """Speak every (voice, text, prosody); returns float64 mono audio at 16 kHz in the same order.
-    Festival jobs are batched per voice."""
-    results: list[np.ndarray | None] = [None] * len(jobs)
+    Festival jobs are batched per voice. The first job that fails raises its error."""
+    results = synthesize_each(jobs)
+    for result in results:
+        if isinstance(result, SpoofrlError):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+def synthesize_each(jobs: list[tuple[Voice, str, Prosody]]) -> list[np.ndarray | SpoofrlError]:
+    """Like `synthesize`, but a job that fails gives its error in its place: one text a voice cannot speak
+    must not cost the other jobs of the batch (callers choose what to do instead)."""
+    results: list[np.ndarray | SpoofrlError | None] = [None] * len(jobs)
     with tempfile.TemporaryDirectory(prefix="spoofrl-src-") as tmpdir:
         tmp = Path(tmpdir)
         by_festival_voice: dict[Voice, list[int]] = {}
         for i, (voice, text, prosody) in enumerate(jobs):
-            if voice.engine == "espeak-ng":
-                results[i] = _espeak(voice, text, prosody)
-            elif voice.engine == "flite":
-                results[i] = _flite(voice, text, prosody, tmp)
-            elif voice.engine == "festival":
+            if voice.engine == "festival":
                 by_festival_voice.setdefault(voice, []).append(i)
-            elif voice.engine == "arctic":
-                results[i] = _recording(voice)
-            elif voice.engine == "openjtalk":
-                results[i] = _openjtalk(voice, text, prosody)
             else:
-                raise SourceUnavailable(f"unknown speech engine '{voice.engine}'")
+                results[i] = _or_error(lambda: _speak_one(voice, text, prosody, tmp), voice)
         for voice, idx in by_festival_voice.items():
             sub = tmp / voice.name
             sub.mkdir()
-            audio = _festival_batch(voice, [(jobs[i][1], jobs[i][2]) for i in idx], sub)
-            for i, x in zip(idx, audio):
+            for i, x in zip(idx, _festival_each(voice, [(jobs[i][1], jobs[i][2]) for i in idx], sub)):
                 results[i] = x
     return results  # type: ignore[return-value]
+
+
+def _speak_one(voice: Voice, text: str, prosody: Prosody, tmp: Path) -> np.ndarray:
+    if voice.engine == "espeak-ng":
+        return _espeak(voice, text, prosody)
+    if voice.engine == "flite":
+        return _flite(voice, text, prosody, tmp)
+    if voice.engine == "arctic":
+        return _recording(voice)
+    if voice.engine == "openjtalk":
+        return _openjtalk(voice, text, prosody)
+    raise SourceUnavailable(f"unknown speech engine '{voice.engine}'")
+
+
+def _or_error(speak, voice: Voice):
+    """speak(), or the error it ended with (a hung engine counts as failed, not as the end of the build)."""
+    try:
+        return speak()
+    except SpoofrlError as err:
+        return err
+    except subprocess.TimeoutExpired as err:
+        return SourceUnavailable(f"{voice.engine} voice '{voice.name}' timed out after {err.timeout:.0f} s")
+
+
+def _festival_each(voice: Voice, jobs: list[tuple[str, Prosody]], tmp: Path) -> list[np.ndarray | SpoofrlError]:
+    """All jobs of one festival voice in one process; when that fails, each job again in a process of its own,
+    so that only the jobs that really fail give an error."""
+    batch = _or_error(lambda: _festival_batch(voice, jobs, tmp), voice)
+    if not isinstance(batch, SpoofrlError) or len(jobs) == 1:
+        return batch if isinstance(batch, list) else [batch]
+    out = []
+    for k, job in enumerate(jobs):
+        sub = tmp / f"alone_{k}"
+        sub.mkdir()
+        one = _or_error(lambda: _festival_batch(voice, [job], sub), voice)
+        out.append(one[0] if isinstance(one, list) else one)
+    return out
 
 
 def trim_silence(x: np.ndarray, sr: int = SR, threshold_db: float = -50.0) -> np.ndarray:
