@@ -77,6 +77,9 @@ def run(args) -> int:
                                real_manifest=args.real_manifest)
     print(f"{report.out_dir}: {report.files} files ({report.written} written, {report.skipped} already there), "
           f"{report.audio_seconds / 60:.1f} min of audio, {report.seconds:.0f} s; manifest: {report.out_dir / 'manifest.csv'}")
+    if report.fallbacks or report.left_out_clips:  # never silent: the README lists each case with its reason
+        print(f"  {report.fallbacks} spoofs made with a fallback voice, {report.left_out_clips} clips left out: "
+              f"see {report.out_dir / 'README.md'}")
     if args.probe:
         from spoofrl.synth.probe import run_probe
         print("\n".join(run_probe(report.out_dir).lines()))

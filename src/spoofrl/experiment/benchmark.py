@@ -31,6 +31,11 @@ def _check_reused(folder: Path, preset: str, seed: int, design: str = "real") ->
         LOG.warning("%s has no %s: not made by `spoofrl data synth`; using its manifest as it is", folder, STAMP)
         return
     made_design = made.get("design", "v1")
+    if made_design == "real":
+        from spoofrl.synth.real_design import REVISION
+        if made.get("revision", 1) != REVISION:  # an older revision may hold silent Hebrew TTS (issue 25)
+            LOG.warning("%s was made by revision %s of design 2 (now %s): rebuild it for the current benchmark "
+                        "(delete the folder or choose another --out)", folder, made.get("revision", 1), REVISION)
     if (made_design, made.get("preset"), made.get("seed")) != (design, preset, seed):
         raise ConfigError(f"{folder} holds the '{made.get('preset')}' benchmark of design '{made_design}' (seed "
                           f"{made.get('seed')}); this demo needs '{preset}' of design '{design}' (seed {seed}): "
