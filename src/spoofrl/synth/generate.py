@@ -30,6 +30,8 @@ from spoofrl.codecs import CodecRequest, codec_roundtrip_many
 from spoofrl.synth.sources import SR, Voice, check_voices, optional_voice_problems, synthesize, trim_silence
 from spoofrl.synth.splits import (PRESETS, BasePlan, ItemPlan, check_design, check_espeak_pools, make_plan,
                                   optional_voices, rng_for)
+from spoofrl.workers import pool_initializer  # workers die with the build (kill -9 leaves no orphans)
+
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +272,7 @@ def generate(out_dir: str | Path, preset: str = "demo", seed: int = 0, workers: 
         results = map(_run_chunk_star, args)
         pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), **pool_initializer())
         results = pool.map(_run_chunk_star, args)
     try:
         def per_file():  # one tick per file as chunks finish: the bar counts files, not chunks

@@ -48,6 +48,8 @@ from spoofrl.synth.real_design import (DESIGN, MARGIN_S, MAX_S, MIN_S, REAL_PRES
 from spoofrl.synth.sources import (SR, Prosody, Voice, check_voices, openjtalk, optional_voice_problems,
                                    synthesize_each, trim_silence)
 from spoofrl.synth.splits import rng_for
+from spoofrl.workers import pool_initializer  # workers die with the build (kill -9 leaves no orphans)
+
 
 log = logging.getLogger(__name__)
 
@@ -621,7 +623,7 @@ def generate_real(out_dir: str | Path, preset: str | RealPreset = "demo", seed: 
     if workers == 1:
         results = map(_run_chunk_star, args)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), **pool_initializer())
         results = pool.map(_run_chunk_star, args)
     try:
         def per_file():

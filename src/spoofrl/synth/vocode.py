@@ -36,6 +36,8 @@ from spoofrl.synth.attacks import ATTACKS, get_attack
 from spoofrl.synth.generate import write_flac_atomic
 from spoofrl.synth.sources import SR
 from spoofrl.synth.splits import rng_for
+from spoofrl.workers import pool_initializer  # workers die with the build (kill -9 leaves no orphans)
+
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +297,8 @@ def vocode(inp: str | Path, out_dir: str | Path, attacks: list[str], seed: int =
     failures_path = _checked(out, out / FAILURES_FILE)
     args = [(job, attacks, str(out), seed) for job in jobs]
     from spoofrl.log import progress
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) if workers > 1 else None
+    pool = (ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), **pool_initializer())
+            if workers > 1 else None)
     results = pool.map(_process_star, args) if pool is not None else map(_process_star, args)
     report = VocodeReport(out, len(jobs), 0, 0, bad_lines=[str(e) for e in bad_lines])
     for line_error in bad_lines:
