@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 from spoofrl.config import invalid, option
 
+# A SmallAlm is trained from scratch: one of more weights than this (8 GB in float32) is refused before it is built.
+MAX_PARAMETERS = 2_000_000_000
+
 
 @dataclass
 class AlmConfig:
@@ -18,10 +21,15 @@ class AlmConfig:
 
     Frame rates: a 10 ms-hop front-end gives 100 frames/s; each conv layer halves it, so 2 layers give 25
     audio tokens per second and 3 layers 12.5. Each audio frame becomes one LM position, inserted where the
-    prompt's `<audio>` placeholder was."""
+    prompt's `<audio>` placeholder was.
+
+    Sizes: every size option has an upper bound (those of the largest open LMs: 128 layers, width 16384), and a
+    model of more than MAX_PARAMETERS (2 billion: 8 GB of float32 weights) is refused before anything is built
+    (spoofrl.alm.model.check_alm_size), so a config or a saved alm.json cannot make spoofrl allocate more than a
+    SmallAlm is for."""
 
     sample_rate: int = option(16000, "sample rate of the waveforms the model takes (Hz); the front-end's "
-                                     "`sample_rate` option is filled in from it", ge=1000)
+                                     "`sample_rate` option is filled in from it", ge=1000, le=384000)
     frontend: dict[str, Any] = option(factory=lambda: {"name": "logmel", "n_mels": 64},
                                       doc="front-end registry key (spoofrl.models.registry.FRONTENDS) under "
                                           "'name', plus its options (`spoofrl models --describe KEY`)")
@@ -30,12 +38,13 @@ class AlmConfig:
                      "feature axis, learnable; keeps the spectral shape, removes the level) or 'none'")
     conv_layers: int = option(2, "stride-2 Conv1d + GELU layers; the frame rate is divided by 2**conv_layers",
                               ge=0, le=6)
-    conv_channels: int = option(128, "channels of the conv stack (= the audio encoder's width)", ge=1)
-    conv_kernel: int = option(3, "kernel size of the conv layers (odd)", ge=1)
+    conv_channels: int = option(128, "channels of the conv stack (= the audio encoder's width)", ge=1,
+                               le=8192)
+    conv_kernel: int = option(3, "kernel size of the conv layers (odd)", ge=1, le=63)
     encoder_layers: int = option(1, "pre-norm transformer layers after the conv stack (0: none); sinusoidal "
-                                    "positions are added before them", ge=0)
-    encoder_heads: int = option(4, "attention heads of the encoder's transformer layers", ge=1)
-    encoder_ffn: int = option(256, "feed-forward width of the encoder's transformer layers", ge=1)
+                                    "positions are added before them", ge=0, le=64)
+    encoder_heads: int = option(4, "attention heads of the encoder's transformer layers", ge=1, le=256)
+    encoder_ffn: int = option(256, "feed-forward width of the encoder's transformer layers", ge=1, le=65536)
     encoder_dropout: float = option(0.0, "dropout in the audio encoder (conv outputs and transformer layers)",
                                     ge=0.0, lt=1.0)
     inputs: Literal["audio", "spectrogram", "both"] = option(
@@ -54,21 +63,24 @@ class AlmConfig:
     lm_class: Literal["qwen2", "llama"] = option(
         "qwen2", "decoder-only LM class built from its transformers config: Qwen2ForCausalLM (q/k/v biases) "
                  "or LlamaForCausalLM")
-    lm_layers: int = option(2, "decoder layers of the LM", ge=1)
-    lm_width: int = option(128, "hidden size of the LM (audio embeddings are projected to it)", ge=8)
+    lm_layers: int = option(2, "decoder layers of the LM", ge=1, le=128)
+    lm_width: int = option(128, "hidden size of the LM (audio embeddings are projected to it)", ge=8,
+                          le=16384)
     lm_heads: int = option(4, "attention heads of the LM; lm_width / lm_heads must be an even integer (RoPE)",
-                           ge=1)
-    lm_kv_heads: int = option(2, "key/value heads (grouped-query attention); must divide lm_heads", ge=1)
-    lm_ffn: int = option(256, "intermediate (SwiGLU) width of the LM's MLPs", ge=1)
+                           ge=1, le=512)
+    lm_kv_heads: int = option(2, "key/value heads (grouped-query attention); must divide lm_heads", ge=1,
+                              le=512)
+    lm_ffn: int = option(256, "intermediate (SwiGLU) width of the LM's MLPs", ge=1, le=65536)
     lm_dropout: float = option(0.0, "attention dropout of the LM", ge=0.0, lt=1.0)
     rope_theta: float = option(10000.0, "RoPE base of the LM", gt=0)
     max_positions: int = option(4096, "longest sequence (audio + prompt + completion) the LM is configured for",
-                                ge=16)
+                                ge=16, le=1 << 20)
     tie_embeddings: bool = option(True, "share the LM's input embedding and output projection")
     attn_implementation: Literal["sdpa", "eager"] = option(
         "sdpa", "attention kernel of the LM (transformers' attn_implementation)")
     vocab_size: int = option(0, "LM vocabulary; 0 = the tokenizer's size (len(tokenizer)), filled in when the "
-                                "model is built, so a saved config holds the real value", ge=0)
+                                "model is built, so a saved config holds the real value", ge=0,
+                                le=1 << 20)
     autocast: Literal["auto", "bf16", "off"] = option(
         "auto", "mixed precision of forwards: 'auto' = bf16 autocast on CUDA devices that support it and none "
                 "on CPU; 'bf16' = bf16 autocast on CUDA (never on CPU); 'off' = float32 everywhere. "

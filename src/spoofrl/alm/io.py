@@ -17,11 +17,13 @@ from pathlib import Path
 import torch
 
 from spoofrl.alm.config import AlmConfig
-from spoofrl.alm.model import LM_CLASSES, SmallAlm
-from spoofrl.alm.tokenizer import load_tokenizer, save_tokenizer
+from spoofrl.alm.model import LM_CLASSES, SmallAlm, alm_skeleton
+from spoofrl.alm.template import ChatTemplate
+from spoofrl.alm.tokenizer import chat_template_file, load_tokenizer, save_tokenizer
 from spoofrl.config import from_dict, to_dict
 from spoofrl.device import pick_device
 from spoofrl.errors import ConfigError
+from spoofrl.models.io import check_weights_match, is_input_error, read_weights, save_tensors, tensor_shapes
 
 ALM_FORMAT = 1
 CONFIG_FILE = "alm.json"
@@ -30,8 +32,6 @@ WEIGHTS_FILE = "model.safetensors"
 
 def save_alm(model: SmallAlm, folder: str | Path) -> Path:
     """Write `model` to `folder` (created if needed; files replaced atomically)."""
-    from safetensors.torch import save_model
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -42,14 +42,28 @@ def save_alm(model: SmallAlm, folder: str | Path) -> Path:
         "lm_config": model.lm.config.to_dict(),
         "encoder": _encoder_facts(model),
     }
-    tmp = folder / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-    save_model(model, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    tensors, aliases = untied_state(model)
+    save_tensors(tensors, folder / WEIGHTS_FILE, metadata={"format": "pt", **aliases})
     save_tokenizer(model.tokenizer, folder)
     tmp = folder / f".{CONFIG_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(meta, indent=1, default=str))
     os.replace(tmp, folder / CONFIG_FILE)
     return folder
+
+
+def untied_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict with each tied tensor once, under the first of its names in sorted order (as safetensors'
+    save_model keeps it), and {dropped name: kept name}, which save_model records as metadata."""
+    groups: dict[int, list[str]] = {}
+    state = model.state_dict(keep_vars=True)
+    for name, tensor in state.items():
+        groups.setdefault(id(tensor), []).append(name)
+    tensors, aliases = {}, {}
+    for names in groups.values():
+        kept, *dropped = sorted(names)
+        tensors[kept] = state[kept].detach().to("cpu").contiguous()
+        aliases.update({name: kept for name in dropped})
+    return tensors, aliases
 
 
 def _encoder_facts(model: SmallAlm) -> dict | None:
@@ -62,36 +76,60 @@ def _encoder_facts(model: SmallAlm) -> dict | None:
 
 
 def read_alm_config(folder: str | Path) -> tuple[AlmConfig, dict]:
-    """(AlmConfig, the whole alm.json) of a saved model."""
+    """(AlmConfig, the whole alm.json) of a saved model; a malformed alm.json is a ConfigError naming it."""
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{folder}: not a saved ALM (no {CONFIG_FILE})")
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: invalid JSON ({err})") from None
-    if meta.get("kind") != "spoofrl-alm" or meta.get("format") != ALM_FORMAT:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ConfigError(f"{path}: invalid JSON ({' '.join(str(err).split())[:200]})") from None
+    if not isinstance(meta, dict) or meta.get("kind") != "spoofrl-alm" or meta.get("format") != ALM_FORMAT:
         raise ConfigError(f"{path}: not a format-{ALM_FORMAT} spoofrl ALM")
-    return from_dict(AlmConfig, meta["alm"], prefix="alm"), meta
+    for key in ("alm", "lm_config"):
+        if not isinstance(meta.get(key), dict):
+            raise ConfigError(f"{path}: `{key}` must be a JSON object")
+    try:
+        return from_dict(AlmConfig, meta["alm"], prefix="alm"), meta
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def stored_lm_config(cfg: AlmConfig, meta: dict, path: Path):
+    """The LM's transformers config stored in alm.json; one transformers refuses is a ConfigError naming the file."""
+    import transformers
+
+    config_cls = getattr(transformers, LM_CLASSES[cfg.lm_class][0])
+    try:
+        return config_cls.from_dict(meta["lm_config"])
+    except BaseException as err:   # transformers validates its configs with many exception types
+        if not is_input_error(err):
+            raise
+        raise ConfigError(f"{path}: lm_config is not a valid {config_cls.__name__} "
+                          f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
 
 
 def load_alm(folder: str | Path, device: torch.device | str = "auto") -> SmallAlm:
-    """The model saved in `folder`, on `device` ("auto": CUDA when present), in eval mode."""
-    import transformers
-    from safetensors.torch import load_model
+    """The model saved in `folder`, on `device` ("auto": CUDA when present), in eval mode.
 
+    Before anything is allocated, the model alm.json describes is checked against the bounds and size cap of
+    AlmConfig and against the tensors model.safetensors declares in its header, so a small alm.json cannot make
+    spoofrl build a huge model; every file's problem is a ConfigError naming it."""
     folder = Path(folder)
     cfg, meta = read_alm_config(folder)
-    tokenizer = load_tokenizer(folder)
-    config_cls = getattr(transformers, LM_CLASSES[cfg.lm_class][0])
-    lm_cfg = config_cls.from_dict(meta["lm_config"])
-    model = SmallAlm(cfg, tokenizer, transformers_config=lm_cfg)
-    weights = folder / WEIGHTS_FILE
+    config, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ConfigError(f"{folder}: no {WEIGHTS_FILE}")
-    missing, unexpected = load_model(model, str(weights), strict=False)
-    if missing or unexpected:
-        raise ConfigError(f"{weights}: weights do not match the config (missing {missing[:5]}, "
-                          f"unexpected {unexpected[:5]})")
+    found = tensor_shapes(weights)
+    tokenizer = load_tokenizer(folder)
+    lm_cfg = stored_lm_config(cfg, meta, config)
+    template = ChatTemplate(tokenizer.chat_template, chat_template_file(folder))   # its errors name its file
+    try:
+        skeleton = alm_skeleton(cfg, tokenizer, transformers_config=lm_cfg, chat_template=template)
+    except ConfigError as err:
+        raise ConfigError(f"{config}: {err}") from None
+    check_weights_match(found, skeleton, weights, config)
+    model = SmallAlm(cfg, tokenizer, transformers_config=lm_cfg, chat_template=template)
+    model.load_state_dict(read_weights(weights), strict=False)   # a tied tensor is stored under one of its names
     dev = pick_device(device) if isinstance(device, str) else device
     return model.to(dev).eval()

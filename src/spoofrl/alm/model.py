@@ -35,15 +35,21 @@ import torch
 from torch import nn
 
 from spoofrl.alm.batch import AlmBatch
-from spoofrl.alm.config import AlmConfig
+from spoofrl.alm.config import MAX_PARAMETERS, AlmConfig
 from spoofrl.alm.decoding import Prefix, PrefixLM, check_reserved, left_padded, positions
 from spoofrl.alm.encoder import AudioEncoder, Projector
 from spoofrl.alm.spectrogram import SpectrogramEncoder
+from spoofrl.alm.template import ChatTemplate, template_variables
 from spoofrl.alm.tokenizer import AUDIO, IM_END, IM_START, PAD, check_tokenizer
+from spoofrl.config import from_dict, to_dict
 from spoofrl.errors import ConfigError
 from spoofrl.models.base import frame_mask
+from spoofrl.models.detector import check_model_size
 
 LM_CLASSES = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "llama": ("LlamaConfig", "LlamaForCausalLM")}
+# the transformers config entries that set the LM's sizes: a given config must agree with the AlmConfig on them
+SIZE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "head_dim", "max_position_embeddings", "tie_word_embeddings")
 
 
 def lm_config(cfg: AlmConfig, pad_id: int, eos_id: int):
@@ -63,6 +69,16 @@ def lm_config(cfg: AlmConfig, pad_id: int, eos_id: int):
     return config_cls(**kwargs)
 
 
+def check_lm_config(cfg: AlmConfig, config, pad_id: int, eos_id: int) -> None:
+    """A ConfigError naming the first size entry where a given transformers config (e.g. alm.json's lm_config)
+    differs from the one `cfg` describes: the AlmConfig's bounds and size cap hold for the LM that is built."""
+    wanted = lm_config(cfg, pad_id, eos_id)
+    for key in SIZE_KEYS:
+        have, want = getattr(config, key, None), getattr(wanted, key, None)
+        if have != want:
+            raise ConfigError(f"the LM's transformers config has {key} {have!r}, the alm config gives {want!r}")
+
+
 def build_lm(cfg: AlmConfig, config) -> nn.Module:
     import transformers
 
@@ -72,7 +88,10 @@ def build_lm(cfg: AlmConfig, config) -> nn.Module:
 
 
 class SmallAlm(PrefixLM, nn.Module):
-    def __init__(self, cfg: AlmConfig, tokenizer, *, transformers_config=None):
+    def __init__(self, cfg: AlmConfig, tokenizer, *, transformers_config=None,
+                 chat_template: ChatTemplate | None = None):
+        """`chat_template`: the tokenizer's chat template compiled with the file it came from (load_alm), named in
+        its errors; by default compiled here."""
         super().__init__()
         ids = check_tokenizer(tokenizer)
         vocab = cfg.vocab_size or len(tokenizer)
@@ -86,9 +105,9 @@ class SmallAlm(PrefixLM, nn.Module):
         self.encoder = AudioEncoder(self.cfg) if hears_audio else None
         self.projector = Projector(self.cfg.projector, self.encoder.out_dim, self.cfg.lm_width) if hears_audio \
             else None
+        self.template = chat_template or ChatTemplate(tokenizer.chat_template, "the tokenizer's chat template")
         config = transformers_config if transformers_config is not None else lm_config(self.cfg, ids.pad, ids.eos)
-        if config.vocab_size != vocab or config.hidden_size != self.cfg.lm_width:
-            raise ConfigError("the LM's transformers config does not match the alm config (vocab_size, lm_width)")
+        check_lm_config(self.cfg, config, ids.pad, ids.eos)
         self.lm = build_lm(self.cfg, config)
         # made after the LM, so that an audio-only model initialises exactly as before the option existed
         self.spectrogram = SpectrogramEncoder(self.cfg) if self.cfg.inputs != "audio" else None
@@ -138,7 +157,7 @@ class SmallAlm(PrefixLM, nn.Module):
             content = prompt if count else f"{AUDIO}\n{prompt}"
             messages = ([{"role": "system", "content": system}] if system else []) + \
                 [{"role": "user", "content": content}]
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = self.template.render(messages, add_generation_prompt=True, **template_variables(self.tokenizer))
             ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             if ids.count(self.ids.audio) != 1:
                 raise ConfigError(f"the chat template of prompt {prompt[:60]!r} did not keep one {AUDIO} token")
@@ -184,8 +203,21 @@ def concat_streams(streams: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[to
     return out, counts
 
 
+def alm_skeleton(cfg: AlmConfig, tokenizer, *, transformers_config=None, **kwargs) -> SmallAlm:
+    """The SmallAlm `cfg` describes, on the meta device (shapes, no memory), once its options are within their
+    bounds (also for a config made in Python, which from_dict has not checked) and its size within MAX_PARAMETERS:
+    what build_alm and load_alm check before building the model itself."""
+    from_dict(AlmConfig, to_dict(cfg), prefix="alm")
+    with torch.device("meta"):
+        skeleton = SmallAlm(cfg, tokenizer, transformers_config=transformers_config, **kwargs)
+    check_model_size(skeleton, MAX_PARAMETERS, "alm")
+    return skeleton
+
+
 def build_alm(cfg: AlmConfig, tokenizer, *, seed: int = 0, device: torch.device | str = "cpu") -> SmallAlm:
-    """A randomly initialised SmallAlm (initialisation seeded by `seed`, without touching torch's global RNG)."""
+    """A randomly initialised SmallAlm (initialisation seeded by `seed`, without touching torch's global RNG);
+    one past its options' bounds or MAX_PARAMETERS is refused before anything is allocated."""
+    alm_skeleton(cfg, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SmallAlm(cfg, tokenizer)

@@ -99,12 +99,32 @@ def save_tokenizer(tok, folder: str | Path) -> None:
 
 
 def load_tokenizer(folder: str | Path):
-    """A tokenizer saved by `save_tokenizer` (local files only; nothing is downloaded)."""
+    """A tokenizer saved by `save_tokenizer` (local files only; nothing is downloaded). Files the tokenizers
+    library cannot use (malformed, missing entries, hostile) are a one-line ConfigError naming them."""
     from transformers import PreTrainedTokenizerFast
 
+    from spoofrl.models.io import is_input_error
+
     folder = Path(folder)
-    if not (folder / "tokenizer.json").is_file():
+    path = folder / "tokenizer.json"
+    if not path.is_file():
         raise ConfigError(f"{folder}: no tokenizer.json")
-    tok = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
-    check_tokenizer(tok)
+    try:
+        tok = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    except BaseException as err:
+        if not is_input_error(err):
+            raise
+        detail = " ".join(str(err).split())[:300]
+        raise ConfigError(f"{path}: cannot load the tokenizer ({type(err).__name__}: {detail})") from None
+    try:
+        check_tokenizer(tok)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     return tok
+
+
+def chat_template_file(folder: str | Path) -> Path:
+    """The file a saved tokenizer's chat template came from (named in the template's errors)."""
+    folder = Path(folder)
+    jinja = folder / "chat_template.jinja"
+    return jinja if jinja.is_file() else folder / "tokenizer_config.json"

@@ -86,11 +86,13 @@ class ModelConfig:
 class Detector(nn.Module):
     """Front-end + back-end. `forward(wave [B, T], lengths [B]) -> logits [B, 2]` over (spoof, bonafide)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, frontend: nn.Module | None = None):
+        """`frontend`: the front-end `cfg` describes, already built (build_model reuses the one its size check
+        had to build on the CPU)."""
         super().__init__()
         self.cfg = cfg
         fe_cls, fe_cfg, be_cls, be_cfg = cfg.component_configs()
-        self.frontend = fe_cls(fe_cfg)
+        self.frontend = frontend if frontend is not None else fe_cls(fe_cfg)
         self.backend = be_cls(be_cfg, self.frontend.out_dim)
 
     # --- the two stages -------------------------------------------------------------------------------
@@ -184,12 +186,65 @@ def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
     return from_dict(ModelConfig, merged, prefix="model")
 
 
+# A detector above this many weights is refused before it is built (the largest SSL encoders, XLS-R 2B, have 2.2 B).
+MAX_PARAMETERS = 4_000_000_000
+
+
 def build_model(cfg: ModelConfig | dict) -> Detector:
     """A detector from a ModelConfig or its dict form (validated; unknown keys raise ConfigError;
-    a dict may name a preset, see `model_config_from_dict`)."""
+    a dict may name a preset, see `model_config_from_dict`). One above MAX_PARAMETERS is refused before anything
+    is allocated."""
     if isinstance(cfg, dict):
         cfg = model_config_from_dict(cfg)
-    return Detector(cfg)
+    skeleton, frontend = meta_model(cfg)
+    check_model_size(skeleton)
+    return Detector(cfg, frontend=frontend)
+
+
+def meta_model(cfg: ModelConfig) -> tuple[nn.Module, nn.Module | None]:
+    """(the detector's modules with shapes but no memory, under the names of Detector's state dict; the front-end
+    when it had to be built for real). A front-end that cannot be built on the meta device (one that computes its
+    filters, or loads a checkpoint) is built on the CPU: its size is bounded by its options or by the checkpoint
+    on disk. A back-end that cannot is left out (None)."""
+    fe_cls, fe_cfg, be_cls, be_cfg = cfg.component_configs()
+    skeleton = nn.Module()
+    skeleton.frontend = on_meta(lambda: fe_cls(fe_cfg))
+    real = None
+    if skeleton.frontend is None:
+        skeleton.frontend = real = on_cpu(lambda: fe_cls(fe_cfg))
+    skeleton.backend = on_meta(lambda: be_cls(be_cfg, skeleton.frontend.out_dim))
+    return skeleton, real
+
+
+def on_meta(build) -> nn.Module | None:
+    """build() on the meta device (shapes, no memory), or None when it cannot run there (the meta device holds no
+    values to compute with); a real build then runs, or reports, it."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except Exception:  # noqa: BLE001 - retried, or reported, by the real build
+        return None
+
+
+def on_cpu(build) -> nn.Module:
+    """build() on the CPU, also inside a meta-device size check."""
+    with torch.device("cpu"):
+        return build()
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Elements of the module's state dict, each tied tensor once (works on the meta device)."""
+    unique = {id(t): t for t in module.state_dict(keep_vars=True).values()}
+    return sum(t.numel() for t in unique.values())
+
+
+def check_model_size(skeleton: nn.Module, limit: int = MAX_PARAMETERS, what: str = "model") -> None:
+    """A ConfigError giving the size when `skeleton` (e.g. meta_model's) holds more than `limit` weights; a part
+    left out (None) is not counted."""
+    count = parameter_count(skeleton)
+    if count > limit:
+        raise ConfigError(f"{what}: the configured sizes give {count / 1e9:.3g} billion parameters, more than the "
+                          f"{limit / 1e9:g} billion spoofrl builds; check the size options")
 
 
 def load_model_preset(name_or_path: str, overrides: list[str] | None = None) -> ModelConfig:

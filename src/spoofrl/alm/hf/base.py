@@ -38,13 +38,18 @@ from torch import nn
 
 from spoofrl.alm.batch import AlmBatch, Completions
 from spoofrl.alm.decoding import Prefix, PrefixLM, check_reserved, left_padded, positions
-from spoofrl.alm.hf.lora import LoraOptions, apply_lora, merged_state_dict, options_from_peft
+from spoofrl.alm.hf.lora import LoraOptions, apply_lora, check_adapter_folder, merged_state_dict, options_from_peft
+from spoofrl.alm.template import ChatTemplate, TemplateRenderError, template_variables
 from spoofrl.alm.tokenizer import AUDIO
 from spoofrl.errors import ConfigError
+from spoofrl.models.io import weights_mismatch
 
 # processor files copied next to a saved model (the tokenizer writes its own)
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "chat_template.json",
                    "chat_template.jinja")
+# what the feature extractor's integer settings may be (beyond them a folder's preprocessor config is refused)
+FEATURE_BOUNDS = {"sampling_rate": (1000, 384000), "n_fft": (16, 65536), "win_length": (1, 65536),
+                  "hop_length": (1, 65536), "n_mels": (1, 1024), "feature_size": (1, 1024), "chunk_length": (1, 3600)}
 
 
 class HfAlm(PrefixLM, nn.Module):
@@ -63,17 +68,22 @@ class HfAlm(PrefixLM, nn.Module):
     audio_markup: str                               # text that stands for one clip in a rendered prompt
 
     def __init__(self, model: nn.Module, tokenizer, *, folder: str | Path, chat_template: str | None = None,
-                 feature_config: dict | None = None, lora: LoraOptions | None = None):
+                 feature_config: dict | None = None, lora: LoraOptions | None = None,
+                 chat_template_file: str | Path | None = None, feature_file: str | Path | None = None):
+        """`chat_template_file` and `feature_file`: the files the chat template and the feature settings came
+        from, named in their errors."""
         super().__init__()
         mode = model.training
         self.model = model
         self.tokenizer = tokenizer
         self.folder = Path(folder)          # where the base weights and processor files came from
         self.feature_config = dict(feature_config or {})
+        self.feature_file = Path(feature_file) if feature_file else self.folder / "preprocessor_config.json"
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
         if not self.chat_template:
             raise ConfigError(f"{folder}: no chat template (tokenizer_config.json, chat_template.jinja or "
                               f"chat_template.json)")
+        self.template = ChatTemplate(self.chat_template, chat_template_file or self.folder / "chat_template.jinja")
         self.lora: LoraOptions | None = None
         self._peft = False
         self.setup_audio()
@@ -97,6 +107,17 @@ class HfAlm(PrefixLM, nn.Module):
             raise ConfigError(f"{self.folder}: the tokenizer has no token for audio_token_id "
                               f"{self.audio_token_id}")
         self.audio_markup = self.audio_token
+
+    def feature_int(self, key: str, default: int) -> int:
+        """An integer setting of the feature extractor (`default` when the folder does not set it), within
+        FEATURE_BOUNDS; anything else is a ConfigError naming the file."""
+        value = self.feature_config.get(key, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        low, high = FEATURE_BOUNDS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{self.feature_file}: {key} must be an integer in [{low}, {high}], got {value!r}")
+        return value
 
     def audio_inputs(self, waves: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """The audio arguments of the transformers model's own forward for these clips (what its processor
@@ -183,13 +204,27 @@ class HfAlm(PrefixLM, nn.Module):
 
     # --- adapters -------------------------------------------------------------------------------------------
     def attach_adapters(self, folder: str | Path) -> None:
-        """Load peft adapters saved by `save(merge=False)` onto this (plain) model, trainable."""
+        """Load peft adapters saved by `save(merge=False)` onto this (plain) model, trainable. The adapter file
+        must hold exactly the adapters its config describes (peft would start missing ones from scratch)."""
         from peft import PeftModel
+        from peft.utils import get_peft_model_state_dict
 
         if self._peft:
             raise ConfigError(f"{folder}: the model already has adapters")
-        self.model = PeftModel.from_pretrained(self.model, str(folder), is_trainable=True)
+        found = check_adapter_folder(folder)
+        try:
+            self.model = PeftModel.from_pretrained(self.model, str(folder), is_trainable=True)
+        except (ValueError, KeyError, TypeError, RuntimeError, OSError) as err:   # e.g. no matching module
+            detail = " ".join(str(err).split())[:300]
+            raise ConfigError(f"{folder}: cannot put these adapters on the model ({type(err).__name__}: "
+                              f"{detail})") from None
         self.lora, self._peft = options_from_peft(self.model.peft_config[self.model.active_adapter]), True
+        if found is not None:
+            expected = [((name,), tuple(t.shape)) for name, t in get_peft_model_state_dict(self.model).items()]
+            reason = weights_mismatch(found, expected)
+            if reason:
+                raise ConfigError(f"{Path(folder) / 'adapter_model.safetensors'}: adapters do not match "
+                                  f"adapter_config.json: {reason}")
         self.train(self.training)
 
     @contextlib.contextmanager
@@ -264,21 +299,18 @@ class HfAlm(PrefixLM, nn.Module):
             ([{"type": "text", "text": after}] if after else [])
         text = f"{before}{self.audio_markup}{after}" if count else f"{self.audio_markup}\n{prompt}"
         head = [{"role": "system", "content": system}] if system else []
+        failure = ""
         for content in (parts, text):      # the processors' structured form first, then plain text
-            rendered = self._apply_template(head + [{"role": "user", "content": content}])
-            if rendered is not None and rendered.count(self.audio_token) == 1:
+            try:
+                rendered = self.template.render(head + [{"role": "user", "content": content}],
+                                                add_generation_prompt=True, **template_variables(self.tokenizer))
+            except TemplateRenderError as err:   # e.g. a template for string contents meeting the structured form
+                failure = f" ({str(err).removeprefix(self.template.origin + ': ')})"
+                continue
+            if rendered.count(self.audio_token) == 1:
                 return rendered
-        raise ConfigError(f"{self.folder}: the chat template did not render one {self.audio_token} for prompt "
-                          f"{prompt[:60]!r}")
-
-    def _apply_template(self, messages: list[dict]) -> str | None:
-        from jinja2 import TemplateError
-
-        try:
-            return self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template, tokenize=False,
-                                                      add_generation_prompt=True)
-        except (TemplateError, TypeError, KeyError, AttributeError, ValueError):
-            return None   # e.g. a template for string contents meeting the structured form
+        raise ConfigError(f"{self.template.origin}: the chat template did not render one {self.audio_token} for "
+                          f"prompt {prompt[:60]!r}{failure}")
 
     def prompt_ids(self, prompt: str, system: str | None = None) -> list[int]:
         """Token ids of the rendered prompt with one audio placeholder token."""

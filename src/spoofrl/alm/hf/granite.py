@@ -30,16 +30,15 @@ class GraniteSpeechAlm(HfAlm):
     def setup_audio(self) -> None:
         super().setup_audio()
         config = self.core.config
-        fc = self.feature_config
         width = int(config.encoder_config.input_dim)
-        self.n_mels = int(fc.get("n_mels", fc.get("feature_size", width // 2)))
+        self.n_mels = self.feature_int("n_mels", self.feature_int("feature_size", width // 2))
         if 2 * self.n_mels != width:
             raise ConfigError(f"{self.folder}: the feature extractor stacks 2 x {self.n_mels} mel bands, the "
                               f"encoder takes {width}")
-        self.sample_rate = int(fc.get("sampling_rate", 16000))
-        self.n_fft = int(fc.get("n_fft", 512))
-        self.win_length = int(fc.get("win_length", 400))
-        self.hop = int(fc.get("hop_length", 160))
+        self.sample_rate = self.feature_int("sampling_rate", 16000)
+        self.n_fft = self.feature_int("n_fft", 512)
+        self.win_length = self.feature_int("win_length", 400)
+        self.hop = self.feature_int("hop_length", 160)
         self.window_size = int(config.window_size)
         self.downsample_rate = int(config.downsample_rate)
 

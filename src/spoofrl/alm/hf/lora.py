@@ -9,6 +9,7 @@ exactly, which the reference policy relies on).
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +21,8 @@ from spoofrl.config import invalid, option
 from spoofrl.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Adapters are low-rank: a rank above this (in LoraOptions or a saved adapter_config.json) is refused.
+MAX_RANK = 4096
 
 
 @dataclass
@@ -27,7 +30,8 @@ class LoraOptions:
     """Low-rank adapters on the language model; the base weights stay frozen (and serve as the GRPO reference
     policy, with the adapters switched off)."""
 
-    r: int = option(16, "rank of each adapter (the update of a weight W is B A, A: r x in, B: out x r)", ge=1)
+    r: int = option(16, "rank of each adapter (the update of a weight W is B A, A: r x in, B: out x r)", ge=1,
+                    le=MAX_RANK)
     alpha: float = option(32.0, "peft's lora_alpha: the update is scaled by alpha / r", gt=0)
     dropout: float = option(0.0, "peft's lora_dropout, on the adapter input in train mode; 0 keeps sampling and "
                                  "scoring the same distribution", ge=0.0, lt=1.0)
@@ -146,6 +150,31 @@ def merge_embedded_adapters(model: nn.Module) -> bool:
     if hasattr(model, "peft_config"):
         del model.peft_config
     return True
+
+
+def check_adapter_folder(folder) -> dict[str, tuple[int, ...]] | None:
+    """Before peft reads an adapter folder: adapter_config.json's ranks are at most MAX_RANK and the adapter
+    weights are a readable safetensors file (their names and shapes, from its header, are returned; None for
+    pickle weights). Problems are one-line ConfigErrors naming the file."""
+    from pathlib import Path
+
+    from spoofrl.models.io import tensor_shapes
+
+    folder = Path(folder)
+    path = folder / "adapter_config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ConfigError(f"{path}: unreadable JSON ({' '.join(str(err).split())[:200]})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    pattern = config.get("rank_pattern") or {}
+    ranks = [config.get("r", 8), *(pattern.values() if isinstance(pattern, dict) else [pattern])]
+    for rank in ranks:
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
+            raise ConfigError(f"{path}: adapter rank {rank!r} is not an integer in [1, {MAX_RANK}]")
+    weights = folder / "adapter_model.safetensors"
+    return tensor_shapes(weights) if weights.is_file() else None
 
 
 def fold_adapter_folder(model: nn.Module, folder) -> nn.Module:

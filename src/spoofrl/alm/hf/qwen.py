@@ -36,16 +36,15 @@ class _WhisperAudio(HfAlm):
         super().setup_audio()
         config = self.core.config
         self.audio_markup = f"{self.audio_bos}{self.audio_token}{self.audio_eos}"
-        fc = self.feature_config
         n_mels = int(config.audio_config.num_mel_bins)
-        self.n_mels = int(fc.get("feature_size", n_mels))
+        self.n_mels = self.feature_int("feature_size", n_mels)
         if self.n_mels != n_mels:
             raise ConfigError(f"{self.folder}: the feature extractor makes {self.n_mels} mel bands, the audio "
                               f"encoder takes {n_mels}")
-        self.sample_rate = int(fc.get("sampling_rate", 16000))
-        self.n_fft = int(fc.get("n_fft", 400))
-        self.hop = int(fc.get("hop_length", 160))
-        self.max_samples = int(fc.get("chunk_length", self.default_chunk_seconds())) * self.sample_rate
+        self.sample_rate = self.feature_int("sampling_rate", 16000)
+        self.n_fft = self.feature_int("n_fft", 400)
+        self.hop = self.feature_int("hop_length", 160)
+        self.max_samples = self.feature_int("chunk_length", self.default_chunk_seconds()) * self.sample_rate
 
     def default_chunk_seconds(self) -> int:
         return 30          # WhisperFeatureExtractor's default
