@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import chain_ops, float_tol
 from spoofrl.alm import AlmBatch, SamplingConfig, load_alm
 from spoofrl.alm.toy import attack_family, attack_family_manifest, spoken_digits_manifest, toy_item
 from spoofrl.audio import load_audio
@@ -80,7 +81,8 @@ def test_sft_names_the_attack_family_of_unheard_segments(families, tmp_path):
     accuracy = heldout_accuracy(run, families, 1, greedy)
     assert accuracy >= majority + 0.10, (accuracy, majority)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["best_dev_error"] <= 1 - accuracy + 1e-9   # the kept model is the best validated one
+    # the kept model is the best validated one: shares k / 36 in float64 (rounding ~1e-16 < 1e-9 << 1 / 36)
+    assert summary["best_dev_error"] <= 1 - accuracy + 1e-9
 
 
 def test_grpo_from_a_weak_sft_model_raises_the_heldout_reward(families, tmp_path):
@@ -183,7 +185,10 @@ def test_generative_sft_loss_is_the_models_sft_loss(low_high, tmp_path):
     loss, stats = objective(alm_batch, access, weights, None)
     assert alm_batch.references == [f"<answer>{'bonafide' if t == 1 else 'spoof'}</answer>"
                                     for t in batch.targets.tolist()]
-    assert torch.allclose(loss, task.model.sft_loss(alm_batch), atol=1e-6)
+    # the same log-probs summed in another order (per item, then over items, vs all at once): float32 sums of
+    # <= 100 terms of |log-prob| < 10, as a mean; per-sequence instead of per-token weighting would move it O(0.1)
+    torch.testing.assert_close(loss, task.model.sft_loss(alm_batch), rtol=0,
+                               atol=float_tol(torch.float32, chain_ops(100, 100), 10))     # 2.4e-5
     assert 0 < float(stats["p_token"]) < 1
 
 
@@ -207,6 +212,7 @@ def test_speech_to_text_grpo_on_bleu(tmp_path, mixed):
     grpo_rewards = [float(r["reward_mean"]) for r in rows if r["reward_mean"] and int(r["step"]) > 20]
     assert grpo_rewards and all(0.0 <= r <= 1.5 for r in grpo_rewards)
     if mixed:  # every group holds the transcript itself, scored BLEU 1 and chrF 1 (total 1.5 of 1.5)
+        # a float32 mean of 4 rewards <= 1.5 (eps 1.2e-7 x 4 x 1.5 = 7e-7) written with 6 digits (2e-7): 1e-6
         assert min(grpo_rewards) >= 1.5 / 4 - 1e-6
     dev = [float(r["dev_error"]) for r in rows if r["dev_error"]]
     assert len(dev) == 3 and all(0.0 <= d <= 1.0 for d in dev)

@@ -15,6 +15,9 @@ from spoofrl.metrics.calibration import (Calibration, fit_calibration, p_spoof_f
                                          read_calibration, save_calibration)
 
 
+# The tolerances on fitted slopes and offsets are statistical: the sampling error of a fit to n seeded draws
+# (numpy's generators give the same draws on every machine). The fit itself is float64 L-BFGS, whose rounding
+# (~1e-12 relative) is far below them; the exact identities (priors, thresholds) use approx's 1e-6 relative.
 def gaussian_scores(mu_bona, mu_spoof, sigma, n, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(mu_bona, sigma, n), rng.normal(mu_spoof, sigma, n)
@@ -141,6 +144,8 @@ def test_calibrate_command_writes_calibration_and_detect_uses_it(tmp_path, run_d
     # The raw dev scores are kept: a refit at another prior reuses them and gives the same slope as scoring.
     assert main(["calibrate", str(run_dir), "--scores", data["fitted_on"]["scores"], "--prior", "0.3"]) == 0
     capsys.readouterr()
+    # the same float64 scores (written in round-trip form), in the same order, through the same fit in one
+    # process: the same slope (1e-9 is only room for the JSON's decimal form); other data would move it by %
     assert read_calibration(run_dir).a == pytest.approx(data["a"], rel=1e-9)
     assert set(data["before"]) == set(data["after"]) == {"eer", "min_dcf", "act_dcf", "cllr"}
     assert data["after"]["cllr"] <= data["before"]["cllr"] + 1e-9  # fitted to minimise (prior-weighted) CLLR-like loss

@@ -26,7 +26,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from test_detect import crafted_model_dir, hiss, low_tone  # noqa: E402
+from test_detect import crafted_model_dir, hiss, low_tone, score_tol  # noqa: E402
 
 from spoofrl.detect import DetectOptions, detect_files, load_detection_model, report_dict  # noqa: E402
 from spoofrl.serve import ServeLimits, create_app  # noqa: E402
@@ -194,7 +194,9 @@ def test_concurrent_requests_each_get_their_own_result(client):
         assert resp.status_code == 200
         f = resp.json()["files"][0]
         assert f["path"] == name and f["duration"] == pytest.approx(seconds, abs=1e-3)
-        assert f["verdict"] == verdict and f["score"] == pytest.approx(serial[name], abs=1e-4)
+        # the same clip scored in other company: rounding of the forward and of the 6 written digits
+        # (score_tol, < 1e-3); clips of one kind score >= 0.03 apart (and their durations differ)
+        assert f["verdict"] == verdict and f["score"] == pytest.approx(serial[name], abs=score_tol(serial[name]))
 
 
 @pytest.mark.parametrize("option, words", [
