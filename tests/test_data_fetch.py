@@ -63,8 +63,12 @@ def _wav(seconds: float = 0.5, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def build_deb(out_dir: Path, package: str, files: dict[str, bytes], version: str = "1.6.1-1") -> Path:
-    """A real .deb built by dpkg-deb from a fake package tree."""
+class Link(str):
+    """A symbolic link in a fixture package, pointing at this target."""
+
+
+def build_deb(out_dir: Path, package: str, files: dict[str, bytes | Link], version: str = "1.6.1-1") -> Path:
+    """A real .deb built by dpkg-deb from a fake package tree; a `Link` value becomes a symbolic link in it."""
     tree = out_dir / f"tree-{package}"
     shutil.rmtree(tree, ignore_errors=True)
     (tree / "DEBIAN").mkdir(parents=True)
@@ -73,7 +77,10 @@ def build_deb(out_dir: Path, package: str, files: dict[str, bytes], version: str
     for rel, data in files.items():
         path = tree / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        if isinstance(data, Link):
+            path.symlink_to(str(data))
+        else:
+            path.write_bytes(data)
     deb = out_dir / f"{package}_{version}_all.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True,
                    capture_output=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from test_data_fetch import AUDIO_PKG, COPYRIGHT, PROMPTS, TEXT_PKG, VOICE, _wav
+from test_data_fetch import AUDIO_PKG, COPYRIGHT, PROMPTS, TEXT_PKG, VOICE, Link, _wav, build_deb
 
 from spoofrl.cli import main
 from spoofrl.data.manifest import read_manifest
@@ -33,30 +33,6 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[1]
 # What the check cache of spoofrl before issue 25 holds for a G.722 clip checked without ffmpeg.
 OLD_NO_FFMPEG_VERDICT = "not readable by soundfile, and ffmpeg (needed for mp3/m4a/opus/...) is not installed"
-
-
-class Link(str):
-    """A symbolic link in a fixture package, pointing at this target."""
-
-
-def build_deb(out_dir: Path, package: str, files: dict[str, bytes | Link], version: str = "1.6.1-1") -> Path:
-    """A .deb built by dpkg-deb from a package tree; a `Link` value becomes a symbolic link in it."""
-    tree = out_dir / f"tree-{package}"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN/control").write_text(f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
-                                         f"Maintainer: Test <test@example.org>\nDescription: test fixture\n")
-    for rel, data in files.items():
-        path = tree / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, Link):
-            path.symlink_to(str(data))
-        else:
-            path.write_bytes(data)
-    deb = out_dir / f"{package}_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True,
-                   capture_output=True)
-    shutil.rmtree(tree)
-    return deb
 
 
 def g722(seconds: float, freq: int) -> bytes:

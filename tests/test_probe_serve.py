@@ -8,7 +8,6 @@ the clip's evidence-grounded rationale (tests/test_explain_cli.py: script_genera
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import shutil
 import socket
@@ -26,6 +25,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from test_detect import crafted_model_dir, low_tone  # noqa: E402
 from test_explain_cli import script_generate  # noqa: E402
+from test_serve_explain import wav_bytes  # noqa: E402
 
 from spoofrl.detect import load_detection_model  # noqa: E402
 from spoofrl.detect.explainer import default_explainer_path  # noqa: E402
@@ -36,12 +36,6 @@ MAX_SECONDS = 20.0
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 pytestmark = pytest.mark.skipif(not (default_explainer_path() / "alm.json").is_file(),
                                 reason="no bundled explainer in this checkout")
-
-
-def wav_bytes(x: np.ndarray, sr: int = SR) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, x.astype(np.float32), sr, format="WAV")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
