@@ -60,14 +60,19 @@ def for_sources(sources: Iterable) -> tuple[Prerequisite, ...]:
     return (FFMPEG,) if codecs & FFMPEG_ONLY_CODECS else ()
 
 
+def festival_voice_list(festival: str) -> set[str]:
+    """The voices the festival program at this path lists (OSError / TimeoutExpired when it cannot run)."""
+    proc = subprocess.run([festival, "--pipe"], input="(print (voice.list))\n", capture_output=True,
+                          text=True, timeout=_FESTIVAL_TIMEOUT_S)
+    return set(proc.stdout.replace("(", " ").replace(")", " ").split())
+
+
 def _festival_voices(festival: str) -> set[str]:
     """The voices this festival lists; none when it cannot run (then every voice is reported missing)."""
     try:
-        proc = subprocess.run([festival, "--pipe"], input="(print (voice.list))\n", capture_output=True,
-                              text=True, timeout=_FESTIVAL_TIMEOUT_S)
+        return festival_voice_list(festival)
     except (OSError, subprocess.TimeoutExpired):
         return set()
-    return set(proc.stdout.replace("(", " ").replace(")", " ").split())
 
 
 def missing(needed: Sequence[Prerequisite]) -> list[Prerequisite]:

@@ -168,10 +168,8 @@ def _which(engine: str) -> str:
 
 
 def _festival_voices() -> set[str]:
-    proc = subprocess.run([_which("festival"), "--pipe"], input="(print (voice.list))\n",
-                          capture_output=True, text=True, timeout=60)
-    text = proc.stdout.replace("(", " ").replace(")", " ")
-    return set(text.split())
+    from spoofrl.prereqs import festival_voice_list
+    return festival_voice_list(_which("festival"))
 
 
 def _flite_voices() -> set[str]:
